@@ -1,0 +1,391 @@
+"""Ground truth of a world and distances between modalities (docs/theory.md, G2, G5, B1).
+
+* :func:`tv_latent`: the exact modality distance ``TV(law(s, y), law(s_B, y))`` of every
+  channel (closed forms of G2), float64.
+* :func:`tv_monte_carlo`: a Monte Carlo TV between two known densities with a Hoeffding
+  interval, ``TV = E_{x~P} max(0, 1 - q(x)/p(x))``.
+* :func:`bayes_error`: eps*_A, eps*_B (closed form for K = 2, Monte Carlo with an interval
+  otherwise).
+* :func:`tv_classifier_lower_bound`: a certified lower bound on TV from a held-out two-sample
+  classifier, ``TV >= 2 acc - 1`` minus a Hoeffding slack.
+* :func:`gaussian_feature_tv`: TV between learned source and target features on the Gaussian
+  track (linear maps and encoders), the certified quantity of B1b.
+
+Everything that is a bound or a tail probability is computed in float64 (numpy/scipy).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import special, stats
+
+from cmcd_theory.probe import fit_probe, probe_predict
+from cmcd_theory.worlds import WorldConfig, World
+
+
+class Interval(NamedTuple):
+    """A Monte Carlo estimate with a two-sided ``1 - delta`` Hoeffding interval."""
+
+    estimate: float
+    lower: float
+    upper: float
+    n: int
+    delta: float
+
+
+def _check_delta(delta):
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+
+
+def _check_t(t):
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"t must be in [0, 1], got {t!r}")
+
+
+def _tv_equal_cov(dist, sigma):
+    """TV between N(a, s^2 I) and N(b, s^2 I) with norm(a - b) = dist: 2 Phi(dist / 2s) - 1."""
+    return 2.0 * special.ndtr(dist / (2.0 * sigma)) - 1.0
+
+
+def _latent_b_params(config: WorldConfig, t: float):
+    """Class means (K, k), and the isotropic std of the Gaussian part of s_B | y."""
+    mu = config.class_means()
+    if config.channel == "attenuate":
+        return mu - t * mu * config.attenuated_mask(), config.sigma
+    if config.channel == "noise":
+        return mu, math.sqrt(config.sigma ** 2 + (t * config.eta_max) ** 2)
+    if config.channel == "rotate":
+        a = t * math.pi / 2
+        r = np.eye(config.latent_dim)
+        r[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
+        return mu @ r.T, config.sigma
+    return mu, config.sigma  # corrupt: the mixture's class part
+
+
+def tv_latent_per_class(config: WorldConfig, t: float | None = None) -> np.ndarray:
+    r"""Exact ``TV(law(s | y), law(s_B | y))`` for each class y (G2), shape (K,), float64.
+
+    * attenuate: ``2 Phi(t norm(P_J mu_y) / 2 sigma) - 1``
+    * noise: ``F(r2 / sigma1^2) - F(r2 / sigma2^2)``, F the chi-square(k) CDF,
+      ``r2 = 2 k ln(sigma2/sigma1) sigma1^2 sigma2^2 / (sigma2^2 - sigma1^2)``
+    * corrupt: ``t (2 Phi(norm(mu_y) / 2 sigma) - 1)``
+    * rotate: ``2 Phi(norm(mu_y - R_t mu_y) / 2 sigma) - 1``
+    """
+    t = config.t if t is None else float(t)
+    _check_t(t)
+    mu, sigma = config.class_means(), config.sigma
+    if config.channel == "attenuate":
+        return _tv_equal_cov(t * np.linalg.norm(mu * config.attenuated_mask(), axis=1), sigma)
+    if config.channel == "noise":
+        k = config.latent_dim
+        s1, s2 = sigma, math.sqrt(sigma ** 2 + (t * config.eta_max) ** 2)
+        if s2 == s1:
+            return np.zeros(config.num_classes)
+        r2 = 2 * k * math.log(s2 / s1) * s1 ** 2 * s2 ** 2 / (s2 ** 2 - s1 ** 2)
+        tv = stats.chi2.cdf(r2 / s1 ** 2, k) - stats.chi2.cdf(r2 / s2 ** 2, k)
+        return np.full(config.num_classes, tv)
+    if config.channel == "corrupt":
+        return t * _tv_equal_cov(np.linalg.norm(mu, axis=1), sigma)
+    mu_b, _ = _latent_b_params(config, t)
+    return _tv_equal_cov(np.linalg.norm(mu - mu_b, axis=1), sigma)
+
+
+def tv_latent(config: WorldConfig, t: float | None = None) -> float:
+    """Exact modality distance ``TV_latent(t) = sum_y pi_y TV(law(s|y), law(s_B|y))`` (G2)."""
+    return float(np.mean(tv_latent_per_class(config, t)))
+
+
+# ---- known densities of the latents (float64) ----------------------------------------------
+
+def _iso_logpdf(x, mean, std):
+    k = x.shape[-1]
+    return (-0.5 * np.sum((x - mean) ** 2, axis=-1) / std ** 2
+            - k * math.log(std) - 0.5 * k * math.log(2 * math.pi))
+
+
+def latent_logpdf(config: WorldConfig, modality: str, y: int, x: np.ndarray,
+                  t: float | None = None) -> np.ndarray:
+    """Log density of ``s | y`` (modality ``"A"``) or ``s_B | y`` (``"B"``) at rows of x."""
+    t = config.t if t is None else float(t)
+    mu = config.class_means()
+    if modality == "A":
+        return _iso_logpdf(x, mu[y], config.sigma)
+    if modality != "B":
+        raise ValueError(f"modality must be 'A' or 'B', got {modality!r}")
+    mu_b, std = _latent_b_params(config, t)
+    if config.channel == "corrupt":
+        if t == 0:
+            return _iso_logpdf(x, mu[y], config.sigma)
+        if t == 1:
+            return _iso_logpdf(x, 0.0, config.sigma)
+        return np.logaddexp(math.log1p(-t) + _iso_logpdf(x, mu[y], config.sigma),
+                            math.log(t) + _iso_logpdf(x, 0.0, config.sigma))
+    return _iso_logpdf(x, mu_b[y], std)
+
+
+def sample_latent_np(config: WorldConfig, modality: str, y: int, n: int,
+                     rng: np.random.Generator, t: float | None = None) -> np.ndarray:
+    """Draw n rows of ``s | y`` (``"A"``) or ``s_B | y`` (``"B"``) in float64 numpy."""
+    t = config.t if t is None else float(t)
+    mu, k = config.class_means(), config.latent_dim
+    xi = rng.standard_normal((n, k))
+    if modality == "A":
+        return mu[y] + config.sigma * xi
+    mu_b, std = _latent_b_params(config, t)
+    if config.channel == "corrupt":
+        out = mu[y] + config.sigma * xi
+        repl = rng.random(n) < t
+        out[repl] = config.sigma * rng.standard_normal((int(repl.sum()), k))
+        return out
+    return mu_b[y] + std * xi
+
+
+def tv_monte_carlo(sample_p, logpdf_p, logpdf_q, n: int, rng: np.random.Generator,
+                   delta: float = 0.01) -> Interval:
+    r"""Monte Carlo TV between two known densities with a Hoeffding interval.
+
+    .. math:: \mathrm{TV}(P, Q) = \mathbb E_{x\sim P}\max\big(0, 1 - q(x)/p(x)\big)
+
+    The integrand lies in [0, 1], so ``estimate +- sqrt(log(2/delta) / 2n)`` covers TV with
+    probability >= 1 - delta.
+
+    Args:
+      sample_p: ``(n, rng) -> (n, d)`` sampler of P.
+      logpdf_p, logpdf_q: ``(n, d) -> (n,)`` log densities.
+      n: number of draws.
+      rng: numpy Generator (explicit seed).
+      delta: confidence level of the interval.
+
+    Returns:
+      :class:`Interval`.
+    """
+    _check_delta(delta)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    x = sample_p(n, rng)
+    ratio = np.exp(np.minimum(logpdf_q(x) - logpdf_p(x), 0.0))  # q/p capped at 1
+    est = float(np.mean(1.0 - ratio))
+    half = math.sqrt(math.log(2 / delta) / (2 * n))
+    return Interval(est, est - half, est + half, n, delta)
+
+
+def tv_latent_monte_carlo(config: WorldConfig, t: float | None = None, n: int = 100_000,
+                          seed: int = 0, delta: float = 0.01) -> Interval:
+    """Monte Carlo ``TV_latent`` (n draws per class), to check the closed forms of G2.
+
+    The class average of K independent means of n [0, 1]-variables each is a mean of nK
+    independent [0, 1]-variables, so Hoeffding with nK draws gives its interval.
+    """
+    _check_delta(delta)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for y in range(config.num_classes):
+        x = sample_latent_np(config, "A", y, n, rng, t)
+        lq = latent_logpdf(config, "B", y, x, t)
+        lp = latent_logpdf(config, "A", y, x, t)
+        vals.append(np.mean(1.0 - np.exp(np.minimum(lq - lp, 0.0))))
+    est = float(np.mean(vals))
+    half = math.sqrt(math.log(2 / delta) / (2 * n * config.num_classes))
+    return Interval(est, est - half, est + half, n * config.num_classes, delta)
+
+
+# ---- Bayes errors (G5) -----------------------------------------------------------------------
+
+def bayes_error(config: WorldConfig, modality: str, t: float | None = None, n: int = 200_000,
+                seed: int = 0, delta: float = 0.01) -> Interval:
+    """Bayes error of predicting y from the latent of ``modality`` (G5).
+
+    With G3's injective, noise-free maps this is also the Bayes error from the observation.
+    K = 2: closed form (interval of zero width). Equal isotropic covariances give
+    ``Phi(-norm(m_1 - m_2) / 2 s)``; for ``corrupt`` the common N(0, sigma^2 I) part cancels
+    in the posterior, so the Bayes rule is the clean one and errs with probability 1/2 on a
+    replaced latent (the means have equal norms): ``(1 - t) Phi(-Delta / 2 sigma) + t / 2``.
+    K > 2: Monte Carlo of the posterior argmax with a Hoeffding interval.
+    """
+    _check_delta(delta)
+    if modality not in ("A", "B"):
+        raise ValueError(f"modality must be 'A' or 'B', got {modality!r}")
+    t = config.t if t is None else float(t)
+    _check_t(t)
+    if config.obs_noise > 0:
+        raise ValueError("bayes_error is the latent Bayes error; it equals the observation's "
+                         "only for obs_noise = 0")
+    K = config.num_classes
+    if K == 2:
+        if modality == "A" or config.channel == "rotate":
+            v = special.ndtr(-config.separation / (2 * config.sigma))
+        elif config.channel == "corrupt":
+            v = (1 - t) * special.ndtr(-config.separation / (2 * config.sigma)) + t / 2
+        else:
+            mu_b, std = _latent_b_params(config, t)
+            v = special.ndtr(-np.linalg.norm(mu_b[0] - mu_b[1]) / (2 * std))
+        v = float(v)
+        return Interval(v, v, v, 0, delta)
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, n)
+    x = np.empty((n, config.latent_dim))
+    for c in range(K):
+        idx = np.flatnonzero(y == c)
+        x[idx] = sample_latent_np(config, modality, c, idx.size, rng, t)
+    logp = np.stack([latent_logpdf(config, modality, c, x, t) for c in range(K)], axis=1)
+    est = float(np.mean(np.argmax(logp, axis=1) != y))
+    half = math.sqrt(math.log(2 / delta) / (2 * n))
+    return Interval(est, max(est - half, 0.0), min(est + half, 1.0), n, delta)
+
+
+# ---- certified lower bound from a two-sample classifier (B1) -----------------------------------
+
+def _quadratic_features(x, y, num_classes):
+    f = jnp.concatenate([jnp.ones_like(x[:, :1]), x, x * x], axis=1)
+    if y is None:
+        return f
+    onehot = jax.nn.one_hot(y, num_classes, dtype=x.dtype)
+    return (onehot[:, :, None] * f[:, None, :]).reshape(x.shape[0], -1)
+
+
+def tv_classifier_lower_bound(key: jax.Array, xp, xq, yp=None, yq=None, *, num_classes=None,
+                              delta: float = 0.05, train_frac: float = 0.5,
+                              l2: float = 1e-4) -> dict:
+    r"""Certified lower bound on ``TV(P, Q)`` from a held-out two-sample classifier (B1).
+
+    A classifier f trained on the first part of the samples is tested on ``n_test`` held-out
+    pairs ``(x_p^i, x_q^i)``. For any fixed f, the balanced accuracy satisfies
+    ``acc = 1/2 + (P(E) - Q(E)) / 2 <= 1/2 + TV / 2`` with ``E = {f = P}``. The pair terms
+    ``(1[f(x_p^i) = P] + 1[f(x_q^i) = Q]) / 2`` are independent across i (even when
+    ``x_p^i`` and ``x_q^i`` are coupled, e.g. the two modalities of one latent), so Hoeffding
+    over the n_test pairs gives, with probability >= 1 - delta,
+
+    .. math:: \mathrm{TV} \ge 2\,\widehat{acc} - 1 - 2\sqrt{\log(1/\delta) / (2 n_{test})}.
+
+    The classifier is a logistic regression on quadratic features ``[1, x, x^2]`` (so a change
+    of variance is visible), per class when labels are given (then the bound is on the TV of
+    the joint laws ``(x, y)``, B1's quantity).
+
+    Args:
+      key: PRNG key for the shuffle.
+      xp, xq: samples (n, d) of P and Q (same n).
+      yp, yq: optional labels (n,) to bound the TV of the joint laws.
+      num_classes: K, required with labels.
+      delta: confidence level.
+      train_frac: fraction of the pairs used to fit the classifier.
+      l2: ridge strength of the classifier.
+
+    Returns:
+      dict with ``lower`` (the certified bound, may be negative: TV >= 0 always holds too),
+      ``estimate`` (``2 acc - 1``, a point estimate without guarantee), ``acc``, ``slack``,
+      ``n_test``, ``delta``.
+    """
+    _check_delta(delta)
+    xp, xq = jnp.asarray(xp, jnp.float32), jnp.asarray(xq, jnp.float32)
+    if xp.shape != xq.shape or xp.ndim != 2:
+        raise ValueError(f"xp and xq must have the same shape (n, d), got {xp.shape}, {xq.shape}")
+    if (yp is None) != (yq is None):
+        raise ValueError("give both yp and yq, or neither")
+    if yp is not None and num_classes is None:
+        raise ValueError("num_classes is required with labels")
+    if not 0 < train_frac < 1:
+        raise ValueError(f"train_frac must be in (0, 1), got {train_frac}")
+    n = xp.shape[0]
+    n_train = int(round(train_frac * n))
+    n_test = n - n_train
+    if n_train < 2 or n_test < 1:
+        raise ValueError(f"need more samples: n={n} gives n_train={n_train}, n_test={n_test}")
+    perm = jax.random.permutation(key, n)
+    tr, te = perm[:n_train], perm[n_train:]
+    fp = _quadratic_features(xp, None if yp is None else jnp.asarray(yp), num_classes)
+    fq = _quadratic_features(xq, None if yq is None else jnp.asarray(yq), num_classes)
+    # standardise with training statistics (columns that are constant keep scale 1)
+    ftr = jnp.concatenate([fp[tr], fq[tr]])
+    mean, std = ftr.mean(0), ftr.std(0)
+    std = jnp.where(std > 1e-8, std, 1.0)
+    ztr = (ftr - mean) / std
+    ltr = jnp.concatenate([jnp.zeros(n_train, jnp.int32), jnp.ones(n_train, jnp.int32)])
+    clf = fit_probe(ztr, ltr, 2, l2=l2, steps=100)
+    ok_p = probe_predict(clf, (fp[te] - mean) / std) == 0
+    ok_q = probe_predict(clf, (fq[te] - mean) / std) == 1
+    acc = float(jnp.mean(0.5 * (ok_p.astype(jnp.float32) + ok_q.astype(jnp.float32))))
+    slack = 2.0 * math.sqrt(math.log(1.0 / delta) / (2.0 * n_test))
+    return {"lower": 2 * acc - 1 - slack, "estimate": 2 * acc - 1, "acc": acc, "slack": slack,
+            "n_test": n_test, "delta": delta}
+
+
+# ---- B1 on the Gaussian track: TV of learned features ---------------------------------------
+
+def gaussian_mixture_tv(means_p, covs_p, means_q, covs_q, n: int = 100_000, seed: int = 0,
+                        delta: float = 0.01) -> Interval:
+    """Class-averaged TV between Gaussian class-conditionals, by Monte Carlo (B1b).
+
+    ``TV(P, Q) = (1/K) sum_y TV(N(m^p_y, C^p_y), N(m^q_y, C^q_y))`` for equal uniform label
+    marginals; each term by :func:`tv_monte_carlo` logic with n draws, the average's interval by
+    Hoeffding over the nK draws. Covariances must be positive definite (else the supports
+    differ and TV needs no Monte Carlo: raise).
+    """
+    _check_delta(delta)
+    means_p, means_q = np.asarray(means_p, np.float64), np.asarray(means_q, np.float64)
+    covs_p, covs_q = np.asarray(covs_p, np.float64), np.asarray(covs_q, np.float64)
+    K, d = means_p.shape
+    rng = np.random.default_rng(seed)
+    vals = []
+    for y in range(K):
+        try:
+            lp_chol = np.linalg.cholesky(covs_p[y])
+            lq_chol = np.linalg.cholesky(covs_q[y])
+        except np.linalg.LinAlgError as err:
+            raise ValueError(f"covariance of class {y} is not positive definite") from err
+        x = means_p[y] + rng.standard_normal((n, d)) @ lp_chol.T
+
+        def logpdf(x, m, chol):
+            sol = np.linalg.solve(chol, (x - m).T)
+            return -0.5 * np.sum(sol ** 2, 0) - np.sum(np.log(np.diag(chol)))
+
+        lr = logpdf(x, means_q[y], lq_chol) - logpdf(x, means_p[y], lp_chol)
+        vals.append(np.mean(1.0 - np.exp(np.minimum(lr, 0.0))))
+    est = float(np.mean(vals))
+    half = math.sqrt(math.log(2 / delta) / (2 * n * K))
+    return Interval(est, est - half, est + half, n * K, delta)
+
+
+def feature_gaussians(world: World, W: np.ndarray, modality: str, t: float | None = None):
+    """Class-conditional Gaussians of the pre-normalisation features ``u = W x`` (B1b track).
+
+    Requires the linear observation map and a channel that keeps latents Gaussian
+    (attenuate, noise, rotate). The linear encoder's clip does not matter after normalisation
+    (``normalize(W clip(x)) = normalize(W x)``) and normalisation can only shrink TV (data
+    processing), so the TV of these Gaussians upper-bounds the TV of the normalised features.
+
+    Returns:
+      ``(means (K, p), covs (K, p, p))`` in float64.
+    """
+    cfg = world.config
+    if cfg.observation != "linear":
+        raise ValueError("the Gaussian track needs observation='linear'")
+    W = np.asarray(W, np.float64)
+    Q = np.asarray(world.maps["Q" + modality], np.float64)
+    A = W @ Q
+    if modality == "A":
+        mu, std = cfg.class_means(), cfg.sigma
+    else:
+        if cfg.channel == "corrupt":
+            raise ValueError("the corrupt channel gives a mixture: not on the Gaussian track")
+        mu, std = _latent_b_params(cfg, cfg.t if t is None else float(t))
+    means = mu @ A.T
+    cov = std ** 2 * A @ A.T + cfg.obs_noise ** 2 * W @ W.T
+    return means, np.broadcast_to(cov, (cfg.num_classes,) + cov.shape).copy()
+
+
+def gaussian_feature_tv(world: World, W_A, W_B, t: float | None = None, n: int = 100_000,
+                        seed: int = 0, delta: float = 0.01) -> Interval:
+    """``TV(P^A, P^B)`` of the learned features ``W_A x_A`` and ``W_B x_B`` (B1b, Gaussian track).
+
+    Its ``upper`` end is a certified upper bound (probability >= 1 - delta) on the TV of the
+    normalised features the head sees.
+    """
+    mp, cp = feature_gaussians(world, W_A, "A", t)
+    mq, cq = feature_gaussians(world, W_B, "B", t)
+    return gaussian_mixture_tv(mp, cp, mq, cq, n=n, seed=seed, delta=delta)
