@@ -306,7 +306,7 @@ def tv_classifier_lower_bound(key: jax.Array, xp, xq, yp=None, yq=None, *, num_c
     std = jnp.where(std > 1e-8, std, 1.0)
     ztr = (ftr - mean) / std
     ltr = jnp.concatenate([jnp.zeros(n_train, jnp.int32), jnp.ones(n_train, jnp.int32)])
-    clf = fit_probe(ztr, ltr, 2, l2=l2, steps=100)
+    clf = fit_probe(ztr, ltr, 2, l2=l2, steps=300)
     ok_p = probe_predict(clf, (fp[te] - mean) / std) == 0
     ok_q = probe_predict(clf, (fq[te] - mean) / std) == 1
     acc = float(jnp.mean(0.5 * (ok_p.astype(jnp.float32) + ok_q.astype(jnp.float32))))

@@ -1,0 +1,222 @@
+"""One CMCD run on a world, and its baselines on the same data (docs/theory.md, O and B6).
+
+:func:`run_pipeline` (world, method, sizes and hyper-parameters, key) -> named metrics. It is
+the composition of
+
+* :func:`train_teacher`: stage 1 on M source samples; depends only on the key's first half,
+  never on the channel knob t or the method, so a sweep trains it once per seed and shares it;
+* :func:`run_downstream`: stage 2 (distillation) and stage 3 (probe) or a baseline, and the
+  evaluation on a large labeled paired test set.
+
+Methods: ``cmc``, ``cmd``, ``l2`` (CMCD with the O2, O3, O4 stage-2 loss) and the baselines
+``supervised`` (encoder + head trained on the n target labels only), ``target_ssl`` (InfoNCE on
+target views of the m unlabeled target samples, then the probe), ``random`` (a random frozen
+encoder plus the probe) and ``oracle`` (the probe on the true target latent s_B, which
+approaches eps*_B). All methods of one seed see the same samples (common random numbers).
+
+Everything is pure and jit-able with ``method`` and ``config`` static and ``t`` traced, so a
+sweep ``vmap`` s seeds and distances.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from cmcd_theory import worlds
+from cmcd_theory.models import Encoder, make_encoder, normalize
+from cmcd_theory.probe import fit_probe, probe_error
+from cmcd_theory.training import (DISTILL_METHODS, TrainConfig, train_distill, train_ssl,
+                                  train_supervised, tuple_loss)
+
+BASELINES = ("supervised", "target_ssl", "random", "oracle")
+METHODS = DISTILL_METHODS + BASELINES
+TEACHER_METHODS = DISTILL_METHODS
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Sizes and hyper-parameters of one CMCD run (hashable: a static jit argument).
+
+    Attributes:
+      M, m, n: source samples (stage 1), unlabeled pairs (stage 2), target labels (stage 3).
+      encoder: ``"linear"`` (theory track, ``W clip(x)``) or ``"mlp"``.
+      feature_dim: feature dimension p; ``None`` = the world's latent_dim (the Gaussian track
+        of B1b needs p = k).
+      hidden: hidden widths of the MLP encoder.
+      ssl, distill, supervised: :class:`~cmcd_theory.training.TrainConfig` of each stage.
+      probe_l2, probe_steps: ridge and full-batch Adam steps of the stage-3 probe.
+      n_test: labeled paired test samples (Hoeffding slack <= 0.0087 at delta 0.05 for 20000).
+      n_pop: fresh pairs on which the stage-2 population loss is estimated.
+      tuple_size: N, pairs per tuple in the stage-2 training and population losses (B4).
+    """
+
+    M: int = 4096
+    m: int = 2048
+    n: int = 512
+    encoder: str = "linear"
+    feature_dim: int | None = None
+    hidden: tuple = (64,)
+    ssl: TrainConfig = TrainConfig(steps=500, batch_size=256, lr=1e-2, tau=0.1)
+    distill: TrainConfig = TrainConfig(steps=500, batch_size=256, lr=1e-2, tau=0.1)
+    supervised: TrainConfig = TrainConfig(steps=500, batch_size=128, lr=1e-2)
+    probe_l2: float = 1e-3
+    probe_steps: int = 300
+    n_test: int = 20000
+    n_pop: int = 16384
+    tuple_size: int = 128
+
+    def __post_init__(self):
+        for name in ("M", "m", "n", "n_test", "n_pop", "tuple_size", "probe_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.encoder not in ("linear", "mlp"):
+            raise ValueError(f"encoder must be 'linear' or 'mlp', got {self.encoder!r}")
+        if self.feature_dim is not None and (not isinstance(self.feature_dim, int) or self.feature_dim < 1):
+            raise ValueError(f"feature_dim must be a positive integer or None, got {self.feature_dim!r}")
+        if self.m < self.tuple_size:
+            raise ValueError(f"m must be >= tuple_size={self.tuple_size} (one tuple at least), got {self.m}")
+        if self.n_pop < self.tuple_size:
+            raise ValueError(f"n_pop must be >= tuple_size={self.tuple_size}, got {self.n_pop}")
+        if not self.probe_l2 >= 0:
+            raise ValueError(f"probe_l2 must be >= 0, got {self.probe_l2!r}")
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+
+    def replace(self, **changes) -> "PipelineConfig":
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def encoders(world: worlds.World, cfg: PipelineConfig) -> tuple[Encoder, Encoder]:
+    """Source and target encoders for a world (linear ones clip at the world's input radius)."""
+    wc = world.config
+    p = cfg.feature_dim or wc.latent_dim
+    r = wc.input_radius()
+    enc_a = make_encoder(cfg.encoder, wc.d_A, p, clip_radius=r, hidden=cfg.hidden)
+    enc_b = make_encoder(cfg.encoder, wc.d_B, p, clip_radius=r, hidden=cfg.hidden)
+    return enc_a, enc_b
+
+
+def train_teacher(world: worlds.World, key: jax.Array, cfg: PipelineConfig):
+    """Stage 1: InfoNCE (O1) on M source samples, two views each (G4). Returns params."""
+    enc_a, _ = encoders(world, cfg)
+    k_data, k_train = jax.random.split(key)
+    s = worlds.sample_source(world, k_data, cfg.M)
+    return train_ssl(k_train, enc_a, s, lambda k, b: worlds.views(world, k, b, "A"), cfg.ssl)
+
+
+def _sq_norm_tree(params):
+    return sum(jnp.sum(leaf ** 2) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def run_downstream(world: worlds.World, key: jax.Array, teacher, method: str,
+                   cfg: PipelineConfig, t=None) -> dict:
+    """Stages 2 and 3 (or a baseline) given stage-1 teacher params, and the evaluation.
+
+    Returns:
+      dict of scalar metrics (NaN where a metric does not apply to the method):
+      ``err_B`` target test error; ``err_A_head`` the same head on source features;
+      ``err_A_probe`` a probe fitted on source features of the n labeled samples;
+      ``distill_train_loss`` / ``distill_pop_loss`` / ``distill_gap`` the stage-2 tuple loss on
+      the m training pairs and on ``n_pop`` fresh pairs; ``student_norm`` the Frobenius norm of
+      the student params; ``sum_sq_inputs`` the sum of squared clipped target inputs over the
+      training tuples (B4's S); plus under ``"artifacts"`` the arrays the bounds need
+      (probe, training features and labels, encoder params).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    enc_a, enc_b = encoders(world, cfg)
+    k_pairs, k_lab, k_test, k_pop, k_train = jax.random.split(key, 5)
+    pairs = worlds.sample(world, k_pairs, cfg.m, t)
+    lab = worlds.sample(world, k_lab, cfg.n, t)
+    test = worlds.sample(world, k_test, cfg.n_test, t)
+    nan = jnp.float32(jnp.nan)
+    out = {"err_A_head": nan, "err_A_probe": nan, "distill_train_loss": nan,
+           "distill_pop_loss": nan, "distill_gap": nan, "student_norm": nan, "sum_sq_inputs": nan}
+    K = world.config.num_classes
+
+    def feats(enc, params, x):
+        return normalize(enc.apply(params, x))
+
+    student = None
+    if method in DISTILL_METHODS:
+        z_a = feats(enc_a, teacher, pairs.x_A)
+        student = train_distill(k_train, enc_b, pairs.x_B, z_a, method, cfg.distill)
+        dc = cfg.distill
+
+        def loss_on(x_a, x_b):
+            zb = enc_b.apply(student, x_b)
+            zb = normalize(zb) if dc.student_features == "normalized" else zb
+            return tuple_loss(method, zb, feats(enc_a, teacher, x_a), dc, cfg.tuple_size)
+
+        pop = worlds.sample(world, k_pop, cfg.n_pop, t)
+        train_l, pop_l = loss_on(pairs.x_A, pairs.x_B), loss_on(pop.x_A, pop.x_B)
+        n_used = (cfg.m // cfg.tuple_size) * cfg.tuple_size
+        xb = pairs.x_B[:n_used]
+        if enc_b.name == "linear":
+            r = world.config.input_radius()
+            xb = xb * jnp.minimum(1.0, r / jnp.maximum(jnp.linalg.norm(xb, axis=1, keepdims=True), 1e-30))
+        out.update(distill_train_loss=train_l, distill_pop_loss=pop_l, distill_gap=pop_l - train_l,
+                   student_norm=jnp.sqrt(_sq_norm_tree(student)), sum_sq_inputs=jnp.sum(xb ** 2))
+        z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
+    elif method == "target_ssl":
+        # views of the target side of the m pairs (their latents s_B carry no label)
+        student = train_ssl(k_train, enc_b, pairs.s_B, lambda k, b: worlds.views(world, k, b, "B"), cfg.ssl)
+        z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
+    elif method == "random":
+        student = enc_b.init(k_train)
+        z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
+    elif method == "oracle":
+        z_lab, z_test = lab.s_B, test.s_B
+    else:  # supervised
+        student, head = train_supervised(k_train, enc_b, lab.x_B, lab.y, K, cfg.supervised)
+        z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
+
+    if method == "supervised":
+        probe = head
+    else:
+        probe = fit_probe(z_lab, lab.y, K, l2=cfg.probe_l2, steps=cfg.probe_steps)
+    out["err_B"] = probe_error(probe, z_test, test.y)
+    if method in TEACHER_METHODS:
+        za_test = feats(enc_a, teacher, test.x_A)
+        out["err_A_head"] = probe_error(probe, za_test, test.y)
+        probe_a = fit_probe(feats(enc_a, teacher, lab.x_A), lab.y, K, l2=cfg.probe_l2,
+                            steps=cfg.probe_steps)
+        out["err_A_probe"] = probe_error(probe_a, za_test, test.y)
+    out["artifacts"] = {"probe": probe, "z_train": z_lab, "y_train": lab.y,
+                        "student": student, "teacher": teacher if method in TEACHER_METHODS else None}
+    return out
+
+
+def run_pipeline(world: worlds.World, key: jax.Array, method: str,
+                 cfg: PipelineConfig = PipelineConfig(), t=None) -> dict:
+    """One CMCD run (stages 1-3) or one baseline, evaluated (see :func:`run_downstream`).
+
+    Args:
+      world: a :class:`~cmcd_theory.worlds.World`.
+      key: PRNG key; its first half trains the teacher, its second draws the data of stages
+        2-3 and trains them.
+      method: one of :data:`METHODS`.
+      cfg: :class:`PipelineConfig`.
+      t: channel knob (may be traced); default ``world.config.t``.
+
+    Returns:
+      the metrics dict of :func:`run_downstream`.
+
+    Example:
+      >>> w = worlds.make_world(worlds.WorldConfig(channel="noise", t=0.5))
+      >>> out = run_pipeline(w, jax.random.key(0), "cmc", PipelineConfig(M=512, m=512, n=128))
+      >>> float(out["err_B"]) < 0.75
+      True
+    """
+    k_teacher, k_down = jax.random.split(key)
+    teacher = train_teacher(world, k_teacher, cfg) if method in TEACHER_METHODS else None
+    return run_downstream(world, k_down, teacher, method, cfg, t)
+
+
+run_pipeline_jit = jax.jit(run_pipeline, static_argnames=("method", "cfg"))

@@ -1,0 +1,323 @@
+"""Grids of CMCD pipelines as one tidy table: vmapped, jitted, resumable.
+
+:func:`run_sweep` runs every cell of a grid over
+
+* shape-changing ("static") axes: ``channel, M, m, n, method, tau, encoder`` -- one compiled
+  program per combination;
+* vmapped axes: ``t`` and ``seed`` -- all (t, seed) cells of a combination run as one
+  ``jax.vmap`` under one ``jax.jit``;
+
+and returns a pandas DataFrame with one row per (cell, seed). The stage-1 teacher depends on
+the seed and the source side only, so it is trained once per seed (vmapped) and shared by every
+t, method, m and n of that seed; the result of a cell is the one :func:`run_pipeline` gives for
+the same key. Each row carries the exact ground truth of its world (``tv_latent``,
+``bayes_A``, ``bayes_B``; :mod:`cmcd_theory.divergences`).
+
+With ``out=...csv`` the rows are appended chunk by chunk as they finish, the full configuration
+is saved beside them as JSON, and a rerun skips the cells already in the CSV: a sweep killed
+midway keeps every finished chunk and resumes where it stopped.
+
+Command line: ``python -m cmcd_theory.sweep --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from typing import Callable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cmcd_theory import divergences
+from cmcd_theory.pipeline import (METHODS, TEACHER_METHODS, PipelineConfig, run_downstream,
+                                  train_teacher)
+from cmcd_theory.training import TrainConfig
+from cmcd_theory.worlds import CHANNELS, WorldConfig, make_world
+
+STATIC_AXES = ("channel", "M", "m", "n", "method", "tau", "encoder")
+VMAP_AXES = ("t", "seed")
+GRID_AXES = STATIC_AXES + VMAP_AXES
+METRICS = ("err_B", "err_A_head", "err_A_probe", "distill_train_loss", "distill_pop_loss",
+           "distill_gap", "student_norm", "sum_sq_inputs")
+
+
+def quick_pipeline(cfg: PipelineConfig | None = None) -> PipelineConfig:
+    """Small, fast sizes for ``--quick`` runs (same test-set size: slack stays below 0.01)."""
+    cfg = cfg or PipelineConfig()
+    ssl = cfg.ssl.replace(steps=200)
+    dis = cfg.distill.replace(steps=200)
+    sup = cfg.supervised.replace(steps=200)
+    return cfg.replace(M=2048, m=1024, n=256, ssl=ssl, distill=dis, supervised=sup,
+                       n_pop=4096, probe_steps=200)
+
+
+def cell_config(world: WorldConfig, pipe: PipelineConfig, cell: dict):
+    """The world and pipeline configs of one static combination of the grid."""
+    wc = world.replace(channel=cell.get("channel", world.channel), t=0.0)
+    changes = {k: cell[k] for k in ("M", "m", "n", "encoder") if k in cell}
+    if "tau" in cell:
+        changes["ssl"] = pipe.ssl.replace(tau=cell["tau"])
+        changes["distill"] = pipe.distill.replace(tau=cell["tau"], tau_b=cell["tau"])
+    return wc, pipe.replace(**changes)
+
+
+def _defaults(world: WorldConfig, pipe: PipelineConfig) -> dict:
+    return {"channel": world.channel, "M": pipe.M, "m": pipe.m, "n": pipe.n,
+            "tau": pipe.distill.tau, "encoder": pipe.encoder, "t": world.t}
+
+
+def _normalise_grid(grid: dict, world: WorldConfig, pipe: PipelineConfig, seeds) -> dict:
+    unknown = set(grid) - set(GRID_AXES) - {"seed"}
+    if unknown:
+        raise ValueError(f"grid axes must be among {GRID_AXES}, got unknown {sorted(unknown)}")
+    g = {k: [v] for k, v in _defaults(world, pipe).items()}
+    g["method"] = ["cmc"]
+    for k, v in grid.items():
+        vals = list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v]
+        if not vals:
+            raise ValueError(f"grid axis {k!r} is empty")
+        g[k] = vals
+    for m in g["method"]:
+        if m not in METHODS:
+            raise ValueError(f"method must be among {METHODS}, got {m!r}")
+    for c in g["channel"]:
+        if c not in CHANNELS:
+            raise ValueError(f"channel must be among {CHANNELS}, got {c!r}")
+    for t in g["t"]:
+        if not 0.0 <= float(t) <= 1.0:
+            raise ValueError(f"t must be in [0, 1], got {t!r}")
+    g["t"] = [float(t) for t in g["t"]]
+    g["tau"] = [float(x) for x in g["tau"]]
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        seeds = list(range(seeds))
+    g["seed"] = [int(s) for s in seeds]
+    return g
+
+
+def _cell_id(row) -> tuple:
+    return tuple(round(float(row[k]), 9) if k in ("t", "tau") else
+                 (int(row[k]) if k in ("M", "m", "n", "seed") else str(row[k])) for k in GRID_AXES)
+
+
+@dataclasses.dataclass
+class _Truth:
+    """Cache of the exact ground truth per (world, t)."""
+
+    cache: dict = dataclasses.field(default_factory=dict)
+
+    def __call__(self, wc: WorldConfig, t: float) -> dict:
+        key = (wc, t)
+        if key not in self.cache:
+            c = wc.replace(t=t)
+            self.cache[key] = {
+                "tv_latent": divergences.tv_latent(c),
+                "bayes_A": divergences.bayes_error(c, "A").estimate,
+                "bayes_B": divergences.bayes_error(c, "B").estimate,
+            }
+        return self.cache[key]
+
+
+def _teachers_batched(world, keys, cfg):
+    return jax.vmap(lambda k: train_teacher(world, k, cfg))(keys)
+
+
+def _downstream_batched(world, keys, teachers, method, cfg, ts):
+    return jax.vmap(lambda k, tp, t: run_downstream(world, k, tp, method, cfg, t))(keys, teachers, ts)
+
+
+_TEACHER_JIT = jax.jit(_teachers_batched, static_argnames=("cfg",))
+_DOWNSTREAM_JIT = jax.jit(_downstream_batched, static_argnames=("method", "cfg"))
+
+
+def seed_keys(seeds: Sequence[int]):
+    """Per-seed ``(teacher_key, downstream_key)``, exactly as :func:`run_pipeline` splits them."""
+    ks = jnp.stack([jax.random.key_data(jax.random.split(jax.random.key(s))) for s in seeds])
+    return jax.random.wrap_key_data(ks[:, 0]), jax.random.wrap_key_data(ks[:, 1])
+
+
+def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
+              pipeline: PipelineConfig = PipelineConfig(), seeds: int | Sequence[int] = 3,
+              out: str | None = None, postprocess: Callable | None = None,
+              chunk_size: int = 64, progress: bool = True, overwrite: bool = False) -> pd.DataFrame:
+    """Run a grid of pipelines; one row per (cell, seed).
+
+    Args:
+      grid: axis name -> list of values, axes among :data:`GRID_AXES` (``seed`` is given by
+        ``seeds``). Missing axes take the base configs' values; ``method`` defaults to cmc.
+      world: base :class:`~cmcd_theory.worlds.WorldConfig`.
+      pipeline: base :class:`~cmcd_theory.pipeline.PipelineConfig`.
+      seeds: number of seeds (0..S-1) or an explicit list.
+      out: CSV path; rows are appended as chunks finish, the config goes to ``<out>.json``,
+        and cells already in the CSV are skipped.
+      postprocess: optional ``f(world, cfg, method, t, seed, metrics, artifacts) -> dict`` of
+        extra columns, called on host arrays for every new row (e.g. bounds).
+      chunk_size: at most this many (t, seed) cells per vmapped call.
+      progress: show a tqdm bar.
+      overwrite: start afresh even if ``out`` exists with another configuration.
+
+    Returns:
+      DataFrame with the grid columns, the world's ground truth (``tv_latent``, ``bayes_A``,
+      ``bayes_B``) and the metrics of :func:`~cmcd_theory.pipeline.run_downstream`.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    g = _normalise_grid(grid, world, pipeline, seeds)
+    config = {"grid": g, "world": world.as_dict(), "pipeline": _jsonable(pipeline.as_dict())}
+    done: set = set()
+    old = None
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        cfg_path = os.path.splitext(out)[0] + ".json"
+        if os.path.exists(out) and not overwrite:
+            prev = _read_json(cfg_path)
+            if prev is not None and (prev.get("world") != config["world"]
+                                     or prev.get("pipeline") != config["pipeline"]):
+                raise ValueError(f"{out} holds a sweep with another base configuration; "
+                                 "pass overwrite=True (--overwrite) or another out path")
+            old = pd.read_csv(out)
+            done = {_cell_id(r) for _, r in old.iterrows()}
+            if prev is not None:  # the union of the grids run so far
+                config["grid"] = {k: sorted(set(prev["grid"].get(k, [])) | set(v), key=str)
+                                  for k, v in g.items()}
+        elif os.path.exists(out):
+            os.remove(out)
+        with open(cfg_path, "w") as f:
+            json.dump(config, f, indent=2)
+
+    static = [dict(zip(STATIC_AXES, combo)) for combo in itertools.product(*(g[a] for a in STATIC_AXES))]
+    todo = []
+    for cell in static:
+        cells = [(t, s) for t in g["t"] for s in g["seed"]
+                 if _cell_id({**cell, "t": t, "seed": s}) not in done]
+        if cells:
+            todo.append((cell, cells))
+    total = sum(len(c) for _, c in todo)
+    truth = _Truth()
+    teachers: dict = {}
+    new_rows = []
+    bar = tqdm(total=total, desc="sweep", unit="cell", disable=not progress or total == 0,
+               file=sys.stderr)
+    for cell, cells in todo:
+        wc, pc = cell_config(world, pipeline, cell)
+        w = make_world(wc)
+        method = cell["method"]
+        for start in range(0, len(cells), chunk_size):
+            chunk = cells[start:start + chunk_size]
+            seeds_c = [s for _, s in chunk]
+            k_teacher, k_down = seed_keys(seeds_c)
+            if method in TEACHER_METHODS:
+                need = sorted({s for s in seeds_c if (wc, pc.M, _teacher_key(pc), s) not in teachers})
+                if need:
+                    kt, _ = seed_keys(need)
+                    params = _TEACHER_JIT(w, kt, pc)
+                    for i, s in enumerate(need):
+                        teachers[(wc, pc.M, _teacher_key(pc), s)] = jax.tree_util.tree_map(
+                            lambda a, i=i: a[i], params)
+                tp = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[
+                    teachers[(wc, pc.M, _teacher_key(pc), s)] for s in seeds_c])
+            else:
+                tp = None
+            ts = jnp.asarray([t for t, _ in chunk], jnp.float32)
+            res = _DOWNSTREAM_JIT(w, k_down, tp, method, pc, ts)
+            res = jax.device_get(res)
+            rows = []
+            for i, (t, s) in enumerate(chunk):
+                row = {**cell, "t": t, "seed": s, **truth(wc, t)}
+                row.update({k: float(res[k][i]) for k in METRICS})
+                if postprocess is not None:
+                    arts = jax.tree_util.tree_map(lambda a, i=i: np.asarray(a[i]), res["artifacts"])
+                    row.update(postprocess(w, pc, method, t, s, row, arts))
+                rows.append(row)
+            if out:
+                pd.DataFrame(rows).to_csv(out, mode="a", header=not os.path.exists(out), index=False)
+            new_rows.extend(rows)
+            bar.update(len(chunk))
+    bar.close()
+    df = pd.DataFrame(new_rows)
+    if old is not None and len(old):
+        df = pd.concat([old, df], ignore_index=True) if len(df) else old
+    return df
+
+
+def _teacher_key(pc: PipelineConfig):
+    return (pc.encoder, pc.feature_dim, pc.hidden, pc.ssl)
+
+
+def _jsonable(d):
+    if isinstance(d, dict):
+        return {k: _jsonable(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_jsonable(v) for v in d]
+    return d
+
+
+def _read_json(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+def _floats(s):
+    return [float(x) for x in s.split(",") if x]
+
+
+def _ints(s):
+    return [int(x) for x in s.split(",") if x]
+
+
+def _strs(s):
+    return [x for x in s.split(",") if x]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m cmcd_theory.sweep",
+        description="Run a grid of CMCD pipelines (vmapped over t and seeds) to a tidy CSV.")
+    p.add_argument("--channel", type=_strs, default=["attenuate"], help=f"comma list of {CHANNELS}")
+    p.add_argument("--t", type=_floats, default=[0.0, 0.25, 0.5, 0.75, 1.0],
+                   help="comma list of distance knobs in [0, 1]")
+    p.add_argument("--methods", type=_strs, default=["cmc", "cmd", "l2"], help=f"comma list of {METHODS}")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..S-1)")
+    p.add_argument("--M", type=_ints, default=None, help="comma list of stage-1 sizes")
+    p.add_argument("--m", type=_ints, default=None, help="comma list of pair counts")
+    p.add_argument("--n", type=_ints, default=None, help="comma list of label counts")
+    p.add_argument("--tau", type=_floats, default=None, help="comma list of temperatures")
+    p.add_argument("--encoder", type=_strs, default=None, help="comma list of linear,mlp")
+    p.add_argument("--quick", action="store_true", help="small fast sizes")
+    p.add_argument("--out", default="results/sweep.csv", help="CSV path (config saved as .json beside it)")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing CSV with another config")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> pd.DataFrame:
+    args = build_parser().parse_args(argv)
+    pipe = quick_pipeline() if args.quick else PipelineConfig()
+    grid = {"channel": args.channel, "t": args.t, "method": args.methods}
+    for name in ("M", "m", "n", "tau", "encoder"):
+        if getattr(args, name) is not None:
+            grid[name] = getattr(args, name)
+    t0 = time.perf_counter()
+    df = run_sweep(grid, pipeline=pipe, seeds=args.seeds, out=args.out,
+                   overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"{len(df)} rows -> {args.out} in {time.perf_counter() - t0:.1f} s")
+    return df
+
+
+if __name__ == "__main__":
+    main()
