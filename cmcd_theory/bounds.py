@@ -1,0 +1,1448 @@
+"""Every bound of docs/theory.md (B1-B6) as a pure function of numbers, in float64.
+
+A bound takes the same inputs as the measurement it bounds (a probe's training features,
+labels and weights; an empirical distillation loss and the sizes it was computed from) and
+returns a frozen dataclass of named terms: at least ``empirical``, ``complexity``,
+``confidence`` and ``total``, plus every parameter that was chosen (margin, norm grid value,
+prior scale, the confidence share of each grid point). ``.as_dict()`` gives a flat row for a
+table. Nothing is clipped: a vacuous bound (``total >= 1`` for a 0-1 risk) is returned as is,
+with ``.vacuous`` saying so.
+
+Where a constant (margin ``rho``, norm ``Lambda``, prior scale ``sigma_p``) is picked after
+seeing the data, it is picked from a grid fixed in advance (the module constants below) and
+``delta`` is divided by the grid size (union bound), which keeps the bound valid for the
+classifier actually trained.
+
+Contents, by label of docs/theory.md:
+
+* kl tools: :func:`kl_bernoulli`, :func:`kl_inverse_upper`, :func:`kl_inverse_lower`
+* test-set estimates: :func:`hoeffding_slack`, :func:`risk_upper`, :func:`clopper_pearson`,
+  :func:`holds_on_test_set`
+* B1 :func:`transfer_bound`
+* B2 :func:`margin_bound`
+* B3 :func:`gaussian_kl`, :func:`sample_convergence_upper`, :func:`maurer_bound`,
+  :func:`pac_bayes_kl_bound`
+* B4 :func:`tuple_split`, :func:`distillation_tuple_lipschitz`,
+  :func:`distillation_loss_range`, :func:`distillation_bound`
+* B5 :func:`infonce_tuple_lipschitz`, :func:`infonce_loss_range`, :func:`ssl_bound`
+* B6 :func:`end_to_end_report`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar, Mapping, NamedTuple, Optional, Sequence
+
+import numpy as np
+from scipy import special, stats
+
+__all__ = [
+    "RHO_GRID",
+    "MARGIN_LAMBDA_GRID",
+    "SIGMA_P_GRID",
+    "SIGMA_Q_RELATIVE_GRID",
+    "LAMBDA_GRID",
+    "kl_bernoulli",
+    "kl_inverse_upper",
+    "kl_inverse_lower",
+    "hoeffding_slack",
+    "risk_upper",
+    "clopper_pearson",
+    "holds_on_test_set",
+    "HoldoutCheck",
+    "TransferBound",
+    "transfer_bound",
+    "MarginBound",
+    "margin_bound",
+    "gaussian_kl",
+    "sample_convergence_upper",
+    "maurer_bound",
+    "PacBayesBound",
+    "pac_bayes_kl_bound",
+    "tuple_split",
+    "distillation_tuple_lipschitz",
+    "distillation_loss_range",
+    "infonce_tuple_lipschitz",
+    "infonce_loss_range",
+    "TupleLossBound",
+    "distillation_bound",
+    "ssl_bound",
+    "ReportRow",
+    "end_to_end_report",
+]
+
+# --------------------------------------------------------------------------------------
+# Grids fixed in advance (union bounds). Tuples, so that nobody mutates them in place.
+# --------------------------------------------------------------------------------------
+
+#: B2 margins rho: 2^j, j = -10..10 (21 values).
+RHO_GRID: tuple = tuple(2.0**j for j in range(-10, 11))
+#: B2 weight norms Lambda (max_y ||w_y||, or ||w_1 - w_2|| in the binary form): 2^j,
+#: j = -4..16 (21 values).
+MARGIN_LAMBDA_GRID: tuple = tuple(2.0**j for j in range(-4, 17))
+#: B3 prior standard deviations sigma_p: 2^(j/2), j = -16..16 (33 values, 2^-8 .. 2^8).
+SIGMA_P_GRID: tuple = tuple(2.0 ** (j / 2) for j in range(-16, 17))
+#: B3 default posterior standard deviations, relative to ||W_hat||_F / sqrt(D):
+#: 2^(j/2), j = -10..0 (11 values, 1/32 .. 1).
+SIGMA_Q_RELATIVE_GRID: tuple = tuple(2.0 ** (j / 2) for j in range(-10, 1))
+#: B4 / B5 Frobenius norms of the encoder weight: 2^j, j = -2..12 (15 values).
+LAMBDA_GRID: tuple = tuple(2.0**j for j in range(-2, 13))
+
+# Relative slack allowed when a measured norm is compared with the bound it must satisfy
+# (float32 features normalised to 1 have norms 1 +- 1e-7); beyond it a ValueError is raised.
+_NORM_RTOL = 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------
+
+
+def _check_real(name: str, value, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if lo is not None and (x < lo or (lo_open and x == lo)):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
+    if hi is not None and (x > hi or (hi_open and x == hi)):
+        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
+    return x
+
+
+def _check_delta(name: str, delta) -> float:
+    return _check_real(name, delta, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+
+
+def _check_int(name: str, value, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def _check_grid(name: str, grid) -> np.ndarray:
+    g = np.asarray(grid, dtype=np.float64).ravel()
+    if g.size == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of positive numbers")
+    if not np.all(np.isfinite(g)) or np.any(g <= 0):
+        raise ValueError(f"{name} must hold finite positive numbers, got {grid!r}")
+    g = np.sort(g)
+    if np.any(np.diff(g) == 0):
+        raise ValueError(f"{name} must not repeat a value (it would be charged twice)")
+    return g
+
+
+def _choice(name: str, value, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+    return value
+
+
+def _smallest_covering(name: str, grid: np.ndarray, value: float, grid_name: str) -> float:
+    """Smallest grid value >= value; a value above the grid is an error, never clipped."""
+    idx = np.searchsorted(grid, value, side="left")
+    if idx == grid.size:
+        raise ValueError(
+            f"{name} = {value!r} exceeds the largest value of {grid_name} ({grid[-1]!r}); "
+            f"no bound of the union covers it (extend the grid before seeing the data)"
+        )
+    return float(grid[idx])
+
+
+class _Terms:
+    """Mixin: ``as_dict()`` (a flat row) and ``vacuous``."""
+
+    label: ClassVar[str] = ""
+
+    def as_dict(self) -> dict:
+        """The named terms as a flat dict (one table row), with ``bound`` the label."""
+        row = {"bound": getattr(self, "name", self.label)}
+        row.update(dataclasses.asdict(self))
+        row["vacuous"] = self.vacuous
+        return row
+
+    @property
+    def vacuous(self) -> bool:
+        """True when ``total >= 1``: the bound says nothing about a 0-1 risk."""
+        return bool(self.total >= 1.0)
+
+
+# --------------------------------------------------------------------------------------
+# kl tools (B3) and test-set estimates (C)
+# --------------------------------------------------------------------------------------
+
+
+def _x_minus_log1p(x: np.ndarray) -> np.ndarray:
+    """x - log(1 + x) >= 0 for x >= -1, accurate also where it is ~ x^2 / 2 (small |x|)."""
+    out = np.empty_like(x)
+    small = np.abs(x) < 1e-2
+    xs = x[small]
+    # Series sum_{j >= 2} (-1)^j x^j / j (Horner); 10 terms leave a relative error < 1e-19.
+    acc = np.zeros_like(xs)
+    for j in range(11, 1, -1):
+        acc = 1.0 / j - xs * acc
+    out[small] = xs * xs * acc
+    xl = x[~small]
+    with np.errstate(divide="ignore"):
+        out[~small] = xl - np.log1p(xl)   # x = -1 gives +inf
+    return out
+
+
+def kl_bernoulli(q, p):
+    r"""Binary relative entropy :math:`\mathrm{kl}(q \| p)` between Bernoulli(q) and Bernoulli(p).
+
+    .. math::
+
+      \mathrm{kl}(q\|p) = q \ln\frac{q}{p} + (1-q)\ln\frac{1-q}{1-p},
+      \qquad 0 \ln 0 = 0,
+
+    and :math:`+\infty` when :math:`p \in \{0, 1\}` and :math:`q \ne p`. Numerical care: the
+    direct formula loses all precision near :math:`p = q`, where kl is
+    :math:`\approx (p-q)^2 / (2q(1-q))` but its two terms are :math:`\approx \pm(p - q)`; so
+    for :math:`0 < q < 1` it is evaluated as
+    :math:`q\,g(h/q) + (1-q)\,g(-h/(1-q))` with :math:`h = p - q`, :math:`g(x) = x - \ln(1+x)`
+    (the linear terms cancel exactly), :math:`g` by its series for small :math:`|x|`, and
+    each term for :math:`|x| \ge 1/2` as :math:`h + q\ln(q/p)` resp.
+    :math:`-h + (1-q)\ln((1-q)/(1-p))` with ``log`` / ``log1p`` of p, q themselves.
+    Used by B3 (docs/theory.md).
+
+    Args:
+      q: float or array in [0, 1].
+      p: float or array in [0, 1] (broadcast against ``q``).
+
+    Returns:
+      float64 (array if an input is an array), >= 0.
+
+    Example:
+      >>> round(float(kl_bernoulli(0.5, 0.25)), 6)
+      0.143841
+
+    References:
+      Cover and Thomas, Elements of Information Theory (2nd ed.), Section 2.3.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if np.any(~np.isfinite(q)) or np.any(q < 0) or np.any(q > 1):
+        raise ValueError(f"q must lie in [0, 1], got {q!r}")
+    if np.any(~np.isfinite(p)) or np.any(p < 0) or np.any(p > 1):
+        raise ValueError(f"p must lie in [0, 1], got {p!r}")
+    q, p = np.broadcast_arrays(q, p)
+    kl = np.empty(q.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at0, at1 = q == 0.0, q == 1.0
+        kl[at0] = -np.log1p(-p[at0])                  # kl(0 || p) = -ln(1 - p)
+        kl[at1] = -np.log(p[at1])                     # kl(1 || p) = -ln p
+        mid = ~(at0 | at1)
+        qm, pm = q[mid], p[mid]
+        h = pm - qm
+        x1, x2 = h / qm, -h / (1.0 - qm)
+        # Each term is q g(x1) resp. (1-q) g(x2); near x = 0 through g (no cancellation),
+        # elsewhere through differences of logs (exact where p or 1 - p is tiny).
+        near1, near2 = np.abs(x1) < 0.5, np.abs(x2) < 0.5
+        t1 = np.where(near1, qm * _x_minus_log1p(np.where(near1, x1, 0.0)),
+                      h + qm * (np.log(qm) - np.log(pm)))
+        t2 = np.where(near2, (1.0 - qm) * _x_minus_log1p(np.where(near2, x2, 0.0)),
+                      -h + (1.0 - qm) * (np.log1p(-qm) - np.log1p(-pm)))
+        kl[mid] = t1 + t2
+    kl = np.maximum(kl, 0.0)                           # -0.0 -> 0.0
+    return kl[()] if kl.ndim == 0 else kl
+
+
+def _kl_inverse(q, c, tol: float, upper: bool):
+    """Vectorised bisection shared by the upper and lower kl inverses."""
+    q = np.asarray(q, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    if np.any(~np.isfinite(q)) or np.any(q < 0) or np.any(q > 1):
+        raise ValueError(f"q must lie in [0, 1], got {q!r}")
+    if np.any(np.isnan(c)) or np.any(c < 0):
+        raise ValueError(f"c must be >= 0, got {c!r}")
+    tol = _check_real("tol", tol, lo=0.0, lo_open=True)
+    q, c = np.broadcast_arrays(q, c)
+    # Invariant: kl(q || inner) <= c < kl(q || outer); the answer lies between them.
+    inner = q.copy()
+    outer = np.ones_like(q) if upper else np.zeros_like(q)
+    for _ in range(200):            # the width halves each step: ~40 steps for tol = 1e-12
+        width = np.abs(outer - inner)
+        mid = 0.5 * (inner + outer)
+        active = (width > tol) & (mid != inner) & (mid != outer)
+        if not np.any(active):
+            break
+        over = kl_bernoulli(q, mid) > c
+        outer = np.where(active & over, mid, outer)
+        inner = np.where(active & ~over, mid, inner)
+    # q at the far end (q = 1 for upper, q = 0 for lower) or c = inf: the end itself.
+    end = 1.0 if upper else 0.0
+    out = np.where((q == end) | np.isinf(c), end, outer)
+    return float(out) if out.ndim == 0 else out
+
+
+def kl_inverse_upper(q, c, tol: float = 1e-12):
+    r"""Upper kl inverse :math:`\sup\{p \in [q, 1] : \mathrm{kl}(q\|p) \le c\}`, by bisection.
+
+    :math:`p \mapsto \mathrm{kl}(q\|p)` is continuous and increasing on :math:`[q, 1]`, from
+    0 to :math:`+\infty` (for :math:`q < 1`), so the supremum :math:`p^*` solves
+    :math:`\mathrm{kl}(q\|p^*) = c`. Bisection keeps ``lo`` with kl <= c and ``hi`` with
+    kl > c and stops when ``hi - lo <= tol``; it returns ``hi``, so the result is never below
+    :math:`p^*` (an upper bound stays an upper bound) and exceeds it by at most ``tol``.
+    Vectorised: ``q`` and ``c`` broadcast. Used by B3 (Seeger 2002; Maurer 2004; Langford
+    and Caruana 2002).
+
+    Args:
+      q: empirical value(s) in [0, 1].
+      c: kl budget(s) >= 0 (``inf`` gives 1).
+      tol: bisection width > 0.
+
+    Returns:
+      float (array if an input is an array) in [q, 1].
+
+    Example:
+      >>> p = kl_inverse_upper(0.0, 0.1)      # closed form 1 - exp(-c) at q = 0
+      >>> abs(p - (1 - math.exp(-0.1))) < 1e-12
+      True
+
+    References:
+      M. Seeger, PAC-Bayesian generalisation error bounds for Gaussian process
+      classification, JMLR 3, 2002. A. Maurer, A note on the PAC Bayesian theorem,
+      arXiv:cs/0411099, 2004.
+    """
+    return _kl_inverse(q, c, tol, upper=True)
+
+
+def kl_inverse_lower(q, c, tol: float = 1e-12):
+    r"""Lower kl inverse :math:`\inf\{p \in [0, q] : \mathrm{kl}(q\|p) \le c\}`, by bisection.
+
+    Mirror image of :func:`kl_inverse_upper`: returns the lower end of the final bracket,
+    never above the infimum and below it by at most ``tol`` (a lower bound stays a lower
+    bound). Vectorised like :func:`kl_inverse_upper`.
+
+    Args:
+      q: empirical value(s) in [0, 1].
+      c: kl budget(s) >= 0 (``inf`` gives 0).
+      tol: bisection width > 0.
+
+    Returns:
+      float (array if an input is an array) in [0, q].
+
+    Example:
+      >>> p = kl_inverse_lower(1.0, 0.1)      # closed form exp(-c) at q = 1
+      >>> abs(p - math.exp(-0.1)) < 1e-12
+      True
+
+    References:
+      As :func:`kl_inverse_upper`.
+    """
+    return _kl_inverse(q, c, tol, upper=False)
+
+
+def hoeffding_slack(n: int, delta: float) -> float:
+    r"""One-sided Hoeffding slack :math:`\sqrt{\ln(1/\delta) / (2n)}`.
+
+    For the mean :math:`\hat R` of ``n`` i.i.d. variables in [0, 1] with mean ``R``,
+    :math:`P[R > \hat R + s] \le \delta` and :math:`P[R < \hat R - s] \le \delta`
+    (docs/theory.md, C: test-set checks).
+
+    Args:
+      n: number of samples >= 1.
+      delta: failure probability in (0, 1).
+
+    Returns:
+      float > 0.
+
+    Example:
+      >>> round(hoeffding_slack(10_000, 0.05), 6)
+      0.012239
+
+    References:
+      W. Hoeffding, Probability inequalities for sums of bounded random variables,
+      JASA 58, 1963, Theorem 2.
+    """
+    n = _check_int("n", n, 1)
+    delta = _check_delta("delta", delta)
+    return math.sqrt(math.log(1.0 / delta) / (2.0 * n))
+
+
+def risk_upper(err_hat: float, n: int, delta: float) -> float:
+    r"""Hoeffding upper confidence bound :math:`\hat R + \sqrt{\ln(1/\delta)/(2n)}` on a risk.
+
+    Args:
+      err_hat: test-set error in [0, 1] on ``n`` fresh samples.
+      n: test-set size >= 1.
+      delta: failure probability in (0, 1).
+
+    Returns:
+      float (not clipped at 1).
+
+    Example:
+      >>> round(risk_upper(0.1, 10_000, 0.05), 6)
+      0.112239
+
+    References:
+      Hoeffding 1963, Theorem 2.
+    """
+    err_hat = _check_real("err_hat", err_hat, lo=0.0, hi=1.0)
+    return err_hat + hoeffding_slack(n, delta)
+
+
+def clopper_pearson(k: int, n: int, delta: float) -> tuple:
+    r"""Two-sided Clopper-Pearson interval for a binomial proportion at level :math:`1-\delta`.
+
+    .. math::
+
+      [\,\mathrm{Beta}^{-1}(\delta/2; k, n-k+1),\;
+         \mathrm{Beta}^{-1}(1-\delta/2; k+1, n-k)\,],
+
+    with the lower end 0 at ``k = 0`` and the upper end 1 at ``k = n``. Each end alone is a
+    one-sided bound at level :math:`1 - \delta/2`.
+
+    Args:
+      k: number of errors, 0 <= k <= n.
+      n: number of trials >= 1.
+      delta: failure probability in (0, 1).
+
+    Returns:
+      (lower, upper) floats.
+
+    Example:
+      >>> lo, hi = clopper_pearson(0, 100, 0.05)
+      >>> lo, round(hi, 4)
+      (0.0, 0.0362)
+
+    References:
+      C. J. Clopper and E. S. Pearson, The use of confidence or fiducial limits illustrated
+      in the case of the binomial, Biometrika 26, 1934.
+    """
+    n = _check_int("n", n, 1)
+    k = _check_int("k", k, 0)
+    if k > n:
+        raise ValueError(f"k must be <= n = {n}, got {k}")
+    delta = _check_delta("delta", delta)
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(delta / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.ppf(1 - delta / 2, k + 1, n - k))
+    return lo, hi
+
+
+class HoldoutCheck(NamedTuple):
+    """Outcome of checking a bound against a test-set estimate (docs/theory.md, C)."""
+
+    holds: bool          # err_hat - slack <= bound
+    holds_strict: bool   # err_hat + slack <= bound
+    slack: float         # hoeffding_slack(n_test, delta_test)
+
+
+def holds_on_test_set(bound: float, err_hat: float, n_test: int, delta_test: float) -> HoldoutCheck:
+    r"""Check an upper bound ``U`` on a risk ``R`` against a test estimate (docs/theory.md, C).
+
+    ``holds``: :math:`\hat R - s \le U` with :math:`s` = :func:`hoeffding_slack`. When
+    :math:`R \le U` really holds, this fails with probability at most ``delta_test``
+    (because :math:`P[\hat R - s > R] \le \delta_{test}`). ``holds_strict``:
+    :math:`\hat R + s \le U`, i.e. the test set itself certifies :math:`R \le U` at
+    level :math:`1 - \delta_{test}`.
+
+    Args:
+      bound: the bound value ``U`` (unclipped).
+      err_hat: test error in [0, 1] on ``n_test`` samples independent of everything the
+        bound used.
+      n_test: test-set size >= 1.
+      delta_test: failure probability in (0, 1).
+
+    Returns:
+      :class:`HoldoutCheck` ``(holds, holds_strict, slack)``.
+
+    Example:
+      >>> holds_on_test_set(0.2, 0.205, 10_000, 0.05).holds
+      True
+    """
+    bound = _check_real("bound", bound)
+    err_hat = _check_real("err_hat", err_hat, lo=0.0, hi=1.0)
+    s = hoeffding_slack(n_test, delta_test)
+    return HoldoutCheck(bool(err_hat - s <= bound), bool(err_hat + s <= bound), s)
+
+
+# --------------------------------------------------------------------------------------
+# B1: modality-gap transfer
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferBound(_Terms):
+    """B1: ``total = empirical + complexity`` with ``empirical = R_A``, ``complexity = TV``."""
+
+    label: ClassVar[str] = "B1"
+    empirical: float    # risk of the head on the source features, R_A(h o phi_A)
+    complexity: float   # upper bound on TV(P^A, P^B)
+    confidence: float   # 0: B1 is a population identity, no sampling term of its own
+    total: float        # R_A + TV (unclipped)
+
+
+def transfer_bound(risk_source: float, tv_upper: float) -> TransferBound:
+    r"""B1: :math:`R_B(h) \le R_A(h) + \mathrm{TV}(P^A, P^B)` for any [0,1]-valued loss.
+
+    For any measurable head ``h`` and loss with values in [0, 1],
+    :math:`|E_{P^B} l(h(z), y) - E_{P^A} l(h(z), y)| \le \mathrm{TV}(P^A, P^B)`.
+    With ``risk_source`` a population value and ``tv_upper`` a valid upper bound on the TV,
+    the total is a valid bound on :math:`R_B`. If ``risk_source`` is a test estimate, pass its
+    upper confidence bound (:func:`risk_upper`) instead, or check with both slacks as
+    :func:`end_to_end_report` does. The TV itself is computed in
+    ``cmcd_theory/divergences.py``.
+
+    Args:
+      risk_source: :math:`R_A(h)` in [0, 1].
+      tv_upper: upper bound on the TV distance, >= 0 (may exceed 1 if it carries a slack).
+
+    Returns:
+      :class:`TransferBound` (``total`` unclipped; ``vacuous`` when >= 1).
+
+    Example:
+      >>> transfer_bound(0.1, 0.25).total
+      0.35
+
+    References:
+      docs/theory.md, B1; e.g. D. A. Levin and Y. Peres, Markov Chains and Mixing Times
+      (2nd ed.), Proposition 4.5.
+    """
+    r = _check_real("risk_source", risk_source, lo=0.0, hi=1.0)
+    tv = _check_real("tv_upper", tv_upper, lo=0.0)
+    return TransferBound(empirical=r, complexity=tv, confidence=0.0, total=r + tv)
+
+
+# --------------------------------------------------------------------------------------
+# Probe helpers shared by B2 and B3
+# --------------------------------------------------------------------------------------
+
+
+def _augment(features, labels, weights, bias):
+    """Validated float64 (Z~, y, W~, has_bias): bias folded in as a constant coordinate 1."""
+    z = np.asarray(features, dtype=np.float64)
+    if z.ndim != 2 or z.shape[0] < 1 or z.shape[1] < 1:
+        raise ValueError(f"features must have shape (n, D) with n, D >= 1, got {z.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError("features must be finite")
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] != z.shape[1] or w.shape[0] < 2:
+        raise ValueError(
+            f"weights must have shape (K, D) with K >= 2 and D = {z.shape[1]}, got {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite")
+    K = w.shape[0]
+    y = np.asarray(labels)
+    if y.shape != (z.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integers of shape ({z.shape[0]},), got "
+                         f"{y.dtype} {y.shape}")
+    if np.any(y < 0) or np.any(y >= K):
+        raise ValueError(f"labels must lie in [0, K) = [0, {K})")
+    has_bias = bias is not None
+    if has_bias:
+        b = np.asarray(bias, dtype=np.float64)
+        if b.shape != (K,) or not np.all(np.isfinite(b)):
+            raise ValueError(f"bias must be finite of shape ({K},), got {b.shape}")
+        z = np.concatenate([z, np.ones((z.shape[0], 1))], axis=1)
+        w = np.concatenate([w, b[:, None]], axis=1)
+    return z, y.astype(np.int64), w, has_bias
+
+
+def _margins(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    r"""Multi-class margins :math:`s_y - \max_{y' \ne y} s_{y'}` along the last axis.
+
+    scores (..., n, K), y (n,) -> (..., n).
+    """
+    idx = np.broadcast_to(y[:, None], scores.shape[:-1] + (1,))
+    correct = np.take_along_axis(scores, idx, axis=-1)[..., 0]
+    others = scores.copy()
+    np.put_along_axis(others, idx, -np.inf, axis=-1)
+    return correct - others.max(axis=-1)
+
+
+# --------------------------------------------------------------------------------------
+# B2: margin bound
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MarginBound(_Terms):
+    """B2 terms: ``total = empirical + complexity + confidence`` at the chosen grid point."""
+
+    label: ClassVar[str] = "B2"
+    empirical: float              # ramp loss Rhat_rho at the chosen rho
+    complexity: float             # (4K/rho) Rad (multi-class) or (2/rho) Rad (binary)
+    confidence: float             # sqrt(log(1/d')/(2n)) or 3 sqrt(log(2/d')/(2n))
+    total: float
+    rho: float                    # chosen margin (grid value)
+    Lambda: float                 # grid value covering Lambda_hat
+    Lambda_hat: float             # max_y ||w~_y|| (multi-class) or ||w~_1 - w~_2|| (binary)
+    r: float                      # norm bound on augmented features (data_free), else max norm
+    rademacher: float             # the bound on the (empirical) Rademacher complexity used
+    empirical_margin_loss: float  # same as ``empirical``
+    empirical_error: float        # 0-1 training error of the probe (margin <= 0), for reference
+    n: int
+    K: int
+    delta: float
+    delta_per_point: float        # delta / grid_size
+    grid_size: int                # len(rho_grid) * len(lambda_grid)
+    form: str                     # "sample" or "data_free"
+    binary: bool
+
+
+def margin_bound(features, labels, weights, bias=None, delta: float = 0.05, *,
+                 rho_grid: Sequence[float] = RHO_GRID,
+                 lambda_grid: Sequence[float] = MARGIN_LAMBDA_GRID,
+                 form: str = "sample", binary: Optional[bool] = None,
+                 feature_norm_bound: float = 1.0) -> MarginBound:
+    r"""B2: Rademacher margin bound for the linear probe on frozen features.
+
+    For the scorers :math:`(z, y) \mapsto w_y \cdot \tilde z` (bias folded in:
+    :math:`\tilde z = (z, 1)`, :math:`\tilde w_y = (w_y, b_y)`), margin
+    :math:`\rho_h(z, y) = \tilde w_y\cdot\tilde z - \max_{y'\ne y}\tilde w_{y'}\cdot\tilde z`
+    and ramp loss :math:`\Phi_\rho(u) = \min(1, \max(0, 1 - u/\rho))`, with probability
+    :math:`\ge 1-\delta` over the ``n`` labeled samples, simultaneously for every grid point
+    :math:`(\rho, \Lambda)` and every probe with norm :math:`\le \Lambda`
+    (:math:`\delta' = \delta / |\text{grid}|`):
+
+    multi-class (Mohri et al. 2018, Thm 9.2 with Thm 9.3's Rademacher bound),
+    :math:`\Lambda \ge \max_y \|\tilde w_y\|`:
+
+    .. math::
+
+      \text{sample:}\quad R(h) \le \hat R_\rho + \frac{4K}{\rho}\,
+          \frac{\Lambda\sqrt{\sum_i \|\tilde z_i\|^2}}{n} + 3\sqrt{\frac{\ln(2/\delta')}{2n}},
+      \qquad
+      \text{data-free:}\quad R(h) \le \hat R_\rho + \frac{4K\Lambda r}{\rho\sqrt n}
+          + \sqrt{\frac{\ln(1/\delta')}{2n}};
+
+    binary, ``K = 2`` (Mohri et al. 2018, Thm 5.8 and Cor 5.10): the two-class margin equals
+    :math:`y_\pm\, w\cdot\tilde z` with :math:`w = \tilde w_1 - \tilde w_2` and
+    :math:`y_\pm = +1` for class 0, :math:`-1` for class 1, so the binary theorem applies
+    with :math:`\Lambda \ge \|\tilde w_1 - \tilde w_2\|` (at most :math:`2\max_y\|\tilde w_y\|`):
+    complexity :math:`(2/\rho)\Lambda\sqrt{\sum_i\|\tilde z_i\|^2}/n` (sample) or
+    :math:`2\Lambda r/(\rho\sqrt n)` (data-free), same confidence terms.
+
+    :math:`R(h)` counts ties as errors (margin <= 0). For each :math:`\rho` only the smallest
+    grid :math:`\Lambda \ge \hat\Lambda` is evaluated (larger ones are never better); the
+    minimum total over :math:`\rho` is returned. The features must not depend on the ``n``
+    labeled samples.
+
+    Args:
+      features: (n, D) training features the probe was fit on.
+      labels: (n,) integers in [0, K).
+      weights: (K, D) probe weights.
+      bias: (K,) probe bias, or None (no bias: no constant coordinate).
+      delta: confidence parameter in (0, 1).
+      rho_grid: margins fixed in advance (default :data:`RHO_GRID`).
+      lambda_grid: norms fixed in advance (default :data:`MARGIN_LAMBDA_GRID`).
+      form: ``"sample"`` (empirical Rademacher) or ``"data_free"``.
+      binary: use the binary form; default ``K == 2``. Requires ``K == 2``.
+      feature_norm_bound: almost-sure bound on :math:`\|z\|` (1 for normalised features);
+        ``data_free`` only: ``r = sqrt(bound^2 + 1)`` with a bias, else ``bound``, and a
+        sample norm above it raises ValueError.
+
+    Returns:
+      :class:`MarginBound`.
+
+    Example:
+      >>> z = np.array([[1.0, 0.0], [0.0, 1.0]] * 500)
+      >>> y = np.array([0, 1] * 500)
+      >>> w = np.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> b = margin_bound(z, y, w, form="data_free")
+      >>> b.Lambda_hat, b.Lambda, b.rho, b.empirical
+      (2.8284271247461903, 4.0, 2.0, 0.0)
+
+    References:
+      M. Mohri, A. Rostamizadeh, A. Talwalkar, Foundations of Machine Learning (2nd ed.),
+      MIT Press 2018: Theorem 5.8, Corollary 5.10 (binary), Theorems 9.2 and 9.3
+      (multi-class).
+    """
+    z, y, w, has_bias = _augment(features, labels, weights, bias)
+    n, K = z.shape[0], w.shape[0]
+    delta = _check_delta("delta", delta)
+    form = _choice("form", form, ("sample", "data_free"))
+    if binary is None:
+        binary = K == 2
+    if binary and K != 2:
+        raise ValueError(f"binary=True needs K = 2 classes, got K = {K}")
+    rhos = _check_grid("rho_grid", rho_grid)
+    lambdas = _check_grid("lambda_grid", lambda_grid)
+    bound_z = _check_real("feature_norm_bound", feature_norm_bound, lo=0.0, lo_open=True)
+
+    sq_norms = np.sum(z * z, axis=1)
+    max_norm = float(np.sqrt(sq_norms.max()))
+    if form == "data_free":
+        raw_max = float(np.sqrt(np.max(sq_norms - (1.0 if has_bias else 0.0))))
+        if raw_max > bound_z * (1 + _NORM_RTOL):
+            raise ValueError(
+                f"a feature has norm {raw_max!r} > feature_norm_bound = {bound_z!r}: the "
+                f"data-free form needs an almost-sure norm bound")
+        r = math.sqrt(max(bound_z, raw_max) ** 2 + (1.0 if has_bias else 0.0))
+    else:
+        r = max_norm
+
+    lambda_hat = float(np.linalg.norm(w[0] - w[1]) if binary
+                       else np.max(np.linalg.norm(w, axis=1)))
+    lam = _smallest_covering("the probe norm Lambda_hat", lambdas, lambda_hat, "lambda_grid")
+    grid_size = rhos.size * lambdas.size
+    d_pt = delta / grid_size
+
+    margins = _margins(z @ w.T, y)
+    err = float(np.mean(margins <= 0))
+    ramp = np.mean(np.clip(1.0 - margins[None, :] / rhos[:, None], 0.0, 1.0), axis=1)
+    if form == "sample":
+        rad = lam * math.sqrt(float(sq_norms.sum())) / n
+        conf = 3.0 * math.sqrt(math.log(2.0 / d_pt) / (2.0 * n))
+    else:
+        rad = lam * r / math.sqrt(n)
+        conf = math.sqrt(math.log(1.0 / d_pt) / (2.0 * n))
+    factor = 2.0 if binary else 4.0 * K
+    complexity = factor * rad / rhos
+    totals = ramp + complexity + conf
+    j = int(np.argmin(totals))
+    return MarginBound(
+        empirical=float(ramp[j]), complexity=float(complexity[j]), confidence=conf,
+        total=float(totals[j]), rho=float(rhos[j]), Lambda=lam, Lambda_hat=lambda_hat, r=r,
+        rademacher=rad, empirical_margin_loss=float(ramp[j]), empirical_error=err, n=n, K=K,
+        delta=delta, delta_per_point=d_pt, grid_size=grid_size, form=form, binary=bool(binary))
+
+
+# --------------------------------------------------------------------------------------
+# B3: PAC-Bayes-kl bound
+# --------------------------------------------------------------------------------------
+
+
+def gaussian_kl(mean_sq_norm: float, dim: int, sigma_q: float, sigma_p: float) -> float:
+    r"""KL between isotropic Gaussians :math:`N(\hat W, \sigma_q^2 I_D)` and :math:`N(0, \sigma_p^2 I_D)` (B3).
+
+    .. math::
+
+      \mathrm{KL}(Q\|P) = \frac D2\Big(\frac{\sigma_q^2}{\sigma_p^2} - 1
+          - \ln\frac{\sigma_q^2}{\sigma_p^2}\Big) + \frac{\|\hat W\|^2}{2\sigma_p^2}.
+
+    Args:
+      mean_sq_norm: :math:`\|\hat W\|^2 \ge 0` (all weights, bias included).
+      dim: number of weights D >= 1.
+      sigma_q: posterior standard deviation > 0.
+      sigma_p: prior standard deviation > 0.
+
+    Returns:
+      float >= 0.
+
+    Example:
+      >>> gaussian_kl(2.0, 10, 1.0, 1.0)
+      1.0
+
+    References:
+      e.g. G. K. Dziugaite and D. M. Roy, Computing nonvacuous generalization bounds for
+      deep (stochastic) neural networks with many more parameters than training data,
+      UAI 2017, Section 4.
+    """
+    m2 = _check_real("mean_sq_norm", mean_sq_norm, lo=0.0)
+    dim = _check_int("dim", dim, 1)
+    sq = _check_real("sigma_q", sigma_q, lo=0.0, lo_open=True)
+    sp = _check_real("sigma_p", sigma_p, lo=0.0, lo_open=True)
+    ratio = (sq / sp) ** 2
+    # ratio - 1 - log(ratio) >= 0; written with log so that it is exact at ratio = 1.
+    return 0.5 * dim * (ratio - 1.0 - math.log(ratio)) + m2 / (2.0 * sp * sp)
+
+
+def sample_convergence_upper(emp_mc: float, n_samples: int, delta: float) -> float:
+    r"""Monte Carlo correction of B3: upper bound on :math:`\hat L_S(Q)` from ``n_samples`` draws.
+
+    With :math:`\hat L_{S,N_w}` the mean empirical 0-1 loss of :math:`N_w` weights drawn
+    i.i.d. from Q, with probability :math:`\ge 1-\delta` over the draws,
+    :math:`\mathrm{kl}(\hat L_{S,N_w}\|\hat L_S(Q)) \le \ln(2/\delta)/N_w`, hence
+
+    .. math:: \hat L_S(Q) \le \mathrm{kl}^{-1}_{\rm up}\big(\hat L_{S,N_w},\ \ln(2/\delta)/N_w\big).
+
+    (The per-draw losses lie in [0, 1], so the binomial Chernoff bound applies.)
+
+    Args:
+      emp_mc: Monte Carlo estimate in [0, 1].
+      n_samples: number of weight draws N_w >= 1.
+      delta: failure probability in (0, 1).
+
+    Returns:
+      float in [emp_mc, 1].
+
+    Example:
+      >>> round(sample_convergence_upper(0.0, 1000, 0.05), 6)   # 1 - exp(-ln(40)/1000)
+      0.003682
+
+    References:
+      J. Langford and R. Caruana, (Not) bounding the true error, NIPS 2001 (2002).
+    """
+    emp_mc = _check_real("emp_mc", emp_mc, lo=0.0, hi=1.0)
+    n_samples = _check_int("n_samples", n_samples, 1)
+    delta = _check_delta("delta", delta)
+    return kl_inverse_upper(emp_mc, math.log(2.0 / delta) / n_samples)
+
+
+def maurer_bound(emp_loss: float, kl: float, n: int, delta: float) -> float:
+    r"""PAC-Bayes-kl bound of B3: :math:`\mathrm{kl}^{-1}_{\rm up}(\hat L, [\mathrm{KL} + \ln(2\sqrt n/\delta)]/n)`.
+
+    With probability :math:`\ge 1-\delta` over the ``n`` samples, for all posteriors Q,
+    :math:`\mathrm{kl}(\hat L_S(Q)\|L(Q)) \le [\mathrm{KL}(Q\|P) + \ln(2\sqrt n/\delta)]/n`,
+    for a [0, 1]-valued loss and a prior P independent of the sample. Maurer proves it for
+    :math:`n \ge 8` via :math:`\xi(n) \le 2\sqrt n`; :math:`\xi(n) \le 2\sqrt n` also holds
+    for n = 1..7 by direct evaluation (tests/test_bounds.py), so it holds for every n >= 1.
+    ``emp_loss`` may be any upper bound on :math:`\hat L_S(Q)` (the inverse is increasing
+    in its first argument).
+
+    Args:
+      emp_loss: (upper bound on) the empirical stochastic loss, in [0, 1].
+      kl: KL(Q || P) >= 0.
+      n: number of samples >= 1.
+      delta: failure probability in (0, 1).
+
+    Returns:
+      float in [emp_loss, 1].
+
+    Example:
+      >>> round(maurer_bound(0.05, 10.0, 1000, 0.05), 4)
+      0.1008
+
+    References:
+      A. Maurer, A note on the PAC Bayesian theorem, arXiv:cs/0411099, 2004, Theorem 5.
+      M. Seeger, JMLR 3, 2002, Theorem 1.
+    """
+    emp_loss = _check_real("emp_loss", emp_loss, lo=0.0, hi=1.0)
+    kl = _check_real("kl", kl, lo=0.0)
+    n = _check_int("n", n, 1)
+    delta = _check_delta("delta", delta)
+    return kl_inverse_upper(emp_loss, (kl + math.log(2.0 * math.sqrt(n) / delta)) / n)
+
+
+@dataclasses.dataclass(frozen=True)
+class PacBayesBound(_Terms):
+    """B3 terms. ``total = kl_inv_up(empirical_upper, complexity + confidence)``."""
+
+    label: ClassVar[str] = "B3"
+    empirical: float              # MC estimate of the empirical stochastic loss Lhat_S(Q)
+    complexity: float             # KL(Q||P) / n
+    confidence: float             # ln(2 sqrt(n) / delta_pb') / n
+    total: float                  # bound on the stochastic risk L(Q)
+    total_deterministic: float    # 2 * total: bound on R(W_hat) (unclipped)
+    empirical_upper: float        # kl_inv_up(empirical, ln(2 G_q / delta_mc) / N_w)
+    mc_correction: float          # empirical_upper - empirical
+    kl: float                     # KL(Q || P)
+    sigma_p: float
+    sigma_q: float
+    empirical_deterministic: float  # training 0-1 error of W_hat (margin <= 0)
+    weight_norm: float            # ||W_hat||_F (bias included)
+    n: int
+    K: int
+    D: int                        # number of probe weights
+    delta: float
+    delta_mc: float               # total share of delta spent on the MC correction
+    delta_pac_bayes: float        # total share spent on the sigma_p union
+    n_weight_samples: int
+    sigma_p_grid_size: int
+    sigma_q_grid_size: int
+
+
+def _stochastic_errors(z, y, w, sigma_q, rng, n_draws, chunk):
+    """Mean 0-1 loss (margin <= 0) of W = W_hat + sigma_q * eps over the sample, per sigma_q.
+
+    The same standard normal draws eps serve every sigma_q (the union bound over sigma_q
+    does not need independent draws). Returns (G_q,) floats.
+    """
+    K, Dz = w.shape
+    base = z @ w.T                                   # (n, K)
+    errors = np.zeros(sigma_q.size)
+    done = 0
+    while done < n_draws:
+        c = min(chunk, n_draws - done)
+        eps = rng.standard_normal((c, K, Dz))
+        noise = np.einsum("nd,ckd->cnk", z, eps)     # (c, n, K)
+        for g, s in enumerate(sigma_q):
+            errors[g] += np.count_nonzero(_margins(base[None] + s * noise, y) <= 0)
+        done += c
+    return errors / (n_draws * z.shape[0])
+
+
+def pac_bayes_kl_bound(features, labels, weights, bias=None, *, seed,
+                       delta: float = 0.05,
+                       sigma_p_grid: Sequence[float] = SIGMA_P_GRID,
+                       sigma_q_grid: Optional[Sequence[float]] = None,
+                       n_weight_samples: int = 1000,
+                       delta_mc_fraction: float = 0.5,
+                       chunk_size: Optional[int] = None) -> PacBayesBound:
+    r"""B3: PAC-Bayes-kl bound for the linear probe, with Monte Carlo correction.
+
+    Prior :math:`P_{\sigma_p} = N(0, \sigma_p^2 I_D)`, posterior
+    :math:`Q_{\sigma_q} = N(\hat W, \sigma_q^2 I_D)` over all :math:`D = K(d+1)` probe weights
+    (:math:`D = Kd` without bias); 0-1 loss counts ties as errors. The budget
+    :math:`\delta` is split: :math:`\delta_{mc} = f\delta` for the Monte Carlo correction,
+    shared by the :math:`G_q` values of :math:`\sigma_q` tried, and
+    :math:`\delta_{pb} = (1-f)\delta` for the PAC-Bayes bound, shared by the :math:`G_p` grid
+    values of :math:`\sigma_p`. For every grid pair,
+
+    .. math::
+
+      \hat L^{up} = \mathrm{kl}^{-1}_{\rm up}\Big(\hat L_{S,N_w}(Q),
+          \frac{\ln(2G_q/\delta_{mc})}{N_w}\Big),\qquad
+      L(Q) \le \mathrm{kl}^{-1}_{\rm up}\Big(\hat L^{up},
+          \frac{\mathrm{KL}(Q\|P) + \ln(2\sqrt n\, G_p/\delta_{pb})}{n}\Big),
+
+    and the smallest value is returned. Validity: the PAC-Bayes bound holds for all Q at
+    once for each prior, the union over :math:`\sigma_p` costs :math:`G_p`; the MC bound
+    holds, conditionally on the sample, for each :math:`\sigma_q` at level
+    :math:`\delta_{mc}/G_q`, union over the :math:`G_q` values. So :math:`\sigma_q` may depend
+    on the sample (the default grid is relative to :math:`\|\hat W\|_F/\sqrt D`) but not on
+    the weight draws. Derandomisation: for every point where :math:`\hat W` errs, some
+    :math:`y'\ne y` has :math:`(\hat w_{y'}-\hat w_y)\cdot\tilde z \ge 0`, and the symmetric
+    Gaussian perturbation keeps that sign with probability :math:`\ge 1/2`, so
+    :math:`R(\hat W) \le 2L(Q)` (``total_deterministic``, unclipped).
+
+    Args:
+      features: (n, d) training features the probe was fit on.
+      labels: (n,) integers in [0, K).
+      weights: (K, d) probe weights :math:`\hat W`.
+      bias: (K,) probe bias or None.
+      seed: seed of the numpy Generator for the weight draws (int, SeedSequence or
+        Generator; an int makes the result reproducible).
+      delta: confidence parameter in (0, 1).
+      sigma_p_grid: prior scales fixed before seeing data (default :data:`SIGMA_P_GRID`).
+      sigma_q_grid: posterior scales; default
+        :data:`SIGMA_Q_RELATIVE_GRID` times :math:`\|\hat W\|_F/\sqrt D` (times 1 if
+        :math:`\hat W = 0`).
+      n_weight_samples: Monte Carlo draws :math:`N_w \ge 1` per :math:`\sigma_q`.
+      delta_mc_fraction: share f in (0, 1) of delta for the MC correction.
+      chunk_size: draws processed at once (memory); default keeps arrays near 4e6 entries.
+
+    Returns:
+      :class:`PacBayesBound`.
+
+    Example:
+      >>> z = np.array([[1.0, 0.0], [0.0, 1.0]] * 500); y = np.array([0, 1] * 500)
+      >>> w = np.array([[4.0, -4.0], [-4.0, 4.0]])
+      >>> pb = pac_bayes_kl_bound(z, y, w, seed=0, n_weight_samples=200)
+      >>> bool(pb.empirical < pb.total < 0.1), pb.total_deterministic == 2 * pb.total
+      (True, True)
+
+    References:
+      A. Maurer, arXiv:cs/0411099, 2004. M. Seeger, JMLR 3, 2002. J. Langford and
+      R. Caruana, NIPS 2001. G. K. Dziugaite and D. M. Roy, UAI 2017. M. Perez-Ortiz et al.,
+      Tighter risk certificates for neural networks, JMLR 22, 2021.
+    """
+    z, y, w, _ = _augment(features, labels, weights, bias)
+    n, K = z.shape[0], w.shape[0]
+    D = w.size
+    delta = _check_delta("delta", delta)
+    frac = _check_real("delta_mc_fraction", delta_mc_fraction, lo=0.0, hi=1.0,
+                       lo_open=True, hi_open=True)
+    n_w = _check_int("n_weight_samples", n_weight_samples, 1)
+    sps = _check_grid("sigma_p_grid", sigma_p_grid)
+    w_norm = float(np.linalg.norm(w))
+    if sigma_q_grid is None:
+        scale = w_norm / math.sqrt(D) if w_norm > 0 else 1.0
+        sqs = _check_grid("sigma_q_grid", np.asarray(SIGMA_Q_RELATIVE_GRID) * scale)
+    else:
+        sqs = _check_grid("sigma_q_grid", sigma_q_grid)
+    if chunk_size is None:
+        chunk_size = max(1, int(4_000_000 // (n * K)))
+    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    rng = np.random.default_rng(seed)
+
+    delta_mc, delta_pb = frac * delta, (1.0 - frac) * delta
+    emp_mc = _stochastic_errors(z, y, w, sqs, rng, n_w, chunk_size)
+    emp_up = kl_inverse_upper(emp_mc, math.log(2.0 * sqs.size / delta_mc) / n_w)
+    d_pb = delta_pb / sps.size
+    conf = math.log(2.0 * math.sqrt(n) / d_pb) / n
+
+    # All (sigma_q, sigma_p) pairs at once: kl (G_q, G_p), then one vectorised inversion.
+    kls = np.array([[gaussian_kl(w_norm**2, D, sq, sp) for sp in sps] for sq in sqs])
+    totals = kl_inverse_upper(emp_up[:, None], kls / n + conf)
+    gq, gp = np.unravel_index(int(np.argmin(totals)), totals.shape)
+    total, sp, kl = float(totals[gq, gp]), float(sps[gp]), float(kls[gq, gp])
+    err_det = float(np.mean(_margins(z @ w.T, y) <= 0))
+    return PacBayesBound(
+        empirical=float(emp_mc[gq]), complexity=kl / n, confidence=conf, total=total,
+        total_deterministic=2.0 * total, empirical_upper=float(emp_up[gq]),
+        mc_correction=float(emp_up[gq] - emp_mc[gq]), kl=kl, sigma_p=float(sp),
+        sigma_q=float(sqs[gq]), empirical_deterministic=err_det, weight_norm=w_norm, n=n, K=K,
+        D=D, delta=delta, delta_mc=delta_mc, delta_pac_bayes=delta_pb, n_weight_samples=n_w,
+        sigma_p_grid_size=int(sps.size), sigma_q_grid_size=int(sqs.size))
+
+
+# --------------------------------------------------------------------------------------
+# B4 / B5: contrastive losses over i.i.d. tuples
+# --------------------------------------------------------------------------------------
+
+
+def tuple_split(m: int, tuple_size: int) -> int:
+    r"""Number of disjoint tuples :math:`n_t = \lfloor m / N \rfloor` (B4, B5).
+
+    Splitting the samples into disjoint tuples of N makes the tuples i.i.d.; the last
+    :math:`m - N n_t` samples are left out.
+
+    Args:
+      m: number of samples >= 0.
+      tuple_size: N >= 1.
+
+    Returns:
+      :math:`n_t \ge 1`; ValueError if ``m < tuple_size``.
+
+    Example:
+      >>> tuple_split(1000, 64)
+      15
+    """
+    m = _check_int("m", m, 0)
+    N = _check_int("tuple_size", tuple_size, 1)
+    n_t = m // N
+    if n_t < 1:
+        raise ValueError(f"m = {m} samples give no complete tuple of tuple_size = {N}")
+    return n_t
+
+
+def _log1p_nm1_exp(N: int, a: float) -> float:
+    """log(1 + (N - 1) exp(a)) without overflow (0 for N = 1)."""
+    if N == 1:
+        return 0.0
+    return float(np.logaddexp(0.0, math.log(N - 1) + a))
+
+
+def distillation_tuple_lipschitz(tuple_size: int, tau: float, loss: str = "cmc") -> float:
+    r"""Lipschitz constant of the tuple-mean distillation loss in the stacked student features (B4).
+
+    For teacher features of norm :math:`\le 1`, each per-anchor B->A loss (CMC, or CMD with
+    any teacher distribution :math:`p_A(\cdot|i)`) is :math:`(2/\tau)`-Lipschitz in its
+    anchor's student feature, so the tuple mean is
+
+    .. math::
+
+      L_{\rm cmc} = L_{\rm cmd} = \frac{2}{\tau\sqrt N},\qquad
+      L_{\rm cmc\_symmetric} = \frac12\Big(\frac{2}{\tau\sqrt N} + \frac{\sqrt2}{\tau}\Big)
+        = \frac1\tau\Big(\frac{1}{\sqrt N} + \frac{1}{\sqrt 2}\Big),
+
+    the symmetric CLIP form (O2) adding the A->B direction, :math:`\sqrt2/\tau`-Lipschitz
+    (not divided by :math:`\sqrt N`: every student feature is a candidate of every anchor).
+
+    Args:
+      tuple_size: N >= 1.
+      tau: student temperature > 0.
+      loss: ``"cmc"`` (B->A), ``"cmd"`` or ``"cmc_symmetric"``.
+
+    Returns:
+      float > 0.
+
+    Example:
+      >>> distillation_tuple_lipschitz(4, 0.5)
+      2.0
+
+    References:
+      docs/theory.md, B4.
+    """
+    N = _check_int("tuple_size", tuple_size, 1)
+    tau = _check_real("tau", tau, lo=0.0, lo_open=True)
+    loss = _choice("loss", loss, ("cmc", "cmd", "cmc_symmetric"))
+    if loss == "cmc_symmetric":
+        return (1.0 / math.sqrt(N) + 1.0 / math.sqrt(2.0)) / tau
+    return 2.0 / (tau * math.sqrt(N))
+
+
+def distillation_loss_range(tuple_size: int, tau: float, lambda_b: float, r_b: float) -> float:
+    r"""Upper end b of the distillation loss range [0, b] (B4).
+
+    .. math:: b = \ln\big(1 + (N-1)\, e^{2\Lambda_B r_B/\tau}\big),
+
+    since every logit difference :math:`u_i\cdot(z_A^j - z_A^i)/\tau` is at most
+    :math:`2\Lambda_B r_B/\tau` for :math:`\|u_i\| \le \Lambda_B r_B`,
+    :math:`\|z_A^j\| \le 1`. Same b for CMC (either direction) and CMD.
+
+    Args:
+      tuple_size: N >= 1.
+      tau: temperature > 0.
+      lambda_b: Frobenius-norm bound :math:`\Lambda_B \ge 0`.
+      r_b: input clip radius :math:`r_B > 0`.
+
+    Returns:
+      float >= 0 (computed with logaddexp: no overflow at small tau).
+
+    Example:
+      >>> round(distillation_loss_range(2, 1.0, 0.5, 1.0), 6)   # log(1 + e)
+      1.313262
+    """
+    N = _check_int("tuple_size", tuple_size, 1)
+    tau = _check_real("tau", tau, lo=0.0, lo_open=True)
+    lam = _check_real("lambda_b", lambda_b, lo=0.0)
+    r = _check_real("r_b", r_b, lo=0.0, lo_open=True)
+    return _log1p_nm1_exp(N, 2.0 * lam * r / tau)
+
+
+def infonce_tuple_lipschitz(N: int, tau: float, R: float) -> float:
+    r"""Lipschitz constant of the tuple-mean symmetric InfoNCE loss (O1) in both views (B5).
+
+    For :math:`U, V \in \mathbb R^{N\times k}` with rows of norm :math:`\le R` and
+    :math:`L(U, V) = \frac1{2N}\sum_i[\mathrm{CE}(\text{row } i, i) + \mathrm{CE}(\text{col } i, i)]`
+    on logits :math:`UV^\top/\tau`,
+
+    .. math::
+
+      \|L(U,V) - L(U',V')\| \le L_N \|(U,V) - (U',V')\|_F,\qquad
+      L_N = \frac R\tau\Big(\sqrt{\frac 2N} + \frac{c_N}{\sqrt 2}\Big),\quad
+      c_N = \min\big(\sqrt 2,\ 1 + 1/\sqrt N\big).
+
+    Derivation (docs/theory.md, B5): :math:`\nabla_U L = GV/\tau`,
+    :math:`\nabla_V L = G^\top U/\tau` with :math:`G = (P + Q - 2I)/(2N)`, P the row-softmax
+    (row-stochastic), Q the column-softmax (column-stochastic). :math:`\|(P-I)V\|_F \le 2R\sqrt N`
+    (each row is :math:`\sum_j P_{ij}v_j - v_i`), :math:`\|(Q-I)V\|_F \le c_N N R` (column
+    bound :math:`\sum_j \|q_j - e_j\|\|v_j\|`, or :math:`\|Q\|_{op} \le \sqrt{\|Q\|_1\|Q\|_\infty}
+    \le \sqrt N`), and the same for :math:`G^\top U`; so
+    :math:`\|\nabla L\| \le \sqrt2\,R(1/\sqrt N + c_N/2)/\tau` on the convex set of admissible
+    features. Tight at N = 2 (:math:`L_2 = 2R/\tau`).
+
+    Args:
+      N: tuple (batch) size >= 1.
+      tau: temperature > 0.
+      R: feature-norm bound > 0 (:math:`\Lambda_A r_A`).
+
+    Returns:
+      float > 0.
+
+    Example:
+      >>> infonce_tuple_lipschitz(2, 1.0, 1.0)
+      2.0
+
+    References:
+      docs/theory.md, B5.
+    """
+    N = _check_int("N", N, 1)
+    tau = _check_real("tau", tau, lo=0.0, lo_open=True)
+    R = _check_real("R", R, lo=0.0, lo_open=True)
+    c_n = min(math.sqrt(2.0), 1.0 + 1.0 / math.sqrt(N))
+    return (R / tau) * (math.sqrt(2.0 / N) + c_n / math.sqrt(2.0))
+
+
+def infonce_loss_range(N: int, tau: float, R: float) -> float:
+    r"""Upper end b of the InfoNCE loss range [0, b] for features of norm <= R (B5).
+
+    .. math:: b = \ln\big(1 + (N-1)\, e^{2R^2/\tau}\big).
+
+    Args:
+      N: tuple size >= 1.
+      tau: temperature > 0.
+      R: feature-norm bound >= 0.
+
+    Returns:
+      float >= 0.
+
+    Example:
+      >>> round(infonce_loss_range(2, 2.0, 1.0), 6)   # log(1 + e)
+      1.313262
+    """
+    N = _check_int("N", N, 1)
+    tau = _check_real("tau", tau, lo=0.0, lo_open=True)
+    R = _check_real("R", R, lo=0.0)
+    return _log1p_nm1_exp(N, 2.0 * R * R / tau)
+
+
+@dataclasses.dataclass(frozen=True)
+class TupleLossBound(_Terms):
+    """B4 / B5 terms: ``total = empirical + complexity + confidence`` (``name`` says which)."""
+
+    label: ClassVar[str] = "B4/B5"
+    name: str                 # "B4" (distillation, in m) or "B5" (stage 1, in M)
+    empirical: float          # empirical tuple-mean loss Lhat(W)
+    complexity: float         # 2 * rademacher
+    confidence: float         # b sqrt(log(1/d')/(2 n_t)) or 3 b sqrt(log(2/d')/(2 n_t))
+    total: float              # bound on the population tuple loss L(W)
+    rademacher: float         # sqrt2 * lipschitz * Lambda * sqrt(k S) / n_t
+    lipschitz: float          # Lipschitz constant of the tuple mean in stacked features
+    loss_range: float         # b: the loss lies in [0, b]
+    Lambda: float             # grid value covering Lambda_hat
+    Lambda_hat: float         # ||W||_F of the trained encoder
+    r: float                  # input clip radius
+    feature_dim: int          # k, output coordinates of the encoder
+    sum_sq_norms: float       # S used (its maximum n_t * inputs_per_tuple * r^2 if data-free)
+    n_tuples: int
+    tuple_size: int
+    inputs_per_tuple: int     # N (B4) or 2N (B5)
+    tau: float
+    delta: float
+    delta_per_point: float
+    grid_size: int
+    form: str
+    loss: str
+
+    @property
+    def vacuous(self) -> bool:
+        """True when ``total >= loss_range``: no better than the trivial bound b."""
+        return bool(self.total >= self.loss_range)
+
+
+def _tuple_bound(name, loss, emp_loss, n_tuples, tuple_size, inputs_per_tuple, tau, lam_hat,
+                 r, k, delta, form, sum_sq_norms, lambda_grid, lipschitz_fn, range_fn):
+    n_t = _check_int("n_tuples", n_tuples, 1)
+    delta = _check_delta("delta", delta)
+    form = _choice("form", form, ("data_free", "sample"))
+    grid = _check_grid("lambda_grid", lambda_grid)
+    lam = _smallest_covering("the weight norm", grid, lam_hat, "lambda_grid")
+    d_pt = delta / grid.size
+    s_max = n_t * inputs_per_tuple * r * r
+    if form == "sample":
+        if sum_sq_norms is None:
+            raise ValueError("sum_sq_norms is required for form='sample'")
+        s = _check_real("sum_sq_norms", sum_sq_norms, lo=0.0)
+        if s > s_max * (1 + _NORM_RTOL):
+            raise ValueError(
+                f"sum_sq_norms = {s!r} exceeds n_tuples * {inputs_per_tuple} * r^2 = {s_max!r}:"
+                f" the inputs were not clipped to the ball of radius r")
+    else:
+        if sum_sq_norms is not None:
+            raise ValueError("sum_sq_norms is only used by form='sample'")
+        s = s_max
+    lip = lipschitz_fn(lam)
+    b = range_fn(lam)
+    emp = _check_real("emp_loss", emp_loss, lo=0.0)
+    if emp > b * (1 + _NORM_RTOL) + 1e-12:
+        raise ValueError(
+            f"emp_loss = {emp!r} exceeds the loss range b = {b!r}: the loss was not computed "
+            f"in the form the bound covers (unnormalised W clip(x), teacher norms <= 1)")
+    rad = math.sqrt(2.0) * lip * lam * math.sqrt(k * s) / n_t
+    if form == "data_free":
+        conf = b * math.sqrt(math.log(1.0 / d_pt) / (2.0 * n_t))
+    else:
+        conf = 3.0 * b * math.sqrt(math.log(2.0 / d_pt) / (2.0 * n_t))
+    return TupleLossBound(
+        name=name, empirical=emp, complexity=2.0 * rad, confidence=conf,
+        total=emp + 2.0 * rad + conf, rademacher=rad, lipschitz=lip, loss_range=b, Lambda=lam,
+        Lambda_hat=lam_hat, r=r, feature_dim=k, sum_sq_norms=s, n_tuples=n_t,
+        tuple_size=tuple_size, inputs_per_tuple=inputs_per_tuple, tau=tau, delta=delta,
+        delta_per_point=d_pt, grid_size=int(grid.size), form=form, loss=loss)
+
+
+def distillation_bound(emp_loss: float, n_tuples: int, tuple_size: int, tau: float,
+                       lambda_b: float, r_b: float, feature_dim: int, delta: float = 0.05, *,
+                       loss: str = "cmc", form: str = "data_free",
+                       sum_sq_norms: Optional[float] = None,
+                       lambda_grid: Sequence[float] = LAMBDA_GRID) -> TupleLossBound:
+    r"""B4: distillation convergence in the number of pairs m (Rademacher over i.i.d. tuples).
+
+    Student :math:`\phi_B(x) = W\,\mathrm{clip}(x)`, :math:`W \in \mathbb R^{k\times d}`,
+    inputs clipped to radius :math:`r_B`, unnormalised student features in the loss, teacher
+    features of norm :math:`\le 1`, the m pairs split into :math:`n_t = \lfloor m/N\rfloor`
+    disjoint tuples (:func:`tuple_split`). With :math:`\Lambda` the smallest grid value
+    :math:`\ge \|W\|_F`, :math:`\delta' = \delta/|\text{grid}|`, Lipschitz constant
+    :math:`L` (:func:`distillation_tuple_lipschitz`), range
+    :math:`b = \ln(1 + (N-1)e^{2\Lambda r_B/\tau})` and
+    :math:`\mathrm{Rad} \le \sqrt2\, L\, \Lambda\sqrt{kS}/n_t` (Maurer's vector contraction,
+    linear class), with probability :math:`\ge 1-\delta`:
+
+    .. math::
+
+      \text{data-free } (S = n_t N r_B^2):\quad L(W) \le \hat L(W)
+          + \frac{4\sqrt2\,\Lambda r_B\sqrt k}{\tau\sqrt{n_t}}
+          + b\sqrt{\frac{\ln(1/\delta')}{2n_t}}\quad(\text{CMC, CMD}),
+
+      \text{sample}:\quad L(W) \le \hat L(W) + 2\,\mathrm{Rad}(S)
+          + 3b\sqrt{\frac{\ln(2/\delta')}{2n_t}},
+
+    S the sum of squared clipped input norms over all tuples. ``L(W)`` is the expected
+    tuple-mean loss; ``emp_loss`` its mean over the :math:`n_t` tuples, in the same form.
+
+    Args:
+      emp_loss: empirical tuple-mean loss in [0, b].
+      n_tuples: :math:`n_t \ge 1`.
+      tuple_size: N >= 1 (pairs per tuple).
+      tau: student temperature > 0 (:math:`\tau_B` for CMD).
+      lambda_b: :math:`\|W\|_F` of the trained student, >= 0.
+      r_b: input clip radius > 0.
+      feature_dim: k >= 1, output coordinates of the student.
+      delta: confidence parameter in (0, 1).
+      loss: ``"cmc"`` (B->A), ``"cmd"``, or ``"cmc_symmetric"`` (O2, both directions).
+      form: ``"data_free"`` or ``"sample"``.
+      sum_sq_norms: S, required for ``"sample"``, at most :math:`n_t N r_B^2`.
+      lambda_grid: norms fixed in advance (default :data:`LAMBDA_GRID`).
+
+    Returns:
+      :class:`TupleLossBound` with ``name = "B4"``.
+
+    Example:
+      >>> b = distillation_bound(1.0, 100, 8, 0.5, 3.0, 1.0, 16)
+      >>> b.Lambda, round(b.complexity, 4)          # 4 sqrt2 * 4 * 1 * 4 / (0.5 * 10)
+      (4.0, 18.1019)
+
+    References:
+      A. Maurer, A vector-contraction inequality for Rademacher complexities, ALT 2016,
+      Corollary 1. Mohri et al. 2018, Theorem 3.3. docs/theory.md, B4.
+    """
+    N = _check_int("tuple_size", tuple_size, 1)
+    tau = _check_real("tau", tau, lo=0.0, lo_open=True)
+    lam_hat = _check_real("lambda_b", lambda_b, lo=0.0)
+    r = _check_real("r_b", r_b, lo=0.0, lo_open=True)
+    k = _check_int("feature_dim", feature_dim, 1)
+    loss = _choice("loss", loss, ("cmc", "cmd", "cmc_symmetric"))
+    return _tuple_bound(
+        "B4", loss, emp_loss, n_tuples, N, N, tau, lam_hat, r, k, delta, form, sum_sq_norms,
+        lambda_grid,
+        lipschitz_fn=lambda lam: distillation_tuple_lipschitz(N, tau, loss),
+        range_fn=lambda lam: distillation_loss_range(N, tau, lam, r))
+
+
+def ssl_bound(emp_loss: float, n_tuples: int, tuple_size: int, tau: float, lambda_a: float,
+              r_a: float, feature_dim: int, delta: float = 0.05, *, form: str = "data_free",
+              sum_sq_norms: Optional[float] = None,
+              lambda_grid: Sequence[float] = LAMBDA_GRID) -> TupleLossBound:
+    r"""B5: stage-1 (InfoNCE, O1) convergence in the number of source samples M.
+
+    Encoder :math:`\phi_A(x) = W\,\mathrm{clip}(x)` on both views, inputs clipped to
+    :math:`r_A`, unnormalised features, M samples split into :math:`n_t = \lfloor M/N\rfloor`
+    tuples of N samples with two views each (2N inputs per tuple). With :math:`\Lambda` the
+    smallest grid value :math:`\ge \|W\|_F`, :math:`R = \Lambda r_A`,
+    :math:`L_N` = :func:`infonce_tuple_lipschitz` (N, tau, R),
+    :math:`b = \ln(1 + (N-1)e^{2R^2/\tau})`,
+    :math:`\mathrm{Rad} \le \sqrt2\,L_N\Lambda\sqrt{kS}/n_t` (S over the 2N inputs of every
+    tuple, :math:`S \le 2N n_t r_A^2`), with probability :math:`\ge 1-\delta`:
+
+    .. math::
+
+      \text{data-free}:\quad L(W) \le \hat L(W) + \frac{4\,\ell_N\sqrt{N}\,\Lambda^2 r_A^2\sqrt k}
+          {\tau\sqrt{n_t}} + b\sqrt{\frac{\ln(1/\delta')}{2n_t}},\qquad
+          \ell_N = \sqrt{2/N} + c_N/\sqrt2,
+
+      \text{sample}:\quad L(W) \le \hat L(W) + 2\,\mathrm{Rad}(S)
+          + 3b\sqrt{\frac{\ln(2/\delta')}{2n_t}}.
+
+    Args:
+      emp_loss: empirical tuple-mean InfoNCE loss in [0, b].
+      n_tuples: :math:`n_t \ge 1`.
+      tuple_size: N >= 1.
+      tau: temperature > 0.
+      lambda_a: :math:`\|W\|_F` of the trained encoder, >= 0.
+      r_a: input clip radius > 0.
+      feature_dim: k >= 1.
+      delta: confidence parameter in (0, 1).
+      form: ``"data_free"`` or ``"sample"``.
+      sum_sq_norms: S over both views, required for ``"sample"``.
+      lambda_grid: norms fixed in advance (default :data:`LAMBDA_GRID`).
+
+    Returns:
+      :class:`TupleLossBound` with ``name = "B5"``.
+
+    Example:
+      >>> b = ssl_bound(1.0, 100, 2, 1.0, 1.0, 1.0, 4)
+      >>> b.lipschitz, round(b.complexity, 4)       # 2; 2 sqrt2 * 2 * 1 * sqrt(4*400)/100
+      (2.0, 2.2627)
+
+    References:
+      A. Maurer, ALT 2016, Corollary 1. Mohri et al. 2018, Theorem 3.3.
+      docs/theory.md, B5.
+    """
+    N = _check_int("tuple_size", tuple_size, 1)
+    tau = _check_real("tau", tau, lo=0.0, lo_open=True)
+    lam_hat = _check_real("lambda_a", lambda_a, lo=0.0)
+    r = _check_real("r_a", r_a, lo=0.0, lo_open=True)
+    k = _check_int("feature_dim", feature_dim, 1)
+    return _tuple_bound(
+        "B5", "infonce", emp_loss, n_tuples, N, 2 * N, tau, lam_hat, r, k, delta, form,
+        sum_sq_norms, lambda_grid,
+        lipschitz_fn=lambda lam: infonce_tuple_lipschitz(N, tau, lam * r),
+        range_fn=lambda lam: infonce_loss_range(N, tau, lam * r))
+
+
+# --------------------------------------------------------------------------------------
+# B6: the end-to-end report
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportRow:
+    """One line of the B6 table: a bound, its value, the measured quantity, and the check."""
+
+    name: str            # "B2", "B3", "B1b", "B1a", "floor"
+    statement: str       # the inequality checked
+    kind: str            # "upper": measured <= value; "lower": measured >= value
+    value: float         # the bound's value
+    measured: float      # the measured quantity it bounds
+    slack: float         # estimation slack allowed in ``holds``
+    holds: bool          # measured within value up to the slack
+    holds_strict: bool   # measured within value with the slack charged against it
+
+    def as_dict(self) -> dict:
+        """The row as a flat dict."""
+        return dataclasses.asdict(self)
+
+
+def _get(measured, key):
+    if isinstance(measured, Mapping):
+        value = measured.get(key)
+    else:
+        value = getattr(measured, key, None)
+    return None if value is None else float(value)
+
+
+def end_to_end_report(measured, n_test: int, delta_test: float = 0.05, *,
+                      n_test_source: Optional[int] = None,
+                      bayes_slack: float = 0.0) -> list:
+    r"""B6: every bound of the trained pipeline beside the measured target error, as table rows.
+
+    ``measured`` (a mapping or an object with attributes) holds any of: ``err_B`` (target
+    test error of the deterministic pipeline, required), ``err_B_stochastic`` (test error
+    of the Gaussian-perturbed probe), ``err_A_head`` (source test error of the same head),
+    ``bayes_A``, ``bayes_B``, ``tv_latent``, ``tv_features_upper``, ``b2_total``,
+    ``b3_total`` (stochastic B3 total; compared with ``err_B`` through
+    :math:`R \le 2L(Q)`, and with ``err_B_stochastic`` directly). A row appears when its
+    inputs are present. Test estimates are checked as in docs/theory.md, C: with
+    :math:`s = ` :func:`hoeffding_slack` (n_test, delta_test), an upper bound U holds when
+    :math:`\hat R - s \le U` (strictly when :math:`\hat R + s \le U`). B1b compares two
+    estimates: :math:`\hat R_B - s_B \le \hat R_A + s_A + \mathrm{TV}`. B1a compares exact
+    (or Monte Carlo, with ``bayes_slack``) Bayes errors. ``floor``:
+    :math:`\hat R_B + s \ge \epsilon_B^*`.
+
+    Args:
+      measured: the measured numbers (see above).
+      n_test: target test-set size >= 1.
+      delta_test: failure probability per check, in (0, 1).
+      n_test_source: source test-set size for ``err_A_head`` (default ``n_test``).
+      bayes_slack: total half-width allowed for Monte Carlo Bayes errors, >= 0.
+
+    Returns:
+      list of :class:`ReportRow`.
+
+    Example:
+      >>> rows = end_to_end_report({"err_B": 0.2, "b2_total": 0.9, "bayes_A": 0.1,
+      ...                           "bayes_B": 0.15, "tv_latent": 0.1}, n_test=10_000)
+      >>> [(r.name, r.holds) for r in rows]
+      [('B2', True), ('B1a', True), ('floor', True)]
+    """
+    s = hoeffding_slack(n_test, delta_test)
+    s_a = hoeffding_slack(n_test if n_test_source is None else n_test_source, delta_test)
+    bayes_slack = _check_real("bayes_slack", bayes_slack, lo=0.0)
+    err_b = _get(measured, "err_B")
+    if err_b is None:
+        raise ValueError("measured must provide err_B")
+    err_b = _check_real("err_B", err_b, lo=0.0, hi=1.0)
+    rows = []
+
+    def upper(name, statement, value, est, slack_low, slack_high):
+        rows.append(ReportRow(name, statement, "upper", value, est, slack_low,
+                              bool(est - slack_low <= value), bool(est + slack_high <= value)))
+
+    b2 = _get(measured, "b2_total")
+    if b2 is not None:
+        upper("B2", "R_B <= B2 total", b2, err_b, s, s)
+    b3 = _get(measured, "b3_total")
+    if b3 is not None:
+        upper("B3", "R_B <= 2 L(Q) (B3, derandomised)", 2.0 * b3, err_b, s, s)
+        err_q = _get(measured, "err_B_stochastic")
+        if err_q is not None:
+            upper("B3 stochastic", "L_B(Q) <= B3 total", b3, err_q, s, s)
+    err_a = _get(measured, "err_A_head")
+    tv_f = _get(measured, "tv_features_upper")
+    if err_a is not None and tv_f is not None:
+        # Both sides are estimates: R_B >= Rhat_B - s and R_A <= Rhat_A + s_a.
+        upper("B1b", "R_B <= R_A(same head) + TV(learned features)", err_a + tv_f, err_b,
+              s + s_a, s + s_a)
+    bayes_a, bayes_b = _get(measured, "bayes_A"), _get(measured, "bayes_B")
+    tv_lat = _get(measured, "tv_latent")
+    if bayes_a is not None and bayes_b is not None and tv_lat is not None:
+        value = bayes_a + tv_lat
+        rows.append(ReportRow("B1a", "eps*_B <= eps*_A + TV_latent", "upper", value, bayes_b,
+                              bayes_slack, bool(bayes_b - bayes_slack <= value + 1e-12),
+                              bool(bayes_b + bayes_slack <= value + 1e-12)))
+    if bayes_b is not None:
+        rows.append(ReportRow("floor", "R_B >= eps*_B", "lower", bayes_b, err_b, s + bayes_slack,
+                              bool(err_b + s + bayes_slack >= bayes_b),
+                              bool(err_b - s - bayes_slack >= bayes_b)))
+    return rows
