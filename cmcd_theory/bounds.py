@@ -1365,11 +1365,14 @@ class ReportRow:
 
 
 def _get(measured, key):
+    """measured[key] as a float; None when absent, None or NaN (not applicable)."""
     if isinstance(measured, Mapping):
         value = measured.get(key)
     else:
         value = getattr(measured, key, None)
-    return None if value is None else float(value)
+    if value is None or math.isnan(float(value)):
+        return None
+    return float(value)
 
 
 def end_to_end_report(measured, n_test: int, delta_test: float = 0.05, *,
@@ -1383,7 +1386,7 @@ def end_to_end_report(measured, n_test: int, delta_test: float = 0.05, *,
     ``bayes_A``, ``bayes_B``, ``tv_latent``, ``tv_features_upper``, ``b2_total``,
     ``b3_total`` (stochastic B3 total; compared with ``err_B`` through
     :math:`R \le 2L(Q)`, and with ``err_B_stochastic`` directly). A row appears when its
-    inputs are present. Test estimates are checked as in docs/theory.md, C: with
+    inputs are present (a missing, None or NaN value means "not applicable"). Test estimates are checked as in docs/theory.md, C: with
     :math:`s = ` :func:`hoeffding_slack` (n_test, delta_test), an upper bound U holds when
     :math:`\hat R - s \le U` (strictly when :math:`\hat R + s \le U`). B1b compares two
     estimates: :math:`\hat R_B - s_B \le \hat R_A + s_A + \mathrm{TV}`. B1a compares exact

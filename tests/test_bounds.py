@@ -626,6 +626,10 @@ def test_end_to_end_report_rows_and_checks():
     assert bad[0].as_dict()["measured"] == 0.5
     with pytest.raises(ValueError, match="err_B"):
         B.end_to_end_report({"b2_total": 0.4}, n)
+    # NaN marks a quantity that does not apply: its rows are left out, not failed.
+    rows = B.end_to_end_report({"err_B": 0.2, "b2_total": float("nan"), "bayes_A": 0.1,
+                                "bayes_B": 0.15, "tv_latent": float("nan")}, n)
+    assert [r.name for r in rows] == ["floor"]
 
 
 def test_as_dict_rows_are_flat():
