@@ -711,7 +711,7 @@ def margin_bound(features, labels, weights, bias=None, delta: float = 0.05, *,
 
 
 def gaussian_kl(mean_sq_norm: float, dim: int, sigma_q: float, sigma_p: float) -> float:
-    r"""KL between isotropic Gaussians :math:`N(\hat W, \sigma_q^2 I_D)` and :math:`N(0, \sigma_p^2 I_D)` (B3).
+    r"""KL from the posterior :math:`N(\hat W, \sigma_q^2 I_D)` to the prior :math:`N(0, \sigma_p^2 I_D)` (B3).
 
     .. math::
 
@@ -778,7 +778,12 @@ def sample_convergence_upper(emp_mc: float, n_samples: int, delta: float) -> flo
 
 
 def maurer_bound(emp_loss: float, kl: float, n: int, delta: float) -> float:
-    r"""PAC-Bayes-kl bound of B3: :math:`\mathrm{kl}^{-1}_{\rm up}(\hat L, [\mathrm{KL} + \ln(2\sqrt n/\delta)]/n)`.
+    r"""PAC-Bayes-kl bound of B3 (Maurer 2004): an upper bound on the stochastic risk L(Q).
+
+    .. math::
+
+      L(Q) \le \mathrm{kl}^{-1}_{\rm up}\big(\hat L,\ [\mathrm{KL} + \ln(2\sqrt n/\delta)]/n\big).
+
 
     With probability :math:`\ge 1-\delta` over the ``n`` samples, for all posteriors Q,
     :math:`\mathrm{kl}(\hat L_S(Q)\|L(Q)) \le [\mathrm{KL}(Q\|P) + \ln(2\sqrt n/\delta)]/n`,
@@ -1074,7 +1079,7 @@ def infonce_tuple_lipschitz(N: int, tau: float, R: float) -> float:
     r"""Lipschitz constant of the tuple-mean symmetric InfoNCE loss (O1) in both views (B5).
 
     For :math:`U, V \in \mathbb R^{N\times k}` with rows of norm :math:`\le R` and
-    :math:`L(U, V) = \frac1{2N}\sum_i[\mathrm{CE}(\text{row } i, i) + \mathrm{CE}(\text{col } i, i)]`
+    :math:`L(U, V) = \frac1{2N}\sum_i[\mathrm{CE}(\text{row}\ i) + \mathrm{CE}(\text{col}\ i)]`
     on logits :math:`UV^\top/\tau`,
 
     .. math::
@@ -1386,7 +1391,8 @@ def end_to_end_report(measured, n_test: int, delta_test: float = 0.05, *,
     ``bayes_A``, ``bayes_B``, ``tv_latent``, ``tv_features_upper``, ``b2_total``,
     ``b3_total`` (stochastic B3 total; compared with ``err_B`` through
     :math:`R \le 2L(Q)`, and with ``err_B_stochastic`` directly). A row appears when its
-    inputs are present (a missing, None or NaN value means "not applicable"). Test estimates are checked as in docs/theory.md, C: with
+    inputs are present (a missing, None or NaN value means "not applicable"). Test
+    estimates are checked as in docs/theory.md, C: with
     :math:`s = ` :func:`hoeffding_slack` (n_test, delta_test), an upper bound U holds when
     :math:`\hat R - s \le U` (strictly when :math:`\hat R + s \le U`). B1b compares two
     estimates: :math:`\hat R_B - s_B \le \hat R_A + s_A + \mathrm{TV}`. B1a compares exact

@@ -589,8 +589,8 @@ def test_ssl_bound_hand():
     assert b.total == pytest.approx(1.5 + 2 * rad + conf, abs=1e-12)
     # The closed data-free form 4 l_N sqrt(N) Lambda^2 r^2 sqrt(k) / (tau sqrt(n_t)).
     l_n = math.sqrt(2 / 4) + SQRT2 / SQRT2
-    assert b.complexity == pytest.approx(4 * l_n * 2 * 1.0 * 4.0 * math.sqrt(3) / (0.5 * math.sqrt(30)),
-                                         rel=1e-13)
+    closed = 4 * l_n * 2 * 1.0 * 4.0 * math.sqrt(3) / (0.5 * math.sqrt(30))
+    assert b.complexity == pytest.approx(closed, rel=1e-13)
     # N = 16: c_N = 1 + 1/4 < sqrt2.
     assert B.infonce_tuple_lipschitz(16, 1.0, 1.0) == pytest.approx(
         math.sqrt(2 / 16) + 1.25 / SQRT2, abs=1e-15)
