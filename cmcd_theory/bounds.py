@@ -711,7 +711,7 @@ def margin_bound(features, labels, weights, bias=None, delta: float = 0.05, *,
 
 
 def gaussian_kl(mean_sq_norm: float, dim: int, sigma_q: float, sigma_p: float) -> float:
-    r"""KL from the posterior :math:`N(\hat W, \sigma_q^2 I_D)` to the prior :math:`N(0, \sigma_p^2 I_D)` (B3).
+    r"""KL from the posterior :math:`N(\hat W, \sigma_q^2 I)` to the prior :math:`N(0, \sigma_p^2 I)` (B3).
 
     .. math::
 
@@ -783,7 +783,6 @@ def maurer_bound(emp_loss: float, kl: float, n: int, delta: float) -> float:
     .. math::
 
       L(Q) \le \mathrm{kl}^{-1}_{\rm up}\big(\hat L,\ [\mathrm{KL} + \ln(2\sqrt n/\delta)]/n\big).
-
 
     With probability :math:`\ge 1-\delta` over the ``n`` samples, for all posteriors Q,
     :math:`\mathrm{kl}(\hat L_S(Q)\|L(Q)) \le [\mathrm{KL}(Q\|P) + \ln(2\sqrt n/\delta)]/n`,
