@@ -711,7 +711,7 @@ def margin_bound(features, labels, weights, bias=None, delta: float = 0.05, *,
 
 
 def gaussian_kl(mean_sq_norm: float, dim: int, sigma_q: float, sigma_p: float) -> float:
-    r"""KL from the posterior :math:`N(\hat W, \sigma_q^2 I)` to the prior :math:`N(0, \sigma_p^2 I)` (B3).
+    r"""KL from posterior :math:`N(\hat W, \sigma_q^2 I)` to prior :math:`N(0, \sigma_p^2 I)` (B3).
 
     .. math::
 
