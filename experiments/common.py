@@ -1,0 +1,274 @@
+"""Shared helpers of the experiment scripts: arguments, intervals, bounds as sweep columns, figures.
+
+Every experiment is ``python -m experiments.<name> [--quick] [--seeds S] [--out-dir D]
+[--fig-dir F]`` and writes ``D/<name>.csv`` (tidy, one row per cell and seed),
+``D/<name>.json`` (configuration and measured findings) and ``F/<name>.png`` + ``.pdf``.
+
+The sweep postprocesses defined here compute, per row, only the bounds a figure plots:
+
+* :func:`probe_bounds` -- B2 (both forms) and B3 of the stage-3 probe, with their named terms;
+* :func:`distill_bound` -- B4 on the stage-2 tuple loss (linear student, raw features);
+* :func:`feature_tv` -- TV between the learned source and target features (B1b, Gaussian
+  track): Monte Carlo estimate and certified upper end
+  (:func:`cmcd_theory.divergences.gaussian_feature_tv`).
+
+They compute the same quantities as :func:`cmcd_theory.certify.certify`, restricted to what
+is plotted, so that a sweep does not pay for the other bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import time
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+DELTA = 0.05
+DELTA_TEST = 0.05
+
+METHOD_STYLE = {
+    "cmd": dict(color="tab:blue", marker="o", label="CMD"),
+    "cmc": dict(color="tab:orange", marker="s", label="CMC"),
+    "l2": dict(color="tab:green", marker="^", label="L2 alignment"),
+    "supervised": dict(color="tab:red", marker="v", label="supervised only"),
+    "target_ssl": dict(color="tab:purple", marker="D", label="target SSL + probe"),
+    "random": dict(color="tab:gray", marker="x", label="random encoder"),
+    "oracle": dict(color="black", marker="*", label="oracle probe on s_B"),
+}
+
+
+def parse_args(argv, description: str, default_seeds: tuple = (2, 3)) -> argparse.Namespace:
+    """Common arguments; ``--seeds`` defaults to 2 in quick mode and 3 otherwise."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..S-1)")
+    p.add_argument("--out-dir", default="results", help="folder of the CSV and JSON")
+    p.add_argument("--fig-dir", default="figures", help="folder of the PNG and PDF")
+    p.add_argument("--no-progress", action="store_true", help="hide the sweep's progress bar")
+    args = p.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = default_seeds[0] if args.quick else default_seeds[1]
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    os.makedirs(args.out_dir, exist_ok=True)
+    os.makedirs(args.fig_dir, exist_ok=True)
+    return args
+
+
+def base_pipeline(args, **changes):
+    """:func:`quick_pipeline` in quick mode, the default :class:`PipelineConfig` otherwise."""
+    from cmcd_theory.pipeline import PipelineConfig
+    from cmcd_theory.sweep import quick_pipeline
+    cfg = quick_pipeline() if args.quick else PipelineConfig()
+    return cfg.replace(**changes) if changes else cfg
+
+
+def raw_path(args, name: str) -> str:
+    """Path of a sweep's raw (resumable) CSV; quick and full runs never share one."""
+    return os.path.join(args.out_dir, f"{name}_{'quick' if args.quick else 'full'}_raw.csv")
+
+
+def ci95(x) -> tuple:
+    """Mean and half-width of the 95% Student-t interval, ``t_{0.975, S-1} s / sqrt(S)``."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    if len(x) == 1:
+        return float(x[0]), float("nan")
+    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def summarize(df: pd.DataFrame, by, cols) -> pd.DataFrame:
+    """Per group of ``by``: ``<col>_mean``, ``<col>_lo``, ``<col>_hi`` (95% t-interval over seeds)."""
+    out = []
+    for key, g in df.groupby(list(by), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key))
+        row["n_seeds"] = len(g)
+        for c in cols:
+            m, h = ci95(g[c])
+            row[f"{c}_mean"], row[f"{c}_lo"], row[f"{c}_hi"] = m, m - h, m + h
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def fmt_ci(x, digits: int = 3) -> str:
+    m, h = ci95(x)
+    return f"{m:.{digits}f} +- {h:.{digits}f}" if np.isfinite(h) else f"{m:.{digits}f}"
+
+
+def save_results(df: pd.DataFrame, name: str, args, config: dict, findings: dict,
+                 elapsed: float | None = None) -> None:
+    """``<out_dir>/<name>.csv`` (tidy) and ``<out_dir>/<name>.json`` (config and findings)."""
+    df.to_csv(os.path.join(args.out_dir, f"{name}.csv"), index=False)
+    meta = {"experiment": name, "quick": bool(args.quick), "seeds": int(args.seeds),
+            "config": config, "findings": findings}
+    if elapsed is not None:
+        meta["wall_time_s"] = round(float(elapsed), 1)
+    with open(os.path.join(args.out_dir, f"{name}.json"), "w") as f:
+        json.dump(_jsonable(meta), f, indent=2)
+    print(f"[{name}] findings:")
+    for k, v in findings.items():
+        print(f"  {k}: {v}")
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def pyplot():
+    """matplotlib (Agg) with the figures' style."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
+                         "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3,
+                         "figure.dpi": 120, "savefig.bbox": "tight"})
+    return plt
+
+
+def save_fig(fig, name: str, args) -> None:
+    """``<fig_dir>/<name>.png`` (dpi 120) and ``.pdf``."""
+    for ext in ("png", "pdf"):
+        fig.savefig(os.path.join(args.fig_dir, f"{name}.{ext}"), dpi=120)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def band(ax, x, mean, lo, hi, **style):
+    """A line with markers and its shaded 95% interval."""
+    st = dict(style)
+    ax.plot(x, mean, **st)
+    st.pop("marker", None)
+    st.pop("label", None)
+    st.pop("linestyle", None)
+    ax.fill_between(x, np.where(np.isfinite(lo), lo, mean), np.where(np.isfinite(hi), hi, mean),
+                    alpha=0.18, color=st.get("color"), linewidth=0)
+
+
+def spearman(x, y) -> float:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return float("nan")
+    return float(stats.spearmanr(x[ok], y[ok]).statistic)
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of log y on log x over the points with y > 0."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+
+
+def test_slack(n_test: int) -> float:
+    """Hoeffding slack of a test-set error on ``n_test`` samples at ``DELTA_TEST``."""
+    from cmcd_theory import bounds
+    return bounds.hoeffding_slack(n_test, DELTA_TEST)
+
+
+# ---- sweep postprocesses ------------------------------------------------------------------
+
+def probe_bounds(world, cfg, method, t, seed, row, arts, *, n_weight_samples: int = 500) -> dict:
+    """B2 (sample and data-free forms, and their minimum) and B3 of the probe, with terms.
+
+    Empty for ``supervised`` and ``oracle`` (their features are not label-free, resp. not of
+    norm <= 1; see :func:`cmcd_theory.certify.probe_bounds_apply`).
+    """
+    from cmcd_theory import bounds
+    if method in ("supervised", "oracle"):
+        return {}
+    z = np.asarray(arts["z_train"], np.float64)
+    y = np.asarray(arts["y_train"])
+    W = np.asarray(arts["probe"]["W"], np.float64)
+    b = np.asarray(arts["probe"]["b"], np.float64)
+    out = {}
+    for form in ("sample", "data_free"):
+        mb = bounds.margin_bound(z, y, W, b, DELTA, form=form)
+        out[f"b2_{form}_total"] = mb.total
+        out[f"b2_{form}_empirical"] = mb.empirical
+        out[f"b2_{form}_complexity"] = mb.complexity
+        out[f"b2_{form}_confidence"] = mb.confidence
+    out["b2_total"] = min(out["b2_sample_total"], out["b2_data_free_total"])
+    pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=DELTA,
+                                   n_weight_samples=n_weight_samples)
+    out.update(b3_total=pb.total, b3_total_deterministic=pb.total_deterministic,
+               b3_empirical=pb.empirical, b3_empirical_upper=pb.empirical_upper,
+               b3_kl_over_n=pb.complexity, b3_confidence=pb.confidence)
+    return out
+
+
+def distill_bound(world, cfg, method, t, seed, row, arts) -> dict:
+    """B4 (data-free and sample forms, and their minimum) on the stage-2 tuple loss."""
+    from cmcd_theory import bounds
+    from cmcd_theory.certify import b4_applies
+    if not b4_applies(cfg, method):
+        return {}
+    dc = cfg.distill
+    tau = dc.tau if method == "cmc" else dc.tau_b
+    n_t = bounds.tuple_split(cfg.m, cfg.tuple_size)
+    wc = world.config
+    out = {}
+    for form in ("data_free", "sample"):
+        tb = bounds.distillation_bound(
+            row["distill_train_loss"], n_t, cfg.tuple_size, tau, row["student_norm"],
+            wc.input_radius(), cfg.feature_dim or wc.latent_dim, DELTA, loss=method, form=form,
+            sum_sq_norms=row["sum_sq_inputs"] if form == "sample" else None)
+        out[f"b4_{form}_total"] = tb.total
+        out[f"b4_{form}_gap"] = tb.total - row["distill_train_loss"]
+    out["b4_total"] = min(out["b4_data_free_total"], out["b4_sample_total"])
+    out["b4_gap"] = out["b4_total"] - row["distill_train_loss"]
+    n_pop_t = bounds.tuple_split(cfg.n_pop, cfg.tuple_size)
+    out["b4_pop_slack"] = tb.loss_range * bounds.hoeffding_slack(n_pop_t, DELTA_TEST)
+    return out
+
+
+def feature_tv(world, cfg, method, t, seed, row, arts, *, n_mc: int = 20_000) -> dict:
+    """TV of the learned source and target features (B1b, Gaussian track), estimate and upper."""
+    from cmcd_theory import divergences
+    from cmcd_theory.certify import b1b_applies
+    if not b1b_applies(world, cfg, method):
+        return {}
+    tv = divergences.gaussian_feature_tv(world, arts["teacher"]["W"], arts["student"]["W"], t=t,
+                                         n=n_mc, seed=seed, delta=DELTA)
+    return {"tv_features": tv.estimate, "tv_features_upper": tv.upper}
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.elapsed = time.perf_counter() - self.t0
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def setup_cache() -> None:
+    """Persistent XLA compile cache in the repository (``.jax_cache``), set before jax loads."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(root / ".jax_cache"))
+
+
+setup_cache()
