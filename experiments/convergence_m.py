@@ -1,0 +1,111 @@
+"""Claim (ii): the stage-2 generalisation gap falls with the number m of pairs, under B4.
+
+Left: the distillation gap (population minus training tuple loss, O2/O3 with the raw student
+features that B4 covers) against m on log-log axes for CMC and CMD, with the gap that B4
+certifies (bound minus training loss); the fitted log-log slope is printed. Right: the target
+test error against m for several distances t, levelling off at a distance-dependent floor
+(eps*_B of each t, dashed). Mean and 95% t-interval over seeds.
+
+Run: ``python -m experiments.convergence_m [--quick] [--seeds S]``.
+"""
+
+from __future__ import annotations
+
+from experiments import common  # sets the compile cache before jax loads
+
+import numpy as np
+import pandas as pd
+
+NAME = "convergence_m"
+
+
+def grid(quick: bool) -> dict:
+    if quick:
+        return {"channel": ["attenuate"], "m": [256, 1024, 4096], "t": [0.0, 0.5, 0.8],
+                "method": ["cmc"]}
+    return {"channel": ["attenuate"], "m": [256, 1024, 4096, 16384], "t": [0.0, 0.5, 0.8],
+            "method": ["cmc", "cmd"]}
+
+
+def run(args) -> pd.DataFrame:
+    from cmcd_theory.sweep import run_sweep
+    pipe = common.base_pipeline(args)
+    pipe = pipe.replace(distill=pipe.distill.replace(student_features="raw"))
+    return run_sweep(grid(args.quick), pipeline=pipe, seeds=args.seeds,
+                     out=common.raw_path(args, NAME), postprocess=common.distill_bound,
+                     progress=not args.no_progress)
+
+
+def findings(df: pd.DataFrame) -> dict:
+    f = {}
+    for me, g in df.groupby("method"):
+        gm = g.groupby("m")["distill_gap"].mean()
+        f[f"gap_loglog_slope[{me}]"] = round(common.loglog_slope(gm.index, gm.to_numpy()), 3)
+        bm = g.groupby("m")["b4_gap"].mean()
+        f[f"b4_gap_loglog_slope[{me}]"] = round(common.loglog_slope(bm.index, bm.to_numpy()), 3)
+        for m_, gg in g.groupby("m"):
+            f[f"gap[{me},m={m_}]"] = common.fmt_ci(gg["distill_gap"], 4)
+        f[f"b4_holds_fraction[{me}]"] = float(np.mean(
+            g["distill_pop_loss"] - g["b4_pop_slack"] <= g["b4_total"]))
+        f[f"b4_gap_range[{me}]"] = f"{g['b4_gap'].min():.2f} .. {g['b4_gap'].max():.2f}"
+    for t, g in df[df["method"] == "cmc"].groupby("t"):
+        e = g.groupby("m")["err_B"].mean()
+        f[f"err_B_cmc[t={t}]"] = " ".join(f"m={k}:{v:.3f}" for k, v in e.items()) + \
+            f" (eps*_B={g['bayes_B'].iloc[0]:.3f})"
+    return f
+
+
+def plot(df: pd.DataFrame, args, f: dict) -> None:
+    plt = common.pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    s = common.summarize(df, ["method", "m"], ["distill_gap", "b4_gap"])
+    for me in dict.fromkeys(s["method"]):
+        g = s[s["method"] == me].sort_values("m")
+        st = common.METHOD_STYLE[me]
+        slope = f.get(f"gap_loglog_slope[{me}]", np.nan)
+        # log axis: the lower end of an interval that reaches below zero is drawn at 1e-5
+        common.band(a1, g["m"], g["distill_gap_mean"], np.maximum(g["distill_gap_lo"], 1e-5), g["distill_gap_hi"],
+                    **{**st, "label": f"{st['label']} measured gap (slope {slope:.2f})"})
+        a1.plot(g["m"], g["b4_gap_mean"], linestyle="--", color=st["color"],
+                label=f"{st['label']}: B4 certified gap")
+    a1.set_xscale("log")
+    a1.set_yscale("log")
+    a1.set_xlabel("unlabeled pairs m (count, log scale)")
+    a1.set_ylabel("population - training tuple loss (nats)")
+    a1.set_title("Stage-2 generalisation gap and B4")
+    a1.legend(fontsize=8)
+    sc = common.summarize(df[df["method"] == "cmc"], ["t", "m"], ["err_B", "bayes_B", "tv_latent"])
+    colors = ["tab:blue", "tab:orange", "tab:red", "tab:green"]
+    for c, t in zip(colors, dict.fromkeys(sc["t"])):
+        g = sc[sc["t"] == t].sort_values("m")
+        common.band(a2, g["m"], g["err_B_mean"], g["err_B_lo"], g["err_B_hi"], color=c, marker="o",
+                    label=f"CMC, t={t} (TV_latent={g['tv_latent_mean'].iloc[0]:.2f})")
+        a2.axhline(g["bayes_B_mean"].iloc[0], color=c, linestyle="--", lw=1)
+    a2.plot([], [], "k--", lw=1, label=r"$\varepsilon^*_B$ of each t")
+    a2.set_xscale("log")
+    a2.set_xlabel("unlabeled pairs m (count, log scale)")
+    a2.set_ylabel("target test error $R_B$ (fraction)")
+    a2.set_title("Target error against m: distance-dependent floor")
+    a2.legend(fontsize=8)
+    for ax in (a1, a2):
+        ax.set_xticks(sorted(df["m"].unique()))
+        ax.set_xticklabels([str(v) for v in sorted(df["m"].unique())])
+        ax.minorticks_off()
+    fig.suptitle("Convergence in the number of pairs (mean, 95% interval over seeds)")
+    fig.tight_layout()
+    common.save_fig(fig, NAME, args)
+
+
+def main(argv=None) -> pd.DataFrame:
+    args = common.parse_args(argv, __doc__.splitlines()[0])
+    with common.Timer() as tm:
+        df = run(args)
+        f = findings(df)
+        plot(df, args, f)
+    common.save_results(df, NAME, args, {"grid": grid(args.quick), "student_features": "raw"}, f,
+                        tm.elapsed)
+    return df
+
+
+if __name__ == "__main__":
+    main()
