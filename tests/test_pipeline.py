@@ -1,0 +1,135 @@
+"""Pipeline, training stages and sweeps: shapes, validation, determinism, resume."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from cmcd_theory import pipeline, sweep, training
+from cmcd_theory.models import linear_encoder, normalize
+from cmcd_theory.probe import fit_probe, probe_error
+from cmcd_theory.worlds import WorldConfig, make_world
+
+TINY = sweep.quick_pipeline().replace(
+    M=256, m=256, n=64, n_test=512, n_pop=256, probe_steps=50,
+    ssl=training.TrainConfig(steps=20, batch_size=64), distill=training.TrainConfig(steps=20, batch_size=64),
+    supervised=training.TrainConfig(steps=20, batch_size=32), tuple_size=64)
+
+
+def test_pipeline_config_validation():
+    with pytest.raises(ValueError, match="m must be"):
+        pipeline.PipelineConfig(m=10, tuple_size=128)
+    with pytest.raises(ValueError, match="encoder"):
+        pipeline.PipelineConfig(encoder="cnn")
+    with pytest.raises(ValueError, match="M must be"):
+        pipeline.PipelineConfig(M=0)
+    with pytest.raises(ValueError, match="student_features"):
+        training.TrainConfig(student_features="scaled")
+    with pytest.raises(ValueError, match="tau"):
+        training.TrainConfig(tau=0.0)
+    with pytest.raises(ValueError, match="method"):
+        pipeline.run_pipeline(make_world(WorldConfig()), jax.random.key(0), "seed", TINY)
+
+
+def test_probe_reaches_separable_solution():
+    z = normalize(jax.random.normal(jax.random.key(0), (400, 4)))
+    y = jnp.argmax(z, axis=1)
+    probe = fit_probe(z, y, 4, l2=1e-4, steps=300)
+    assert float(probe_error(probe, z, y)) < 0.02
+
+
+def test_distill_learns_teacher_features():
+    """Stage 2 on an exactly learnable problem drives CMC below its value at initialisation."""
+    key = jax.random.key(1)
+    x = jax.random.normal(key, (512, 6))
+    teacher = normalize(x @ jax.random.normal(jax.random.key(2), (6, 4)))
+    enc = linear_encoder(6, 4)
+    cfg = training.TrainConfig(steps=300, batch_size=64, lr=0.05)
+    p0 = enc.init(jax.random.key(3))
+    p1 = training.train_distill(jax.random.key(3), enc, x, teacher, "cmc", cfg)
+    before = training.tuple_loss("cmc", normalize(enc.apply(p0, x)), teacher, cfg, 64)
+    after = training.tuple_loss("cmc", normalize(enc.apply(p1, x)), teacher, cfg, 64)
+    assert float(after) < float(before) - 0.5
+
+
+@pytest.mark.parametrize("method", pipeline.METHODS)
+def test_every_method_runs_and_reports(method):
+    w = make_world(WorldConfig(t=0.3))
+    out = pipeline.run_pipeline_jit(w, jax.random.key(0), method, TINY, 0.3)
+    err = float(out["err_B"])
+    assert 0.0 <= err <= 1.0
+    has_teacher = method in pipeline.TEACHER_METHODS
+    assert np.isfinite(float(out["err_A_head"])) == has_teacher
+    assert np.isfinite(float(out["distill_gap"])) == has_teacher
+
+
+def test_same_seed_same_numbers_and_sweep_matches_pipeline():
+    w = make_world(WorldConfig())
+    a = pipeline.run_pipeline_jit(w, jax.random.key(5), "cmd", TINY, 0.5)
+    b = pipeline.run_pipeline_jit(w, jax.random.key(5), "cmd", TINY, 0.5)
+    c = pipeline.run_pipeline_jit(w, jax.random.key(6), "cmd", TINY, 0.5)
+    for k in sweep.METRICS:
+        assert float(a[k]) == float(b[k])
+    assert float(a["distill_train_loss"]) != float(c["distill_train_loss"])
+    df = sweep.run_sweep({"t": [0.5], "method": ["cmd"]}, pipeline=TINY, seeds=[5], progress=False)
+    # the vmapped sweep computes the same cell (batched float32 arithmetic may differ in ulps)
+    assert df["err_B"].iloc[0] == pytest.approx(float(a["err_B"]), abs=2e-3)
+    assert df["distill_train_loss"].iloc[0] == pytest.approx(float(a["distill_train_loss"]), rel=1e-3)
+
+
+def test_sweep_writes_config_and_resumes(tmp_path):
+    out = tmp_path / "s.csv"
+    grid = {"t": [0.0, 1.0], "method": ["l2"]}
+    df1 = sweep.run_sweep(grid, pipeline=TINY, seeds=2, out=str(out), progress=False)
+    assert len(df1) == 4 and (tmp_path / "s.json").exists()
+    for col in ("channel", "t", "method", "seed", "M", "m", "n", "tv_latent", "bayes_A", "bayes_B",
+                "err_B", "err_A_head"):
+        assert col in df1.columns
+    # a rerun with a larger grid computes only the new cells and keeps the old ones untouched
+    df2 = sweep.run_sweep({"t": [0.0, 0.5, 1.0], "method": ["l2"]}, pipeline=TINY, seeds=2,
+                          out=str(out), progress=False)
+    assert len(df2) == 6 and len(pd.read_csv(out)) == 6
+    old = df1.sort_values(["t", "seed"]).reset_index(drop=True)
+    again = df2[df2.t != 0.5].sort_values(["t", "seed"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(old[list(old.columns)], again[list(old.columns)], check_dtype=False)
+    # a different base configuration is refused rather than mixed in
+    with pytest.raises(ValueError, match="another base configuration"):
+        sweep.run_sweep(grid, pipeline=TINY.replace(n=65), seeds=2, out=str(out), progress=False)
+
+
+def test_sweep_killed_midway_keeps_finished_chunks(tmp_path, monkeypatch):
+    out = tmp_path / "k.csv"
+    calls = {"n": 0}
+    real = sweep._DOWNSTREAM_JIT
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(sweep, "_DOWNSTREAM_JIT", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep({"t": [0.0, 1.0], "method": ["random"]}, pipeline=TINY, seeds=2, out=str(out),
+                        chunk_size=2, progress=False)
+    assert len(pd.read_csv(out)) == 2  # the first chunk survived
+    monkeypatch.setattr(sweep, "_DOWNSTREAM_JIT", real)
+    df = sweep.run_sweep({"t": [0.0, 1.0], "method": ["random"]}, pipeline=TINY, seeds=2, out=str(out),
+                         chunk_size=2, progress=False)
+    assert len(df) == 4 and len(pd.read_csv(out)) == 4
+
+
+def test_sweep_rejects_bad_grid():
+    with pytest.raises(ValueError, match="grid axes"):
+        sweep.run_sweep({"temperature": [1]}, pipeline=TINY, progress=False)
+    with pytest.raises(ValueError, match="t must be in"):
+        sweep.run_sweep({"t": [1.5]}, pipeline=TINY, progress=False)
+    with pytest.raises(ValueError, match="method"):
+        sweep.run_sweep({"method": ["byol"]}, pipeline=TINY, progress=False)
+
+
+def test_cli_help_and_quick(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sweep.main(["--help"])
+    assert "--channel" in capsys.readouterr().out
