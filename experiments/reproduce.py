@@ -1,0 +1,69 @@
+"""Every experiment in order, timed: ``python -m experiments.reproduce [--quick] [--seeds S]``.
+
+Each experiment module exposes ``main(argv) -> DataFrame`` and writes its CSV, JSON and
+figures; this runner imports each one, calls it with the shared arguments and prints a table of
+wall times and their total. A persistent XLA compile cache (``.jax_cache`` in the repository,
+or ``$JAX_COMPILATION_CACHE_DIR``) makes a second run skip compilation.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"))
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+
+EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "generalization_n", "tv_vs_gain",
+               "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="quick mode of every experiment")
+    p.add_argument("--seeds", type=int, default=None, help="seeds passed to every experiment")
+    p.add_argument("--only", default=None, help="comma list of experiments to run (default: all)")
+    p.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
+    args = p.parse_args(argv)
+    names = EXPERIMENTS if args.only is None else tuple(x for x in args.only.split(",") if x)
+    unknown = set(names) - set(EXPERIMENTS)
+    if unknown:
+        raise ValueError(f"--only must name experiments among {EXPERIMENTS}, got {sorted(unknown)}")
+    sub = (["--quick"] if args.quick else []) + ([] if args.seeds is None else ["--seeds", str(args.seeds)])
+    times: dict = {}
+    t_all = time.perf_counter()
+    for name in names:
+        try:
+            mod = importlib.import_module(f"experiments.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"experiments.{name}":
+                print(f"[reproduce] skipping {name}: experiments/{name}.py does not exist yet")
+                times[name] = None
+                continue
+            raise
+        print(f"[reproduce] {name} {' '.join(sub)}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            mod.main(list(sub))
+        except Exception:
+            if not args.keep_going:
+                raise
+            traceback.print_exc()
+            times[name] = float("nan")
+            continue
+        times[name] = time.perf_counter() - t0
+    total = time.perf_counter() - t_all
+    print("\n| experiment | wall time (s) |\n|---|---|")
+    for name, t in times.items():
+        print(f"| {name} | {'skipped' if t is None else f'{t:.1f}'} |")
+    print(f"| **total** | **{total:.1f}** |")
+    return times
+
+
+if __name__ == "__main__":
+    main()
