@@ -1,0 +1,343 @@
+"""Tests of cmcd_theory.worlds (docs/theory.md G1-G4).
+
+* validation: every invalid config raises a ValueError whose message names the parameter;
+* determinism: the same key gives the same samples, different keys different ones;
+* JAX: every sampler runs under ``jit`` and ``vmap`` (over keys, and over a traced ``t``) and
+  agrees with the plain call;
+* G2: the empirical law of ``s_B | y`` matches the table of G2 for every channel. Where that
+  law is Gaussian the checks are exact: a sample mean of n draws of N(m, v) is N(m, v / n) and
+  ``(n - 1) S^2 / v`` is chi-square(n - 1); a count of replaced rows is Binomial(n, t). Each
+  check has a two-sided level of ``ALPHA = 1e-6``; there are about 190 of them, so a correct
+  sampler fails them with probability below 2e-4 (union bound);
+* t = 0 gives ``s_B = s`` for every channel;
+* G3: linear maps have orthonormal columns; the nonlinear map is inverted explicitly;
+  ``input_radius`` exceeds every norm of a large sample of observations and views (a correct
+  radius fails this with probability below 6e-4).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from cmcd_theory import worlds
+from cmcd_theory.worlds import (
+    CHANNELS,
+    WorldConfig,
+    apply_channel,
+    make_world,
+    observe,
+    sample,
+    sample_latents,
+    sample_pairs,
+    sample_source,
+    sample_target_labeled,
+    sample_target_latents,
+    views,
+)
+
+N = 12_000  # one sample size everywhere: eager JAX compiles each op once per shape
+N_MOMENTS = N  # sample size of the statistical tests
+ALPHA = 1e-6  # two-sided level of each statistical check below
+Z = stats.norm.isf(ALPHA / 2)  # ~4.9 standard errors
+
+# A small world that keeps every test fast; K < latent_dim and J a strict subset, so that the
+# per-class and per-coordinate structure of the channels is visible.
+SMALL = WorldConfig(num_classes=3, latent_dim=5, separation=3.0, sigma=0.8, n_attenuated=2,
+                    eta_max=2.0, d_A=7, d_B=6, view_noise=0.4)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, name", [
+    (dict(t=-0.1), "t"),
+    (dict(t=1.5), "t"),
+    (dict(t=float("nan")), "t"),
+    (dict(num_classes=9, latent_dim=8), "num_classes"),
+    (dict(num_classes=1), "num_classes"),
+    (dict(d_A=7, latent_dim=8), "d_A"),
+    (dict(d_B=7, latent_dim=8), "d_B"),
+    (dict(sigma=-1.0), "sigma"),
+    (dict(sigma=0.0), "sigma"),
+    (dict(separation=-2.0), "separation"),
+    (dict(eta_max=-0.5), "eta_max"),
+    (dict(view_noise=-0.1), "view_noise"),
+    (dict(obs_noise=-0.1), "obs_noise"),
+    (dict(channel="blur"), "channel"),
+    (dict(observation="quadratic"), "observation"),
+    (dict(n_attenuated=0), "n_attenuated"),
+    (dict(n_attenuated=9, latent_dim=8), "n_attenuated"),
+    (dict(latent_dim=0), "latent_dim"),
+])
+def test_invalid_config_raises_naming_parameter(changes, name):
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        WorldConfig(**changes)
+
+
+def test_valid_boundaries_are_accepted():
+    for t in (0, 0.0, 1, 1.0):
+        assert WorldConfig(t=t).t == float(t)
+    cfg = WorldConfig(num_classes=8, latent_dim=8, d_A=8, d_B=8, n_attenuated=8, eta_max=0.0)
+    assert cfg.n_attenuated == 8
+    assert WorldConfig(latent_dim=6, d_A=6, d_B=6).n_attenuated == 6  # default J = all of [k]
+    with pytest.raises(ValueError, match="^sigma"):
+        WorldConfig().replace(sigma=-1.0)  # replace validates again
+
+
+@pytest.mark.xfail(strict=True, reason="WorldConfig resolves n_attenuated=None to latent_dim at "
+                   "construction, so replace(latent_dim=...) keeps the old size of J")
+def test_default_attenuated_set_follows_latent_dim():
+    """J = all coordinates by default, also after ``replace(latent_dim=...)``."""
+    assert WorldConfig(latent_dim=8).replace(latent_dim=16).n_attenuated == 16
+    assert WorldConfig(latent_dim=8).replace(latent_dim=4, num_classes=4).n_attenuated == 4
+
+
+def test_samplers_reject_bad_sizes_and_modality():
+    world = make_world(SMALL)
+    key = jax.random.key(0)
+    for n in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="^n "):
+            sample(world, key, n)
+    with pytest.raises(ValueError, match="^modality"):
+        observe(world, jnp.zeros((2, SMALL.latent_dim)), "C")
+    with pytest.raises(ValueError, match="^config"):
+        make_world(SMALL.as_dict())
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism
+# ---------------------------------------------------------------------------------------------
+
+def _all_outputs(world, key, n=N):
+    """Every sampler's output for one key, as a flat list of arrays."""
+    ks = jax.random.split(key, 6)
+    smp = sample(world, ks[0], n)
+    return [*smp, sample_source(world, ks[1], n), *sample_pairs(world, ks[2], n),
+            *sample_target_labeled(world, ks[3], n), sample_target_latents(world, ks[4], n),
+            *views(world, ks[5], smp.s, "A"), *views(world, ks[5], smp.s_B, "B")]
+
+
+@pytest.mark.parametrize("channel, observation", [
+    ("attenuate", "linear"), ("noise", "nonlinear"), ("corrupt", "linear"),
+    ("rotate", "nonlinear")])
+def test_same_key_same_samples_different_key_different(channel, observation):
+    cfg = SMALL.replace(channel=channel, observation=observation, t=0.5, obs_noise=0.1)
+    w1, w2 = make_world(cfg), make_world(cfg)
+    for name in w1.maps:
+        np.testing.assert_array_equal(w1.maps[name], w2.maps[name])
+    a = _all_outputs(w1, jax.random.key(3))
+    b = _all_outputs(w2, jax.random.key(3))
+    c = _all_outputs(w1, jax.random.key(4))
+    for x, y, z in zip(a, b, c):
+        np.testing.assert_array_equal(x, y)
+        assert not np.array_equal(x, z)
+    # the map seed is part of the world: another seed gives other maps
+    w3 = make_world(cfg.replace(map_seed=1))
+    assert not np.allclose(w1.maps["QA"], w3.maps["QA"])
+
+
+# ---------------------------------------------------------------------------------------------
+# jit and vmap
+# ---------------------------------------------------------------------------------------------
+
+def _assert_tree_close(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer):
+            np.testing.assert_array_equal(x, y)
+        else:
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
+def test_samplers_under_jit_and_vmap():
+    """One jitted program vmaps ``apply_channel`` over a traced t for every channel, vmaps
+    ``sample`` jointly over keys and a traced t, and draws views; every output must equal the
+    plain (eager, Python-float t) call."""
+    wlds = [make_world(SMALL.replace(channel=c, t=0.3, observation="nonlinear")) for c in CHANNELS]
+    key = jax.random.key(11)
+    keys = jax.random.split(key, 3)
+    ts = jnp.array([0.0, 0.25, 1.0])
+    s = sample(wlds[0], key, N).s
+    w = wlds[CHANNELS.index("corrupt")]  # the channel with the most random draws
+
+    def program(wlds, w, key, keys, ts, s):
+        return dict(
+            channel_over_t=[jax.vmap(lambda t: apply_channel(v, key, s, t))(ts) for v in wlds],
+            sample_over_key_t=jax.vmap(lambda k, t: sample(w, k, N, t))(keys, ts),
+            views=views(w, key, s, "B"))
+
+    got = jax.jit(program)(wlds, w, key, keys, ts, s)
+    for j, v in enumerate(wlds):
+        np.testing.assert_allclose(got["channel_over_t"][j][0], s, rtol=1e-6, atol=1e-6)  # t = 0
+        for i, t in enumerate(np.asarray(ts).tolist()):
+            np.testing.assert_allclose(got["channel_over_t"][j][i], apply_channel(v, key, s, t),
+                                       rtol=1e-5, atol=1e-5)
+        # an explicit t overrides the config's
+        np.testing.assert_array_equal(sample(v, key, N, v.config.t).s_B, sample(v, key, N).s_B)
+    for i, t in enumerate(np.asarray(ts).tolist()):
+        _assert_tree_close(jax.tree_util.tree_map(lambda x: x[i], got["sample_over_key_t"]),
+                           sample(w, keys[i], N, t))
+    _assert_tree_close(got["views"], views(w, key, s, "B"))
+
+
+# ---------------------------------------------------------------------------------------------
+# G2: the law of s_B given y
+# ---------------------------------------------------------------------------------------------
+
+def _check_gaussian_moments(x, mean, var):
+    """Exact tests that the rows of x (n, k) are i.i.d. N(mean, var I) coordinate by coordinate.
+
+    Sample mean ~ N(mean, var / n); (n - 1) S^2 / var ~ chi-square(n - 1). Level ALPHA each.
+    """
+    n = x.shape[0]
+    x = np.asarray(x, np.float64)
+    z = (x.mean(0) - mean) / math.sqrt(var / n)
+    assert np.all(np.abs(z) < Z), f"means off by {z} standard errors"
+    q = (n - 1) * x.var(0, ddof=1) / var
+    lo, hi = stats.chi2.ppf(ALPHA / 2, n - 1), stats.chi2.isf(ALPHA / 2, n - 1)
+    assert np.all((q > lo) & (q < hi)), f"variance ratios {x.var(0, ddof=1) / var}"
+
+
+def _binomial_accept(count, n, p):
+    lo, hi = stats.binom.ppf(ALPHA / 2, n, p), stats.binom.isf(ALPHA / 2, n, p)
+    return lo <= count <= hi
+
+
+
+
+@pytest.mark.parametrize("t", [0.4, 1.0])
+def test_attenuate_law(t):
+    cfg = SMALL.replace(channel="attenuate")
+    world = make_world(cfg)
+    y, s = sample_latents(world, jax.random.key(1), N_MOMENTS)
+    s_b = np.asarray(apply_channel(world, jax.random.key(2), s, t))
+    s, y = np.asarray(s), np.asarray(y)
+    J = np.arange(cfg.latent_dim) < cfg.n_attenuated
+    # outside J the latent passes unchanged
+    np.testing.assert_array_equal(s_b[:, ~J], s[:, ~J])
+    mu = cfg.class_means()
+    for c in range(cfg.num_classes):
+        # G2: s_B | y ~ N(mu_y - t P_J mu_y, sigma^2 I)
+        _check_gaussian_moments(s_b[y == c], mu[c] - t * J * mu[c], cfg.sigma ** 2)
+
+
+@pytest.mark.parametrize("t", [0.4, 1.0])
+def test_noise_law(t):
+    cfg = SMALL.replace(channel="noise")
+    world = make_world(cfg)
+    y, s = sample_latents(world, jax.random.key(1), N_MOMENTS)
+    s_b = np.asarray(apply_channel(world, jax.random.key(2), s, t))
+    y = np.asarray(y)
+    eta = t * cfg.eta_max
+    for c in range(cfg.num_classes):
+        # G2: s_B | y ~ N(mu_y, (sigma^2 + eta^2) I), eta = t eta_max
+        _check_gaussian_moments(s_b[y == c], cfg.class_means()[c], cfg.sigma ** 2 + eta ** 2)
+
+
+@pytest.mark.parametrize("t", [0.3, 1.0])
+def test_corrupt_law(t):
+    cfg = SMALL.replace(channel="corrupt")
+    world = make_world(cfg)
+    y, s = sample_latents(world, jax.random.key(1), N_MOMENTS)
+    s_b = np.asarray(apply_channel(world, jax.random.key(2), s, t))
+    s, y = np.asarray(s), np.asarray(y)
+    replaced = np.any(s_b != s, axis=1)
+    # a kept row is the clean latent, bit for bit
+    np.testing.assert_array_equal(s_b[~replaced], s[~replaced])
+    # mixture weight: the number of replaced rows is Binomial(n, t), in every class
+    assert _binomial_accept(replaced.sum(), len(y), t), replaced.mean()
+    for c in range(cfg.num_classes):
+        assert _binomial_accept(replaced[y == c].sum(), int((y == c).sum()), t)
+        # a replaced row is a label-free draw N(0, sigma^2 I)
+        _check_gaussian_moments(s_b[replaced & (y == c)], 0.0, cfg.sigma ** 2)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.5, 1.0])
+def test_rotate_exact(t):
+    cfg = SMALL.replace(channel="rotate")
+    world = make_world(cfg)
+    _, s = sample_latents(world, jax.random.key(1), N)
+    s_b = np.asarray(apply_channel(world, jax.random.key(2), s, t), np.float64)
+    s = np.asarray(s, np.float64)
+    a = t * math.pi / 2  # R_t: angle t pi / 2 in the plane of e_1, e_2
+    expect = s.copy()
+    expect[:, 0] = math.cos(a) * s[:, 0] - math.sin(a) * s[:, 1]
+    expect[:, 1] = math.sin(a) * s[:, 0] + math.cos(a) * s[:, 1]
+    np.testing.assert_allclose(s_b, expect, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(s_b[:, 2:], s[:, 2:])
+    np.testing.assert_allclose(np.linalg.norm(s_b, axis=1), np.linalg.norm(s, axis=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_t_zero_is_identity(channel):
+    """t = 0: s_B = s, from the config's t and from an explicit t = 0 (the traced t = 0 of a
+    jitted sampler is checked in test_samplers_under_jit_and_vmap)."""
+    world = make_world(SMALL.replace(channel=channel, t=0.0))
+    world_half = make_world(SMALL.replace(channel=channel, t=0.5))
+    for key in jax.random.split(jax.random.key(5), 3):
+        for smp in (sample(world, key, N), sample(world_half, key, N, 0.0)):
+            if channel == "rotate":  # s R_0^T: a product with the identity matrix
+                np.testing.assert_allclose(smp.s_B, smp.s, rtol=1e-6, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(smp.s_B, smp.s)
+
+
+# ---------------------------------------------------------------------------------------------
+# G3: observation maps; G4 views
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("observation", ["linear", "nonlinear"])
+def test_maps_have_orthonormal_columns(observation):
+    world = make_world(SMALL.replace(observation=observation))
+    k = SMALL.latent_dim
+    for name, q in world.maps.items():
+        q = np.asarray(q, np.float64)
+        assert q.shape[1] == k
+        np.testing.assert_allclose(q.T @ q, np.eye(k), atol=1e-5, err_msg=name)
+    assert world.maps["QA"].shape == (SMALL.d_A, k) and world.maps["QB"].shape == (SMALL.d_B, k)
+    if observation == "nonlinear":  # square first layers: orthogonal both ways
+        for name in ("QA1", "QB1"):
+            q = np.asarray(world.maps[name], np.float64)
+            np.testing.assert_allclose(q @ q.T, np.eye(k), atol=1e-5)
+
+
+@pytest.mark.parametrize("channel", ["attenuate", "rotate"])
+def test_observation_maps_are_inverted_exactly(channel):
+    """x determines its latent (G3): invert g explicitly and recover s and s_B."""
+    assert worlds.LEAKY_SLOPE > 0  # strictly monotone, so invertible
+    for observation in ("linear", "nonlinear"):
+        world = make_world(SMALL.replace(channel=channel, t=0.6, observation=observation))
+        smp = sample(world, jax.random.key(8), N)
+        for x, s, m in ((smp.x_A, smp.s, "A"), (smp.x_B, smp.s_B, "B")):
+            z = np.asarray(x, np.float64) @ np.asarray(world.maps["Q" + m], np.float64)
+            if observation == "nonlinear":
+                u = np.where(z >= 0, z, z / worlds.LEAKY_SLOPE)
+                z = u @ np.asarray(world.maps["Q" + m + "1"], np.float64)
+            np.testing.assert_allclose(z, s, atol=1e-4)
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_input_radius_exceeds_observation_norms(channel):
+    """Every observation and view of a large sample lies inside ``input_radius``.
+
+    Per observation the radius fails with probability at most ``coverage``; this file checks
+    4 channels x 2 observation kinds x 6 x 12,000 = 576,000 observations at coverage 1e-9, so
+    a correct radius fails here with probability below 6e-4 (union bound).
+    """
+    n, coverage = N_MOMENTS, 1e-9
+    for observation, obs_noise in (("linear", 0.0), ("nonlinear", 0.2)):
+        cfg = SMALL.replace(channel=channel, t=1.0, observation=observation, obs_noise=obs_noise)
+        world = make_world(cfg)
+        r = cfg.input_radius(coverage)
+        assert r > cfg.input_radius(1e-3)  # a smaller coverage needs a larger radius
+        k1, k2, k3, k4 = jax.random.split(jax.random.key(21), 4)
+        smp = sample(world, k1, n)
+        s_b = sample_target_latents(world, k2, n)
+        xs = [smp.x_A, smp.x_B, *views(world, k3, smp.s, "A"), *views(world, k4, s_b, "B")]
+        norms = np.concatenate([np.linalg.norm(np.asarray(x, np.float64), axis=1) for x in xs])
+        assert norms.size == 6 * n
+        assert norms.max() < r, (norms.max(), r)
