@@ -187,6 +187,18 @@ def test_slack(n_test: int) -> float:
 
 
 # ---- sweep postprocesses ------------------------------------------------------------------
+# Each returns the same keys for every row (NaN where the bound does not apply): the sweep
+# appends rows to its CSV chunk by chunk under the header of the first chunk, so every chunk
+# must carry the same columns for a resumed sweep to read its CSV back aligned.
+
+PROBE_BOUND_KEYS = tuple(f"b2_{form}_{term}" for form in ("sample", "data_free")
+                         for term in ("total", "empirical", "complexity", "confidence")) + (
+    "b2_total", "b3_total", "b3_total_deterministic", "b3_empirical", "b3_empirical_upper",
+    "b3_kl_over_n", "b3_confidence")
+DISTILL_BOUND_KEYS = ("b4_data_free_total", "b4_data_free_gap", "b4_sample_total", "b4_sample_gap",
+                      "b4_total", "b4_gap", "b4_pop_slack")
+FEATURE_TV_KEYS = ("tv_features", "tv_features_upper")
+
 
 def probe_bounds(world, cfg, method, t, seed, row, arts, *, n_weight_samples: int = 500) -> dict:
     """B2 (sample and data-free forms, and their minimum) and B3 of the probe, with terms.
@@ -196,7 +208,7 @@ def probe_bounds(world, cfg, method, t, seed, row, arts, *, n_weight_samples: in
     """
     from cmcd_theory import bounds
     if method in ("supervised", "oracle"):
-        return {}
+        return dict.fromkeys(PROBE_BOUND_KEYS, float("nan"))
     z = np.asarray(arts["z_train"], np.float64)
     y = np.asarray(arts["y_train"])
     W = np.asarray(arts["probe"]["W"], np.float64)
@@ -222,7 +234,7 @@ def distill_bound(world, cfg, method, t, seed, row, arts) -> dict:
     from cmcd_theory import bounds
     from cmcd_theory.certify import b4_applies
     if not b4_applies(cfg, method):
-        return {}
+        return dict.fromkeys(DISTILL_BOUND_KEYS, float("nan"))
     dc = cfg.distill
     tau = dc.tau if method == "cmc" else dc.tau_b
     n_t = bounds.tuple_split(cfg.m, cfg.tuple_size)
@@ -247,7 +259,7 @@ def feature_tv(world, cfg, method, t, seed, row, arts, *, n_mc: int = 20_000) ->
     from cmcd_theory import divergences
     from cmcd_theory.certify import b1b_applies
     if not b1b_applies(world, cfg, method):
-        return {}
+        return dict.fromkeys(FEATURE_TV_KEYS, float("nan"))
     tv = divergences.gaussian_feature_tv(world, arts["teacher"]["W"], arts["student"]["W"], t=t,
                                          n=n_mc, seed=seed, delta=DELTA)
     return {"tv_features": tv.estimate, "tv_features_upper": tv.upper}

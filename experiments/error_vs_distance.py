@@ -29,7 +29,9 @@ def grid(quick: bool) -> dict:
 
 
 def postprocess(world, cfg, method, t, seed, row, arts):
-    return common.probe_bounds(world, cfg, method, t, seed, row, arts) if method == BOUND_METHOD else {}
+    if method != BOUND_METHOD:
+        return dict.fromkeys(common.PROBE_BOUND_KEYS, float("nan"))
+    return common.probe_bounds(world, cfg, method, t, seed, row, arts)
 
 
 def run(args) -> pd.DataFrame:

@@ -1,0 +1,64 @@
+"""Experiment scripts: helpers, and one quick run end to end (CSV columns, bounds, figures)."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from experiments import common
+
+
+def test_ci95_matches_student_t_interval():
+    x = np.array([0.1, 0.4, 0.35, 0.2])
+    m, h = common.ci95(x)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert m == pytest.approx(x.mean())
+    assert m - h == pytest.approx(lo) and m + h == pytest.approx(hi)
+    assert np.isnan(common.ci95([0.3])[1])
+
+
+def test_summarize_and_slope():
+    df = pd.DataFrame({"g": [0, 0, 1, 1], "v": [1.0, 3.0, 5.0, 5.0]})
+    s = common.summarize(df, ["g"], ["v"])
+    assert s["v_mean"].tolist() == [2.0, 5.0]
+    assert s["v_lo"].iloc[1] == s["v_hi"].iloc[1] == 5.0
+    x = np.array([100.0, 400.0, 1600.0])
+    assert common.loglog_slope(x, 3.0 * x ** -0.5) == pytest.approx(-0.5)
+
+
+def test_reproduce_rejects_unknown_experiment():
+    from experiments import reproduce
+    with pytest.raises(ValueError, match="--only"):
+        reproduce.main(["--only", "no_such_experiment"])
+
+
+def test_error_vs_distance_quick(tmp_path):
+    from experiments import error_vs_distance
+    out, fig = tmp_path / "r", tmp_path / "f"
+    df = error_vs_distance.main(["--quick", "--seeds", "2", "--out-dir", str(out), "--fig-dir", str(fig),
+                                 "--no-progress"])
+    csv = pd.read_csv(out / "error_vs_distance.csv")
+    assert len(csv) == len(df) == 4 * 2 * 2  # 4 distances x 2 methods x 2 seeds
+    for col in ("channel", "method", "t", "seed", "tv_latent", "bayes_A", "bayes_B", "err_B",
+                "b2_total", "b3_total", "b3_total_deterministic"):
+        assert col in csv, col
+    meta = json.loads((out / "error_vs_distance.json").read_text())
+    assert meta["quick"] and "findings" in meta
+    for ext in ("png", "pdf"):
+        assert os.path.getsize(fig / f"error_vs_distance.{ext}") > 1000
+    # the plotted bounds hold for every row they are plotted for, up to the test set's slack
+    slack = common.test_slack(20000)
+    b = csv[csv["method"] == error_vs_distance.BOUND_METHOD]
+    assert len(b) == 8 and b["b2_total"].notna().all()
+    assert (b["b2_total"] >= b["err_B"] - slack).all()
+    assert (b["b3_total_deterministic"] >= b["err_B"] - slack).all()
+    # B1a on the exact ground truth; the oracle probe cannot beat the Bayes floor
+    assert (csv["bayes_B"] <= csv["bayes_A"] + csv["tv_latent"] + 1e-9).all()
+    o = csv[csv["method"] == "oracle"]
+    assert (o["err_B"] >= o["bayes_B"] - slack - 0.01).all()
+    # claim (i) on this grid: the error is increasing in the distance (seed-averaged)
+    e = b.groupby("t")["err_B"].mean().to_numpy()
+    assert np.all(np.diff(e) > 0)
