@@ -12,6 +12,9 @@ the experiments):
 * an encoder ``u_v = phi_v(x_v)`` of width ``2 q`` whose feature splits into a
   modality-invariant part ``a_v = u_v[:q]`` and a modality-specific part ``s_v = u_v[q:]``;
 * a label classifier per modality, affine on the whole feature: ``h_v(u_v) = C_v u_v + c_v``;
+* one auxiliary label classifier ``H`` (affine) shared by all modalities on the invariant
+  parts, so that the invariant part carries the class in the same coordinates for every
+  modality (what lets the label knowledge of one modality serve another);
 * one modality discriminator ``D`` (an MLP on ``a_v``, shared by all modalities) reached
   through a gradient-reversal layer: ``D`` learns to tell the modality from ``a_v`` while the
   encoders receive the reversed gradient and learn to hide it;
@@ -22,6 +25,7 @@ Objective on a batch of N labeled M-tuples (log-sum-exp in every cross-entropy),
 .. math::
 
    L = \\sum_v \\mathrm{CE}(h_v(u_v), y)
+       + w_{aux}\\,\\sum_v \\mathrm{CE}(H(a_v), y)
        + w_{adv}\\,\\frac1M\\sum_v \\mathrm{CE}(D(R_\\lambda(a_v)), v)
        + w_{mod}\\,\\frac1M\\sum_v \\mathrm{CE}(G(s_v), v)
        + w_{\\perp}\\,\\frac1M\\sum_v \\frac1N\\sum_i \\cos^2(a_v^i, s_v^i),
@@ -31,10 +35,12 @@ each CE a mean over the batch and ``R_lambda`` the gradient reversal (identity f
 between the invariant and specific parts of the same sample: it is scale-free, lies in
 ``[0, 1]`` and vanishes exactly when the two parts are orthogonal.
 
-Departures from the paper, kept deliberately small: the paper splits each feature into three
-parts (modality-invariant, modality-informative and modality-irrelevant) and adds auxiliary
-classifiers; here, as docs/theory.md states it, there are two parts (invariant and specific),
-and no auxiliary heads.
+Departure from the paper, kept deliberately small: the paper splits each feature into three
+parts (modality-invariant, modality-informative and modality-irrelevant, each pair kept
+orthogonal); here, as docs/theory.md states it, there are two parts, invariant and specific.
+The paper's loss has task, adversarial, modality, auxiliary and orthogonality terms; the
+auxiliary term here (a label classifier shared by the modalities on the invariant parts) is
+this toolkit's reading of it, and ``w_aux = 0`` removes it.
 
 References:
   Ienco and Dantas, `DisCoM-KD: Cross-Modal Knowledge Distillation via Disentanglement
@@ -238,6 +244,7 @@ class DiscomModel(NamedTuple):
       num_classes: K.
       discriminator: the modality discriminator, an Encoder ``q -> M``.
       modality_head: the modality classifier, an affine Encoder ``q -> M``.
+      aux_head: the shared label classifier on invariant parts, an affine Encoder ``q -> K``.
     """
 
     encoders: tuple[Encoder, ...]
@@ -245,6 +252,7 @@ class DiscomModel(NamedTuple):
     num_classes: int
     discriminator: Encoder
     modality_head: Encoder
+    aux_head: Encoder
 
     @property
     def num_modalities(self) -> int:
@@ -288,7 +296,8 @@ def discomkd_model(d_ins: Sequence[int], d_part: int, num_classes: int, *,
         raise ValueError(f"encoder must be one of ('mlp', 'linear'), got {encoder!r}")
     m = len(d_ins)
     return DiscomModel(encs, int(d_part), int(num_classes),
-                       mlp_encoder(d_part, tuple(disc_hidden), m), mlp_encoder(d_part, (), m))
+                       mlp_encoder(d_part, tuple(disc_hidden), m), mlp_encoder(d_part, (), m),
+                       mlp_encoder(d_part, (), int(num_classes)))
 
 
 def _affine_init(key, d_in, d_out):
@@ -298,7 +307,7 @@ def _affine_init(key, d_in, d_out):
 
 def init_discomkd(key: jax.Array, model: DiscomModel) -> Params:
     """Initial parameters: ``{"enc": [...], "cls": [{"W": (K, 2q), "b": (K,)}, ...],
-    "disc": ..., "mod": ...}``, one encoder and one classifier per modality.
+    "disc": ..., "mod": ..., "aux": ...}``, one encoder and one classifier per modality.
 
     Example:
       >>> model = discomkd_model([4, 3], d_part=2, num_classes=3, hidden=(8,))
@@ -307,12 +316,13 @@ def init_discomkd(key: jax.Array, model: DiscomModel) -> Params:
       (3, 4)
     """
     m = model.num_modalities
-    keys = jax.random.split(key, 2 * m + 2)
+    keys = jax.random.split(key, 2 * m + 3)
     return {
         "enc": [enc.init(k) for enc, k in zip(model.encoders, keys[:m])],
         "cls": [_affine_init(k, 2 * model.d_part, model.num_classes) for k in keys[m:2 * m]],
         "disc": model.discriminator.init(keys[2 * m]),
         "mod": model.modality_head.init(keys[2 * m + 1]),
+        "aux": model.aux_head.init(keys[2 * m + 2]),
     }
 
 
@@ -376,12 +386,15 @@ def _check_inputs(model: DiscomModel, xs: Sequence[jax.Array], y: jax.Array):
 
 def discomkd_loss(params: Params, model: DiscomModel, xs: Sequence[jax.Array], y: jax.Array,
                   *, lam=1.0, w_adv: float = 1.0, w_mod: float = 1.0,
-                  w_orth: float = 1.0) -> tuple[jax.Array, dict]:
+                  w_orth: float = 1.0, w_aux: float = 1.0) -> tuple[jax.Array, dict]:
     r"""DisCoM-KD objective on a batch of labeled M-tuples (docs/theory.md, O, DisCoM-KD).
 
-    .. math:: L = L_{cls} + w_{adv} L_{adv} + w_{mod} L_{mod} + w_\perp L_\perp
+    .. math:: L = L_{cls} + w_{aux} L_{aux} + w_{adv} L_{adv} + w_{mod} L_{mod}
+              + w_\perp L_\perp
 
-    with :func:`label_cross_entropy`, :func:`modality_cross_entropy` of the discriminator
+    with :func:`label_cross_entropy` of the single-modal classifiers (``L_cls``) and of the
+    shared classifier on the invariant parts (``L_aux``), :func:`modality_cross_entropy` of
+    the discriminator
     on :func:`gradient_reversal` of the invariant parts (``L_adv``) and of the modality
     classifier on the specific parts (``L_mod``), and :func:`orthogonality_loss`. The value
     is this sum; its gradient in the encoders carries ``-lam w_adv`` times the gradient of
@@ -393,10 +406,11 @@ def discomkd_loss(params: Params, model: DiscomModel, xs: Sequence[jax.Array], y
       xs: M arrays ``(N, d_v)``; row i of every array is the same sample.
       y: labels ``(N,)``.
       lam: gradient-reversal strength ``>= 0``.
-      w_adv, w_mod, w_orth: weights ``>= 0`` of the three auxiliary terms.
+      w_adv, w_mod, w_orth, w_aux: weights ``>= 0`` of the other four terms.
 
     Returns:
-      ``(total, terms)`` with ``terms = {"cls", "adv", "mod", "orth", "total"}`` (scalars).
+      ``(total, terms)`` with ``terms = {"cls", "aux", "adv", "mod", "orth", "total"}``
+      (scalars).
 
     Example:
       >>> model = discomkd_model([4, 3], d_part=2, num_classes=3, hidden=(8,))
@@ -404,12 +418,12 @@ def discomkd_loss(params: Params, model: DiscomModel, xs: Sequence[jax.Array], y
       >>> xs = (jnp.ones((5, 4)), jnp.ones((5, 3)))
       >>> total, terms = discomkd_loss(params, model, xs, jnp.zeros(5, jnp.int32))
       >>> sorted(terms)
-      ['adv', 'cls', 'mod', 'orth', 'total']
+      ['adv', 'aux', 'cls', 'mod', 'orth', 'total']
     """
     xs = tuple(jnp.asarray(x) for x in xs)
     y = jnp.asarray(y)
     _check_inputs(model, xs, y)
-    for name, w in (("w_adv", w_adv), ("w_mod", w_mod), ("w_orth", w_orth)):
+    for name, w in (("w_adv", w_adv), ("w_mod", w_mod), ("w_orth", w_orth), ("w_aux", w_aux)):
         if isinstance(w, (int, float)) and not w >= 0:
             raise ValueError(f"{name} must be >= 0, got {w!r}")
     if isinstance(lam, (int, float)) and not lam >= 0:
@@ -419,12 +433,14 @@ def discomkd_loss(params: Params, model: DiscomModel, xs: Sequence[jax.Array], y
     spec = jnp.stack([u[:, model.d_part:] for u in us])
     cls_logits = jnp.stack([u @ c["W"].T + c["b"] for u, c in zip(us, params["cls"])])
     l_cls = label_cross_entropy(cls_logits, y)
+    l_aux = label_cross_entropy(model.aux_head.apply(params["aux"], inv), y)
     l_adv = modality_cross_entropy(
         model.discriminator.apply(params["disc"], gradient_reversal(inv, lam)))
     l_mod = modality_cross_entropy(model.modality_head.apply(params["mod"], spec))
     l_orth = orthogonality_loss(inv, spec)
-    total = l_cls + w_adv * l_adv + w_mod * l_mod + w_orth * l_orth
-    return total, {"cls": l_cls, "adv": l_adv, "mod": l_mod, "orth": l_orth, "total": total}
+    total = l_cls + w_aux * l_aux + w_adv * l_adv + w_mod * l_mod + w_orth * l_orth
+    return total, {"cls": l_cls, "aux": l_aux, "adv": l_adv, "mod": l_mod, "orth": l_orth,
+                   "total": total}
 
 
 # --------------------------------------------------------------------------------------
@@ -441,8 +457,8 @@ class DiscomConfig:
       batch_size: rows per step ``>= 1`` (drawn uniformly with replacement).
       lr: Adam(W) learning rate ``> 0``.
       lam: gradient-reversal strength ``>= 0``.
-      w_adv, w_mod, w_orth: weights ``>= 0`` of the adversarial, modality and
-        disentanglement terms.
+      w_adv, w_mod, w_orth, w_aux: weights ``>= 0`` of the adversarial, modality,
+        disentanglement and auxiliary (shared invariant-part classifier) terms.
       weight_decay: decoupled weight decay ``>= 0`` (AdamW).
     """
 
@@ -453,6 +469,7 @@ class DiscomConfig:
     w_adv: float = 1.0
     w_mod: float = 1.0
     w_orth: float = 1.0
+    w_aux: float = 1.0
     weight_decay: float = 0.0
 
     def __post_init__(self):
@@ -462,7 +479,7 @@ class DiscomConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (np.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        for name in ("lam", "w_adv", "w_mod", "w_orth", "weight_decay"):
+        for name in ("lam", "w_adv", "w_mod", "w_orth", "w_aux", "weight_decay"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -486,7 +503,7 @@ def train_discomkd(key: jax.Array, model: DiscomModel, xs: Sequence[jax.Array], 
 
     Returns:
       ``(params, history)``: trained parameters and a dict of ``(steps,)`` arrays of the
-      loss terms (``"cls", "adv", "mod", "orth", "total"``) on each step's batch, before
+      loss terms (``"cls", "aux", "adv", "mod", "orth", "total"``) on each step's batch, before
       the step.
 
     Example:
@@ -512,7 +529,7 @@ def train_discomkd(key: jax.Array, model: DiscomModel, xs: Sequence[jax.Array], 
 
     def loss_fn(p, batch_x, batch_y):
         return discomkd_loss(p, model, batch_x, batch_y, lam=cfg.lam, w_adv=cfg.w_adv,
-                             w_mod=cfg.w_mod, w_orth=cfg.w_orth)
+                             w_mod=cfg.w_mod, w_orth=cfg.w_orth, w_aux=cfg.w_aux)
 
     def step(carry, k):
         p, state = carry

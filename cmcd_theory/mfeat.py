@@ -459,9 +459,11 @@ def make_augment(jitter: float = 0.3, mask_prob: float = 0.2):
 
     Gaussian jitter of standard deviation ``sigma`` (in units of the feature's training
     standard deviation) followed by random feature masking, which replaces a feature by its
-    training mean (0 after standardisation) with probability ``p``. Columns that are zero
-    throughout the batch are zero padding (:func:`pad_columns`) and are left at zero, so
-    padding stays inert.
+    training mean (0 after standardisation) with probability ``p``. A row whose every feature
+    would be masked keeps them all (a fully masked view carries nothing of its sample, and
+    an all-zero input is a point where the normalised feature has no gradient). Columns that
+    are zero throughout the batch are zero padding (:func:`pad_columns`) and are left at
+    zero, so padding stays inert.
 
     Args:
       jitter: ``sigma >= 0``.
@@ -483,7 +485,8 @@ def make_augment(jitter: float = 0.3, mask_prob: float = 0.2):
     def one_view(key, x, active):
         k_noise, k_mask = jax.random.split(key)
         noisy = x + jitter * jax.random.normal(k_noise, x.shape, x.dtype)
-        keep = jax.random.bernoulli(k_mask, 1.0 - mask_prob, x.shape)
+        keep = jax.random.bernoulli(k_mask, 1.0 - mask_prob, x.shape) & active
+        keep = keep | ~jnp.any(keep, axis=-1, keepdims=True)  # never mask a whole row
         return jnp.where(active & keep, noisy, jnp.zeros_like(x))
 
     def augment(key, x_batch):

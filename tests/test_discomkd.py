@@ -91,6 +91,7 @@ def np_discomkd_terms(params, q, xs, y):
                     for u, c in zip(us, params["cls"])])
     return {
         "cls": np_label_ce(cls, y),
+        "aux": np_label_ce(np_mlp(params["aux"], inv), y),
         "adv": np_modality_ce(np_mlp(params["disc"], inv)),
         "mod": np_modality_ce(np_mlp(params["mod"], spec)),
         "orth": np_orth(inv, spec),
@@ -112,6 +113,8 @@ def _fast_jit(fun, **kwargs):
 
 
 _init = _fast_jit(init_discomkd, static_argnums=1)
+# one small architecture for the unit tests, so that compiled programs are shared
+_SMALL = discomkd_model([5, 3], d_part=2, num_classes=4, hidden=(6,), disc_hidden=(5,))
 
 
 # ------------------------------------------------------------------------------------
@@ -201,21 +204,22 @@ def test_loss_terms_gradients_match_finite_differences():
 
 
 def test_discomkd_loss_terms_match_numpy_forward():
-    model = discomkd_model([5, 3], d_part=2, num_classes=4, hidden=(6,), disc_hidden=(5,))
+    model = _SMALL
     params = _init(jax.random.key(11), model)
     xs, y = _toy_batch(12)
     total, terms = _fast_jit(lambda p, xs, y: discomkd_loss(
-        p, model, xs, y, lam=0.7, w_adv=0.5, w_mod=2.0, w_orth=3.0))(params, xs, y)
+        p, model, xs, y, lam=0.7, w_adv=0.5, w_mod=2.0, w_orth=3.0, w_aux=0.25))(params, xs, y)
     ref = np_discomkd_terms(params, 2, xs, y)
-    for name in ("cls", "adv", "mod", "orth"):
+    for name in ("cls", "aux", "adv", "mod", "orth"):
         np.testing.assert_allclose(float(terms[name]), ref[name], rtol=2e-5, err_msg=name)
-    expected = ref["cls"] + 0.5 * ref["adv"] + 2.0 * ref["mod"] + 3.0 * ref["orth"]
+    expected = (ref["cls"] + 0.25 * ref["aux"] + 0.5 * ref["adv"] + 2.0 * ref["mod"]
+                + 3.0 * ref["orth"])
     np.testing.assert_allclose(float(total), expected, rtol=2e-5)
 
 
 def test_reversal_wiring_in_the_full_objective():
     """Encoders get grad(rest) - lam w_adv grad(adv); the discriminator gets +w_adv grad(adv)."""
-    model = discomkd_model([5, 3], d_part=2, num_classes=4, hidden=(6,), disc_hidden=(5,))
+    model = _SMALL
     params = _init(jax.random.key(13), model)
     xs, y = _toy_batch(14)
     lam, w_adv = 0.8, 1.5
@@ -226,7 +230,7 @@ def test_reversal_wiring_in_the_full_objective():
 
     def rest(p):
         _, t = discomkd_loss(p, model, xs, y, lam=lam, w_adv=w_adv)
-        return t["cls"] + t["mod"] + t["orth"]
+        return t["cls"] + t["aux"] + t["mod"] + t["orth"]
 
     def grads(p):
         g_total = jax.grad(lambda q: discomkd_loss(q, model, xs, y, lam=lam, w_adv=w_adv)[0])(p)
@@ -245,7 +249,7 @@ def test_reversal_wiring_in_the_full_objective():
 
 
 def test_predict_and_logits_use_one_modality_only():
-    model = discomkd_model([5, 3], d_part=2, num_classes=4, hidden=(6,))
+    model = _SMALL
     params = _init(jax.random.key(15), model)
     x_b = _normal(16, (8, 3))
     logits, pred = _fast_jit(lambda p, x: (discomkd_logits(p, model, x, 1),
@@ -274,7 +278,7 @@ def _toy_problem(seed, n):
     return (xa.astype(np.float32), xb.astype(np.float32)), y.astype(np.int32)
 
 
-_MODEL = discomkd_model([6, 4], d_part=4, num_classes=3, hidden=(16,), disc_hidden=(8,))
+_MODEL = discomkd_model([6, 4], d_part=4, num_classes=3, encoder="linear", disc_hidden=(8,))
 _CFG = DiscomConfig(steps=200, batch_size=32, lr=3e-3)
 
 
@@ -320,7 +324,7 @@ def test_same_key_same_result_other_key_other_result(train_fn, toy):
 
 
 def test_input_checks():
-    model = discomkd_model([5, 3], d_part=2, num_classes=4, hidden=(6,))
+    model = _SMALL
     params = _init(jax.random.key(0), model)
     xs, y = _toy_batch(1)
     with pytest.raises(ValueError, match="xs"):
@@ -333,6 +337,8 @@ def test_input_checks():
         discomkd_loss(params, model, xs, y, w_adv=-1.0)
     with pytest.raises(ValueError, match="lam"):
         discomkd_loss(params, model, xs, y, lam=-0.5)
+    with pytest.raises(ValueError, match="w_aux"):
+        discomkd_loss(params, model, xs, y, w_aux=float("nan"))
     with pytest.raises(ValueError, match="modality"):
         discomkd_predict(params, model, xs[1], 2)
     with pytest.raises(ValueError, match="d_ins"):

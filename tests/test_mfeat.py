@@ -35,6 +35,14 @@ from cmcd_theory.mfeat import (
 )
 
 
+# Tiny programs: compile at XLA optimisation level 0 on CPU (compilation dominates).
+_FAST = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+
+
+def _fast_jit(fun):
+    return jax.jit(fun, compiler_options=_FAST)
+
+
 # ------------------------------------------------------------------------------------
 # Files and raw data
 # ------------------------------------------------------------------------------------
@@ -180,12 +188,12 @@ def test_zero_padding_leaves_an_mlp_function_unchanged():
     """An encoder on padded input equals the same encoder restricted to the real columns."""
     from cmcd_theory.models import mlp_encoder
 
-    enc = mlp_encoder(7, (5,), 3)
-    params = enc.init(jax.random.key(0))
-    x = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
-    small = [dict(layer) for layer in params]
-    small[0] = {"W": params[0]["W"][:, :4], "b": params[0]["b"]}
-    np.testing.assert_allclose(np.asarray(enc.apply(params, pad_columns(x, 7))),
+    rng = np.random.default_rng(0)
+    params = [{"W": rng.standard_normal((5, 7)).astype(np.float32), "b": np.ones(5, np.float32)},
+              {"W": rng.standard_normal((3, 5)).astype(np.float32), "b": np.ones(3, np.float32)}]
+    x = rng.standard_normal((4, 4)).astype(np.float32)
+    small = [{"W": params[0]["W"][:, :4], "b": params[0]["b"]}, params[1]]
+    np.testing.assert_allclose(np.asarray(mlp_encoder(7, (5,), 3).apply(params, pad_columns(x, 7))),
                                np.asarray(mlp_encoder(4, (5,), 3).apply(small, x)), rtol=1e-6)
 
 
@@ -203,7 +211,7 @@ def test_tile_rows_repeats_exactly():
 
 def test_augment_keeps_padding_masks_and_jitters():
     sigma, p = 0.5, 0.25
-    augment = jax.jit(make_augment(sigma, p))
+    augment = _fast_jit(make_augment(sigma, p))
     rng = np.random.default_rng(2)
     x = pad_columns(rng.standard_normal((400, 30)).astype(np.float32), 40)
     v1, v2 = (np.asarray(v) for v in augment(jax.random.key(0), x))
@@ -218,6 +226,11 @@ def test_augment_keeps_padding_masks_and_jitters():
     assert not np.array_equal(v1, v2)
     w1, _ = augment(jax.random.key(0), x)
     np.testing.assert_array_equal(np.asarray(w1), v1)
+    # a row never loses every real feature, even with 2 of them and p = 0.9
+    narrow = pad_columns(rng.standard_normal((2000, 2)).astype(np.float32) + 5.0, 6)
+    n1, n2 = _fast_jit(make_augment(0.1, 0.9))(jax.random.key(1), narrow)
+    for v in (np.asarray(n1), np.asarray(n2)):
+        assert np.all(np.any(v[:, :2] != 0, axis=1)) and np.all(v[:, 2:] == 0)
     with pytest.raises(ValueError, match="mask_prob"):
         make_augment(0.1, 1.0)
     with pytest.raises(ValueError, match="jitter"):
@@ -227,3 +240,21 @@ def test_augment_keeps_padding_masks_and_jitters():
 def test_docstring_examples():
     result = doctest.testmod(mfeat, extraglobs={"jax": jax, "jnp": jnp, "np": np})
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.slow
+def test_batched_tv_classifier_equals_the_library_procedure():
+    """experiments.mfeat.classifier_tv runs divergences.tv_classifier_lower_bound batched."""
+    from cmcd_theory.divergences import tv_classifier_lower_bound
+    from experiments.mfeat import classifier_tv
+
+    rng = np.random.default_rng(0)
+    xp = rng.standard_normal((2, 80, 3)).astype(np.float32)
+    xq = (1.3 * rng.standard_normal((2, 80, 3)) + 0.2).astype(np.float32)
+    keys = jax.random.split(jax.random.key(0), 2)
+    batched = classifier_tv(keys, xp, xq, delta=0.05, fast_compile=True)
+    for b in range(2):
+        ref = tv_classifier_lower_bound(keys[b], xp[b], xq[b], delta=0.05)
+        assert batched["n_test"] == ref["n_test"]
+        for name in ("acc", "estimate", "lower", "slack"):
+            np.testing.assert_allclose(batched[name][b], ref[name], rtol=0, atol=1e-6)

@@ -1,0 +1,599 @@
+"""Real paired data: does the learned modality distance track the target error? (UCI mfeat)
+
+Source A is the pixel view of the UCI multiple-features digits; each of the five other views
+(Fourier, profile correlations, Karhunen-Loeve, Zernike, morphological) is a target B in
+turn. For every target view, number n of target labels and seed, six methods are run:
+
+* ``cmd``, ``cmc``, ``l2``: the CMCD pipeline (docs/theory.md, O1-O4) with MLP encoders:
+  stage 1 InfoNCE on M unlabeled source rows, stage 2 distillation on m unlabeled pairs,
+  stage 3 a logistic-regression probe on n labeled target rows;
+* ``discomkd``: DisCoM-KD (:mod:`cmcd_theory.discomkd`) trained on the n labeled *pairs*
+  (the labeled-pairs regime: the same n rows, with their source view), its target classifier;
+* ``supervised``: encoder and head trained on the n labeled target rows only;
+* ``target_ssl``: InfoNCE on the target halves of the m pairs, then the same probe.
+
+Each row of ``results/mfeat.csv`` holds ``err_B`` (target test error on 500 held-out rows)
+and, for the methods that align target features to source features, the modality distance
+between the learned source and target features on held-out paired rows:
+
+* ``tv_lower``: certified lower bound on TV (B1) from a held-out two-sample classifier,
+  ``TV >= 2 acc - 1 - 2 sqrt(log(1/delta) / (2 n_test))`` with balanced held-out pairs;
+* ``tv_estimate``: ``2 acc - 1`` of the same classifier, a point estimate with no guarantee.
+
+The classifier is the one of :func:`cmcd_theory.divergences.tv_classifier_lower_bound`
+(logistic regression on ``[1, z, z^2]``, half of the pairs to fit, half to test), run
+batched under ``jit``/``vmap`` by :func:`classifier_tv`. It sees the features only, not the
+labels: the TV of the feature marginals is at most the TV of the joint laws (z, y) that B1
+uses, so the lower bound holds for B1's distance as well. Features compared: the teacher's
+and the student's normalised features (CMCD); the normalised invariant parts of the source
+and target encoders (DisCoM-KD: its full features are modality-separable by design, the
+specific part being trained to predict the modality). ``supervised`` and ``target_ssl``
+learn no source-aligned features: their distance columns are NaN.
+
+Implementation notes: every stage runs as one ``jit(vmap(...))`` over views and seeds (and
+n); target views are zero-padded to the source width (:func:`cmcd_theory.mfeat.pad_columns`)
+and labeled sets tiled to a common length (:func:`cmcd_theory.mfeat.tile_rows`), two exact
+transformations that let one compiled program serve every view and every n.
+
+Run: ``python -m experiments.mfeat [--quick] [--seeds S] [--out results/mfeat.csv]
+[--out-dir results] [--fig-dir figures]``; writes the CSV, a JSON of the configuration and
+findings beside it, and ``figures/mfeat.png`` + ``.pdf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from experiments import common  # noqa: F401  (sets the persistent compile cache first)
+from cmcd_theory import mfeat
+from cmcd_theory.discomkd import (
+    DiscomConfig,
+    discomkd_features,
+    discomkd_model,
+    discomkd_predict,
+    train_discomkd,
+)
+from cmcd_theory.models import mlp_encoder, normalize
+from cmcd_theory.probe import fit_probe, probe_error, probe_predict
+from cmcd_theory.training import TrainConfig, train_distill, train_ssl, train_supervised
+
+METHODS = ("cmd", "cmc", "l2", "discomkd", "supervised", "target_ssl")
+DISTILL = ("cmd", "cmc", "l2")
+COLUMNS = ("target_view", "d_view", "method", "n", "seed", "err_B", "tv_lower", "tv_estimate",
+           "tv_acc", "tv_slack", "tv_n_test", "tv_features", "M", "m")
+_TV_FEATURES = {"cmd": "normalised features", "cmc": "normalised features",
+                "l2": "normalised features", "discomkd": "normalised invariant parts",
+                "supervised": "", "target_ssl": ""}
+
+
+@dataclasses.dataclass(frozen=True)
+class MfeatConfig:
+    """Everything that defines one run of the experiment (saved as JSON beside the CSV).
+
+    The augmentation strength and the stage-2 length were set once, on seed 0, from errors
+    measured on validation rows (the source probe error for stage 1; the target probe error
+    on the target halves of the stage-1 rows, which no method uses, for stage 2 with the
+    ``fac`` target), never on test rows.
+    """
+
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    ns: tuple[int, ...] = (20, 50, 100, 300)
+    target_views: tuple[str, ...] = mfeat.TARGET_VIEWS
+    ssl_per_class: int = 70       # M = 700 unlabeled source rows
+    pairs_per_class: int = 50     # m = 500 unlabeled pairs
+    labeled_per_class: int = 30   # n <= 300
+    test_per_class: int = 50      # 500 test rows
+    hidden: tuple[int, ...] = (256,)
+    feature_dim: int = 32
+    # stage-1 augmentation (mfeat.make_augment): Gaussian jitter of one training standard
+    # deviation, then each feature masked to its mean with probability 1/2
+    jitter: float = 1.0
+    mask_prob: float = 0.5
+    ssl: TrainConfig = TrainConfig(steps=300, batch_size=256, lr=1e-3, tau=0.1)
+    # m = 500 pairs: stage 2 is kept short (about 75 epochs) because it overfits them
+    distill: TrainConfig = TrainConfig(steps=150, batch_size=256, lr=1e-3, tau=0.1,
+                                       tau_a=0.05, tau_b=0.1)
+    supervised: TrainConfig = TrainConfig(steps=300, batch_size=128, lr=1e-3)
+    discom: DiscomConfig = DiscomConfig(steps=300, batch_size=128, lr=1e-3)
+    probe_l2: float = 1e-4
+    probe_steps: int = 200
+    tv_delta: float = 0.05
+    tv_train_frac: float = 0.5
+    tv_l2: float = 1e-4
+    # XLA CPU compilation at optimisation level 0 for every program but stage 1: it compiles
+    # several times faster and runs slower, the right trade for short runs, where
+    # compilation dominates. Stage 1 keeps full optimisation: its augmentations draw many
+    # random numbers, and unfused random-number generation is slow.
+    fast_compile: bool = False
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def quick_config(seeds: int = 2) -> MfeatConfig:
+    """A smoke-test configuration: few steps, two n, ``seeds`` seeds (under a minute)."""
+    return MfeatConfig(
+        seeds=tuple(range(seeds)), ns=(20, 100), hidden=(64,), feature_dim=16,
+        ssl=TrainConfig(steps=60, batch_size=128, lr=3e-3, tau=0.1),
+        distill=TrainConfig(steps=60, batch_size=128, lr=3e-3, tau=0.1, tau_a=0.05, tau_b=0.1),
+        supervised=TrainConfig(steps=60, batch_size=64, lr=3e-3),
+        discom=DiscomConfig(steps=60, batch_size=64, lr=3e-3),
+        probe_steps=50, fast_compile=True,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Modality distance: the held-out two-sample classifier, batched
+# --------------------------------------------------------------------------------------
+
+
+def _classifier_accuracy(key, xp, xq, train_frac: float, l2: float):
+    """Held-out balanced accuracy of the two-sample classifier of
+    :func:`cmcd_theory.divergences.tv_classifier_lower_bound` (no labels), traceable."""
+    n = xp.shape[0]
+    n_train = int(round(train_frac * n))
+    perm = jax.random.permutation(key, n)
+    tr, te = perm[:n_train], perm[n_train:]
+
+    def quad(x):
+        return jnp.concatenate([jnp.ones_like(x[:, :1]), x, x * x], axis=1)
+
+    fp, fq = quad(xp), quad(xq)
+    ftr = jnp.concatenate([fp[tr], fq[tr]])
+    mean, std = ftr.mean(0), ftr.std(0)
+    std = jnp.where(std > 1e-8, std, 1.0)
+    labels = jnp.concatenate([jnp.zeros(n_train, jnp.int32), jnp.ones(n_train, jnp.int32)])
+    clf = fit_probe((ftr - mean) / std, labels, 2, l2=l2, steps=100)
+    ok_p = (probe_predict(clf, (fp[te] - mean) / std) == 0).astype(jnp.float32)
+    ok_q = (probe_predict(clf, (fq[te] - mean) / std) == 1).astype(jnp.float32)
+    return jnp.mean(0.5 * (ok_p + ok_q))
+
+
+def _jit(fun, fast_compile: bool = False):
+    """``jax.jit``; with ``fast_compile`` on the CPU backend, XLA optimisation level 0."""
+    if fast_compile and jax.default_backend() == "cpu":
+        return jax.jit(fun, compiler_options={"xla_backend_optimization_level": 0})
+    return jax.jit(fun)
+
+
+def classifier_tv(keys, xp, xq, *, delta: float = 0.05, train_frac: float = 0.5,
+                  l2: float = 1e-4, fast_compile: bool = False) -> dict:
+    r"""Certified TV lower bounds (B1) for a batch of sample pairs, one compiled program.
+
+    For each batch element b, the classifier of
+    :func:`cmcd_theory.divergences.tv_classifier_lower_bound` is fitted on a
+    ``train_frac`` share of the pairs ``(xp[b, i], xq[b, i])`` and its balanced accuracy
+    measured on the ``n_test`` others; with probability ``>= 1 - delta`` (per element),
+
+    .. math:: \mathrm{TV}(P, Q) \ge 2\,\widehat{acc} - 1 - 2\sqrt{\log(1/\delta)/(2 n_{test})}.
+
+    Accuracies come from float32 JAX, the bound arithmetic is float64.
+
+    Args:
+      keys: PRNG keys ``(B,)``.
+      xp, xq: samples ``(B, n, d)`` of P and Q (row i of both may be a coupled pair).
+      delta: confidence level in (0, 1).
+      train_frac: share of pairs used to fit the classifier.
+      l2: ridge strength of the classifier.
+      fast_compile: compile at XLA optimisation level 0 (CPU).
+
+    Returns:
+      dict of float64 arrays ``(B,)``: ``lower``, ``estimate`` (``2 acc - 1``), ``acc``,
+      ``slack``, and the int ``n_test``.
+    """
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    if xp.shape != xq.shape or xp.ndim != 3:
+        raise ValueError(f"xp and xq must have the same shape (B, n, d), got {xp.shape}, "
+                         f"{xq.shape}")
+    n = xp.shape[1]
+    n_test = n - int(round(train_frac * n))
+    fn = _jit(jax.vmap(lambda k, p, q: _classifier_accuracy(k, p, q, train_frac, l2)),
+              fast_compile)
+    acc = np.asarray(fn(keys, jnp.asarray(xp, jnp.float32), jnp.asarray(xq, jnp.float32)),
+                     np.float64)
+    slack = 2.0 * math.sqrt(math.log(1.0 / delta) / (2.0 * n_test))
+    return {"lower": 2 * acc - 1 - slack, "estimate": 2 * acc - 1, "acc": acc,
+            "slack": np.full_like(acc, slack), "n_test": n_test}
+
+
+# --------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------
+
+
+def _prepare(cfg: MfeatConfig) -> dict:
+    """Per-seed splits, standardised, padded to the source width, stacked on (view, seed)."""
+    width = mfeat.VIEWS[mfeat.SOURCE_VIEW]
+    sizes = dict(ssl_per_class=cfg.ssl_per_class, pairs_per_class=cfg.pairs_per_class,
+                 labeled_per_class=cfg.labeled_per_class, test_per_class=cfg.test_per_class)
+    views = (mfeat.SOURCE_VIEW,) + tuple(cfg.target_views)
+    out = {k: [] for k in ("src_ssl", "src_pairs", "src_lab", "src_test", "tgt_pairs",
+                           "tgt_lab", "tgt_test", "y_lab", "y_test")}
+    for seed in cfg.seeds:
+        data = mfeat.load_mfeat(seed, views, **sizes)
+        s, xs = data.split, data.x
+        src = xs[mfeat.SOURCE_VIEW]
+        out["src_ssl"].append(src[s.ssl])
+        out["src_pairs"].append(src[s.pairs])
+        out["src_lab"].append(src[s.labeled])
+        out["src_test"].append(src[s.test])
+        out["tgt_pairs"].append([mfeat.pad_columns(xs[v][s.pairs], width) for v in cfg.target_views])
+        out["tgt_lab"].append([mfeat.pad_columns(xs[v][s.labeled], width) for v in cfg.target_views])
+        out["tgt_test"].append([mfeat.pad_columns(xs[v][s.test], width) for v in cfg.target_views])
+        out["y_lab"].append(data.y[s.labeled])
+        out["y_test"].append(data.y[s.test])
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    for k in ("tgt_pairs", "tgt_lab", "tgt_test"):   # (S, V, ...) -> (V, S, ...)
+        arrays[k] = np.swapaxes(arrays[k], 0, 1)
+    return arrays
+
+
+def _check_finite(name: str, x) -> None:
+    """Fail loudly on non-finite features: a diverged run must not become a table row."""
+    x = np.asarray(x)
+    if not np.all(np.isfinite(x)):
+        raise FloatingPointError(f"{name}: {np.mean(~np.isfinite(x)):.1%} of the entries are "
+                                 "not finite (training diverged)")
+
+
+def _keys(seed: int, *path: int) -> jax.Array:
+    key = jax.random.key(seed)
+    for p in path:
+        key = jax.random.fold_in(key, p)
+    return key
+
+
+def _key_grid(seeds, shape_prefix, stage: int) -> jax.Array:
+    """Keys of shape ``shape_prefix + (S,)`` folded from (seed, stage, grid index)."""
+    grid = np.indices(shape_prefix).reshape(len(shape_prefix), -1).T if shape_prefix else [()]
+    keys = [_keys(seed, stage, *idx) for idx in grid for seed in seeds]
+    return jnp.stack(keys).reshape(tuple(shape_prefix) + (len(seeds),))
+
+
+# --------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------
+
+
+def run(cfg: MfeatConfig, progress: bool = True) -> pd.DataFrame:
+    """Run every (target view, method, n, seed) cell; return the tidy table (COLUMNS)."""
+    from tqdm.auto import tqdm
+
+    n_max = 10 * cfg.labeled_per_class
+    for n in cfg.ns:
+        mfeat.tile_rows(n, n_max)  # checks that n divides n_max
+    V, S, Nn = len(cfg.target_views), len(cfg.seeds), len(cfg.ns)
+    K, p = mfeat.NUM_CLASSES, cfg.feature_dim
+    width = mfeat.VIEWS[mfeat.SOURCE_VIEW]
+
+    def jit(fun):
+        return _jit(fun, cfg.fast_compile)
+
+    enc = mlp_encoder(width, cfg.hidden, p)
+    augment = mfeat.make_augment(cfg.jitter, cfg.mask_prob)
+    stages = tqdm(total=8, desc="mfeat stages", disable=not progress, leave=False)
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def done(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = round(now - clock[0], 2)
+        clock[0] = now
+        stages.set_postfix_str(name)
+        stages.update()
+
+    d = _prepare(cfg)
+    done("data")
+
+    def flat(x, lead=2):
+        return x.reshape((-1,) + x.shape[lead:])
+
+    features = jit(jax.vmap(lambda prm, x: normalize(enc.apply(prm, x))))
+
+    # Stage 1 for the source (S encoders) and target-SSL (V S encoders) in one program:
+    # both row sets tiled to a common length (uniform batches over the tiled array are
+    # uniform batches over the original rows).
+    m_rows, M_rows = d["src_pairs"].shape[1], d["src_ssl"].shape[1]
+    L = math.lcm(M_rows, m_rows)
+    x_ssl = np.concatenate([d["src_ssl"][:, mfeat.tile_rows(M_rows, L)],
+                            flat(d["tgt_pairs"])[:, mfeat.tile_rows(m_rows, L)]])
+    k_ssl = jnp.concatenate([_key_grid(cfg.seeds, (), 1).reshape(-1),
+                             _key_grid(cfg.seeds, (V,), 2).reshape(-1)])
+    ssl_fn = jax.jit(jax.vmap(lambda k, x: train_ssl(k, enc, x, augment, cfg.ssl)))
+    ssl_params = ssl_fn(k_ssl, jnp.asarray(x_ssl))
+    del x_ssl
+    jax.block_until_ready(ssl_params)
+    teacher = jax.tree.map(lambda a: a[:S], ssl_params)
+    tgt_ssl = jax.tree.map(lambda a: a[S:], ssl_params)
+    done("stage 1 (source + target SSL)")
+
+    # Teacher features, broadcast over target views: (V S, rows, p).
+    def rep(z):
+        return jnp.broadcast_to(z[None], (V,) + z.shape).reshape((-1,) + z.shape[1:])
+
+    za_pairs = rep(features(teacher, jnp.asarray(d["src_pairs"])))
+    za_test = rep(features(teacher, jnp.asarray(d["src_test"])))
+
+    # Stage 2: one program per distillation loss, vmapped over (view, seed).
+    xb_pairs = jnp.asarray(flat(d["tgt_pairs"]))
+    xb_lab, xb_test = jnp.asarray(flat(d["tgt_lab"])), jnp.asarray(flat(d["tgt_test"]))
+    zb_lab, zb_test = {}, {}
+    for i, method in enumerate(DISTILL):
+        fn = jit(jax.vmap(lambda k, xb, za, method=method:
+                              train_distill(k, enc, xb, za, method, cfg.distill)))
+        student = fn(_key_grid(cfg.seeds, (V,), 3 + i).reshape(-1), xb_pairs, za_pairs)
+        zb_lab[method], zb_test[method] = features(student, xb_lab), features(student, xb_test)
+    zb_lab["target_ssl"] = features(tgt_ssl, xb_lab)
+    zb_test["target_ssl"] = features(tgt_ssl, xb_test)
+    _check_finite("teacher features", za_test)
+    for name in zb_test:
+        _check_finite(f"{name} target features", zb_test[name])
+    done("stage 2 (CMD, CMC, L2)")
+
+    # Stage 3: every probe (method, view, seed, n) in one program, labeled rows tiled to n_max.
+    y_lab = np.tile(d["y_lab"], (V, 1))      # (V S, n_max), seed-major within a view block
+    y_test = jnp.asarray(np.tile(d["y_test"], (V, 1)))
+    tiles = np.stack([mfeat.tile_rows(n, n_max) for n in cfg.ns])  # (Nn, n_max)
+    probe_methods = DISTILL + ("target_ssl",)
+    z_tiled = jnp.stack([zb_lab[m_][:, tiles] for m_ in probe_methods])  # (4, VS, Nn, n_max, p)
+    y_tiled = jnp.asarray(y_lab[:, tiles])                                # (VS, Nn, n_max)
+    probe_fn = jit(jax.vmap(jax.vmap(jax.vmap(
+        lambda z, y: fit_probe(z, y, K, cfg.probe_l2, cfg.probe_steps)), (0, 0)), (0, None)))
+    probes = probe_fn(z_tiled, y_tiled)
+    zt = jnp.stack([zb_test[m_] for m_ in probe_methods])                 # (4, VS, 500, p)
+    err_fn = jit(jax.vmap(jax.vmap(jax.vmap(probe_error, (0, None, None)), (0, 0, 0)),
+                              (0, 0, None)))
+    errs = {m_: e for m_, e in zip(probe_methods, np.asarray(err_fn(probes, zt, y_test)))}
+    done("stage 3 probes")
+
+    # Supervised-only: (view, seed, n) in one program.
+    x_sup = jnp.asarray(np.asarray(xb_lab)[:, tiles])                       # (VS, Nn, n_max, w)
+    k_sup = jnp.moveaxis(_key_grid(cfg.seeds, (V, Nn), 10), 2, 1).reshape(V * S, Nn)
+    sup_fn = jit(jax.vmap(jax.vmap(
+        lambda k, x, y: train_supervised(k, enc, x, y, K, cfg.supervised))))
+    sup_enc, sup_head = sup_fn(k_sup, x_sup, y_tiled)
+    sup_z = jax.vmap(features, (1, None), 1)(sup_enc, xb_test)             # (VS, Nn, 500, p)
+    _check_finite("supervised target features", sup_z)
+    errs["supervised"] = np.asarray(jax.vmap(jax.vmap(probe_error, (0, 0, None)))(
+        sup_head, sup_z, y_test))
+    done("supervised")
+
+    # DisCoM-KD on the n labeled pairs: (view, seed, n) in one program.
+    # the invariant part has the width of the CMCD features (the specific part as much again)
+    model = discomkd_model([width, width], cfg.feature_dim, K, hidden=cfg.hidden)
+    xa_lab = np.tile(d["src_lab"], (V, 1, 1))[:, tiles]                    # (VS, Nn, n_max, w)
+    k_dis = jnp.moveaxis(_key_grid(cfg.seeds, (V, Nn), 11), 2, 1).reshape(V * S, Nn)
+    dis_fn = jit(jax.vmap(jax.vmap(
+        lambda k, xa, xb, y: train_discomkd(k, model, (xa, xb), y, cfg.discom)[0])))
+    dis_params = dis_fn(k_dis, jnp.asarray(xa_lab), x_sup, y_tiled)
+
+    def dis_eval(prm, xa, xb, y):
+        err = jnp.mean(discomkd_predict(prm, model, xb, 1) != y)
+        inv_a = normalize(discomkd_features(prm, model, xa, 0)[0])
+        inv_b = normalize(discomkd_features(prm, model, xb, 1)[0])
+        return err, inv_a, inv_b
+
+    xa_test = jnp.asarray(np.tile(d["src_test"], (V, 1, 1)))
+    err_dis, inv_a, inv_b = jit(jax.vmap(jax.vmap(dis_eval, (0, None, None, None))))(
+        dis_params, xa_test, xb_test, y_test)
+    _check_finite("DisCoM-KD invariant parts", jnp.stack([inv_a, inv_b]))
+    errs["discomkd"] = np.asarray(err_dis)
+    done("DisCoM-KD")
+
+    # Modality distance on held-out paired test rows, every aligned (method, view, seed, n).
+    tv_p = [za_test] * len(DISTILL) + [inv_a.reshape((-1,) + inv_a.shape[2:])]
+    tv_q = [zb_test[m_] for m_ in DISTILL] + [inv_b.reshape((-1,) + inv_b.shape[2:])]
+    tv_keys = jnp.concatenate([_key_grid(cfg.seeds, (V,), 20 + i).reshape(-1)
+                               for i in range(len(DISTILL))]
+                              + [jnp.moveaxis(_key_grid(cfg.seeds, (V, Nn), 30), 2, 1).reshape(-1)])
+    tv = classifier_tv(tv_keys, jnp.concatenate(tv_p), jnp.concatenate(tv_q),
+                       delta=cfg.tv_delta, train_frac=cfg.tv_train_frac, l2=cfg.tv_l2,
+                       fast_compile=cfg.fast_compile)
+    done("modality distance")
+
+    # Assemble the table, one row per cell.
+    def tv_at(flat_index):
+        return {k: tv[k][flat_index] for k in ("lower", "estimate", "acc", "slack")}
+
+    rows = []
+    cells = [(v, method, j, si) for v in range(V) for method in METHODS
+             for j in range(Nn) for si in range(S)]
+    for v, method, j, si in tqdm(cells, desc="mfeat cells", disable=not progress, leave=False):
+        vs = v * S + si
+        err = errs[method][vs, j]
+        if method in DISTILL:
+            t = tv_at(DISTILL.index(method) * V * S + vs)
+        elif method == "discomkd":
+            t = tv_at(len(DISTILL) * V * S + vs * Nn + j)
+        else:
+            t = {k: float("nan") for k in ("lower", "estimate", "acc", "slack")}
+        view = cfg.target_views[v]
+        rows.append({
+            "target_view": view, "d_view": mfeat.VIEWS[view], "method": method,
+            "n": cfg.ns[j], "seed": cfg.seeds[si], "err_B": float(err),
+            "tv_lower": float(t["lower"]), "tv_estimate": float(t["estimate"]),
+            "tv_acc": float(t["acc"]), "tv_slack": float(t["slack"]),
+            "tv_n_test": tv["n_test"] if method in DISTILL + ("discomkd",) else float("nan"),
+            "tv_features": _TV_FEATURES[method], "M": M_rows, "m": m_rows,
+        })
+    done("table")
+    stages.close()
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df.attrs["stage_seconds"] = timings
+    return df
+
+
+# --------------------------------------------------------------------------------------
+# Summaries and the figure
+# --------------------------------------------------------------------------------------
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (target_view, method, n): mean over seeds of err_B, tv_lower and tv_estimate, and
+    the half-width ``err_B_ci`` of the 95% Student-t interval of err_B (NaN for one seed)."""
+    rows = []
+    for (view, method, n), g in df.groupby(["target_view", "method", "n"], sort=False):
+        mean, half = common.ci95(g["err_B"])
+        rows.append({"target_view": view, "method": method, "n": n, "seeds": len(g),
+                     "err_B": mean, "err_B_ci": half, "tv_lower": g["tv_lower"].mean(),
+                     "tv_estimate": g["tv_estimate"].mean()})
+    return pd.DataFrame(rows)
+
+
+def rank_correlations(df: pd.DataFrame) -> dict:
+    """Spearman correlation across target views between the mean estimated distance
+    (``tv_estimate``) and the mean err_B at the largest n, per aligning method."""
+    n_max = df["n"].max()
+    summary = summarize(df[df["n"] == n_max])
+    out = {}
+    for method in DISTILL + ("discomkd",):
+        s = summary[summary["method"] == method]
+        if len(s) >= 3:
+            out[method] = {"rho": common.spearman(s["tv_estimate"], s["err_B"]),
+                           "views": int(len(s)), "n": int(n_max)}
+    return out
+
+
+STYLE = dict(common.METHOD_STYLE,
+             discomkd=dict(color="tab:brown", marker="P", label="DisCoM-KD (n labeled pairs)"))
+
+
+def plot(df: pd.DataFrame, stem: pathlib.Path) -> None:
+    """Write ``stem.png`` and ``stem.pdf``: err_B vs n per target view (95% intervals over
+    seeds) and estimated distance vs error with the Spearman correlations."""
+    plt = common.pyplot()
+    summary = summarize(df)
+    views = list(dict.fromkeys(df["target_view"]))
+    ns = sorted(df["n"].unique())
+    ncol = max(len(views), 3)
+    fig = plt.figure(figsize=(3.3 * ncol, 8.0))
+    gs = fig.add_gridspec(2, ncol, height_ratios=[1, 1.15], hspace=0.38, wspace=0.32,
+                          left=0.06, right=0.985, top=0.91, bottom=0.08)
+    for i, view in enumerate(views):
+        ax = fig.add_subplot(gs[0, i])
+        for method in METHODS:
+            s = summary[(summary["target_view"] == view) & (summary["method"] == method)]
+            st = STYLE[method]
+            ax.errorbar(s["n"], s["err_B"], yerr=s["err_B_ci"].fillna(0), marker=st["marker"],
+                        ms=4, capsize=2, label=st["label"], color=st["color"], lw=1.2)
+        ax.set_xscale("log")
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.minorticks_off()
+        ax.set_title(f"B = {view} ({mfeat.VIEWS[view]} features)", fontsize=10)
+        ax.set_xlabel("n labels (n labeled pairs for DisCoM-KD)", fontsize=8)
+        if i == 0:
+            ax.set_ylabel("target test error err_B")
+        ax.tick_params(labelsize=8)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+
+    ax = fig.add_subplot(gs[1, : ncol - 2])
+    n_max = df["n"].max()
+    s = summary[summary["n"] == n_max]
+    rho = rank_correlations(df)
+    scatter_handles = []
+    for method in DISTILL + ("discomkd",):
+        t = s[s["method"] == method]
+        st = STYLE[method]
+        label = st["label"] + (f":  Spearman {rho[method]['rho']:+.2f}" if method in rho else "")
+        scatter_handles.append(ax.scatter(t["tv_estimate"], t["err_B"], marker=st["marker"],
+                                          color=st["color"], s=40, label=label))
+        for _, r in t.iterrows():
+            ax.annotate(r["target_view"], (r["tv_estimate"], r["err_B"]), fontsize=8,
+                        xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("estimated TV between learned source and target features "
+                  "(2 acc - 1 of a held-out two-sample classifier)")
+    ax.set_ylabel(f"err_B at n = {n_max}")
+    ax.set_title("modality distance vs target error, one point per (method, target view), "
+                 "means over seeds", fontsize=10)
+
+    leg_ax = fig.add_subplot(gs[1, ncol - 2:])
+    leg_ax.axis("off")
+    first = leg_ax.legend(scatter_handles, [h.get_label() for h in scatter_handles],
+                          loc="upper left", fontsize=9, title_fontsize=9,
+                          title=f"rank correlation across the {len(views)} target views")
+    leg_ax.add_artist(first)
+    leg_ax.legend(handles, labels, loc="lower left", fontsize=9, title="methods (top row)",
+                  title_fontsize=9)
+    fig.suptitle("UCI multiple features: source = pixel view (240 features), each other view a "
+                 f"target; {df['seed'].nunique()} seeds, 95% intervals over seeds", fontsize=11)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext in (".png", ".pdf"):
+        fig.savefig(stem.with_suffix(ext), dpi=120, bbox_inches=None)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> pd.DataFrame:
+    """Run the experiment, write the CSV, its JSON config and the figure; return the table.
+
+    Args:
+      argv: command-line arguments (``None``: ``sys.argv[1:]``): ``--quick``, ``--seeds S``
+        (default 2 quick, 5 full), ``--out CSV`` (default ``<out-dir>/mfeat.csv``),
+        ``--out-dir`` (default ``results``), ``--fig-dir`` (default ``figures``: writes
+        ``mfeat.png`` and ``mfeat.pdf`` there), ``--no-progress``.
+
+    Returns:
+      the tidy table, one row per (target_view, method, n, seed), columns ``COLUMNS``.
+    """
+    parser = argparse.ArgumentParser(prog="python -m experiments.mfeat", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke-test sizes (< 1 minute)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0..S-1)")
+    parser.add_argument("--out", type=pathlib.Path, default=None,
+                        help="CSV path (default <out-dir>/mfeat.csv); the JSON goes beside it")
+    parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("results"))
+    parser.add_argument("--fig-dir", type=pathlib.Path, default=pathlib.Path("figures"))
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    if args.quick:
+        cfg = quick_config(args.seeds or 2)
+    else:
+        cfg = MfeatConfig() if args.seeds is None else MfeatConfig(seeds=tuple(range(args.seeds)))
+    out = args.out or args.out_dir / "mfeat.csv"
+    stem = args.fig_dir / "mfeat"
+
+    t0 = time.perf_counter()
+    df = run(cfg, progress=not args.no_progress)
+    wall = time.perf_counter() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    rho = rank_correlations(df)
+    n_max = int(df["n"].max())
+    err_at_n_max = {
+        view: {method: common.fmt_ci(g["err_B"]) for method, g in gv.groupby("method", sort=False)}
+        for view, gv in df[df["n"] == n_max].groupby("target_view", sort=False)}
+    meta = {"experiment": "mfeat", "quick": args.quick, "seeds": len(cfg.seeds),
+            "config": cfg.to_json(),
+            "findings": {"rank_correlation_tv_estimate_vs_err_B": rho,
+                         f"err_B_at_n={n_max} (mean +- 95% half-width)": err_at_n_max},
+            "wall_time_s": round(wall, 1), "stage_seconds": df.attrs.get("stage_seconds", {}),
+            "jax": jax.__version__, "backend": jax.default_backend()}
+    out.with_suffix(".json").write_text(
+        json.dumps(common._jsonable(meta), indent=2, default=str))
+    plot(df, stem)
+    print(f"wrote {out} ({len(df)} rows), {out.with_suffix('.json')}, "
+          f"{stem.with_suffix('.png')}, {stem.with_suffix('.pdf')} in {wall:.1f} s")
+    for method, r in rho.items():
+        print(f"  Spearman(tv_estimate, err_B) across views, {method}: {r['rho']:+.2f}")
+    return df
+
+
+if __name__ == "__main__":
+    main()
