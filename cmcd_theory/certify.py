@@ -50,7 +50,8 @@ def b4_applies(cfg: PipelineConfig, method: str) -> bool:
 
 def certify(world: World, cfg: PipelineConfig, method: str, t: float, seed: int, metrics: dict,
             artifacts: dict, *, delta: float = 0.05, delta_test: float = 0.05,
-            n_tv_mc: int = 50_000, n_weight_samples: int = 1000) -> dict:
+            n_tv_mc: int = 50_000, n_weight_samples: int = 1000,
+            parts: tuple = ("B1b", "B2", "B3", "B4")) -> dict:
     """All applicable bounds of one run (B6), as ``{"wide": {...}, "rows": [...]}``.
 
     Args:
@@ -68,7 +69,12 @@ def certify(world: World, cfg: PipelineConfig, method: str, t: float, seed: int,
       delta_test: failure probability of each test-set check.
       n_tv_mc: Monte Carlo draws per class for the Gaussian-track TV.
       n_weight_samples: weight draws for B3's Monte Carlo term.
+      parts: which of the data-dependent bounds to compute (B1a and the Bayes floor, which
+        cost nothing, are always reported).
     """
+    unknown = set(parts) - {"B1b", "B2", "B3", "B4"}
+    if unknown:
+        raise ValueError(f"parts must be among ('B1b', 'B2', 'B3', 'B4'), got {sorted(unknown)}")
     wc = world.config
     K, n = wc.num_classes, cfg.n
     wide: dict = {}
@@ -78,30 +84,33 @@ def certify(world: World, cfg: PipelineConfig, method: str, t: float, seed: int,
     if method in ("cmc", "cmd", "l2") and np.isfinite(metrics.get("err_A_head", np.nan)):
         measured["err_A_head"] = metrics["err_A_head"]
 
-    if b1b_applies(world, cfg, method):
+    if "B1b" in parts and b1b_applies(world, cfg, method):
         tv = divergences.gaussian_feature_tv(world, artifacts["teacher"]["W"], artifacts["student"]["W"],
                                              t=t, n=n_tv_mc, seed=seed, delta=delta)
         wide["tv_features"] = tv.estimate
         wide["tv_features_upper"] = measured["tv_features_upper"] = tv.upper
 
-    if probe_bounds_apply(method):
+    if probe_bounds_apply(method) and {"B2", "B3"} & set(parts):
         z, y = np.asarray(artifacts["z_train"], np.float64), np.asarray(artifacts["y_train"])
         W, b = np.asarray(artifacts["probe"]["W"], np.float64), np.asarray(artifacts["probe"]["b"], np.float64)
-        # each form gets delta / 2, so their minimum (b2_total) holds with probability 1 - delta
-        for form in ("sample", "data_free"):
-            mb = bounds.margin_bound(z, y, W, b, delta / 2, form=form)
-            wide[f"b2_{form}_total"] = mb.total
-            rows.append(_row(mb.as_dict(), f"B2_{form}", metrics["err_B"], mb.total, cfg.n_test, delta_test,
-                             n=n, K=K, delta=delta))
-        b2 = min(wide["b2_sample_total"], wide["b2_data_free_total"])
-        wide["b2_total"] = measured["b2_total"] = b2
-        pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=delta, n_weight_samples=n_weight_samples)
-        wide["b3_total"] = measured["b3_total"] = pb.total
-        wide["b3_total_deterministic"] = pb.total_deterministic
-        rows.append(_row(pb.as_dict(), "B3", metrics["err_B"], pb.total_deterministic, cfg.n_test,
-                         delta_test, n=n, K=K, delta=delta))
+        if "B2" in parts:
+            # each form gets delta / 2, so their minimum (b2_total) holds with probability 1 - delta
+            for form in ("sample", "data_free"):
+                mb = bounds.margin_bound(z, y, W, b, delta / 2, form=form)
+                wide[f"b2_{form}_total"] = mb.total
+                rows.append(_row(mb.as_dict(), f"B2_{form}", metrics["err_B"], mb.total, cfg.n_test,
+                                 delta_test, n=n, K=K, delta=delta))
+            b2 = min(wide["b2_sample_total"], wide["b2_data_free_total"])
+            wide["b2_total"] = measured["b2_total"] = b2
+        if "B3" in parts:
+            pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=delta,
+                                           n_weight_samples=n_weight_samples)
+            wide["b3_total"] = measured["b3_total"] = pb.total
+            wide["b3_total_deterministic"] = pb.total_deterministic
+            rows.append(_row(pb.as_dict(), "B3", metrics["err_B"], pb.total_deterministic, cfg.n_test,
+                             delta_test, n=n, K=K, delta=delta))
 
-    if b4_applies(cfg, method):
+    if "B4" in parts and b4_applies(cfg, method):
         dc = cfg.distill
         tau = dc.tau if method == "cmc" else dc.tau_b
         n_t = bounds.tuple_split(cfg.m, cfg.tuple_size)

@@ -113,6 +113,7 @@ def latent_logpdf(config: WorldConfig, modality: str, y: int, x: np.ndarray,
                   t: float | None = None) -> np.ndarray:
     """Log density of ``s | y`` (modality ``"A"``) or ``s_B | y`` (``"B"``) at rows of x."""
     t = config.t if t is None else float(t)
+    _check_t(t)
     mu = config.class_means()
     if modality == "A":
         return _iso_logpdf(x, mu[y], config.sigma)
@@ -133,6 +134,7 @@ def sample_latent_np(config: WorldConfig, modality: str, y: int, n: int,
                      rng: np.random.Generator, t: float | None = None) -> np.ndarray:
     """Draw n rows of ``s | y`` (``"A"``) or ``s_B | y`` (``"B"``) in float64 numpy."""
     t = config.t if t is None else float(t)
+    _check_t(t)
     mu, k = config.class_means(), config.latent_dim
     xi = rng.standard_normal((n, k))
     if modality == "A":
@@ -183,6 +185,10 @@ def tv_latent_monte_carlo(config: WorldConfig, t: float | None = None, n: int = 
     independent [0, 1]-variables, so Hoeffding with nK draws gives its interval.
     """
     _check_delta(delta)
+    t = config.t if t is None else float(t)
+    _check_t(t)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     rng = np.random.default_rng(seed)
     vals = []
     for y in range(config.num_classes):

@@ -71,8 +71,13 @@ def clip_to_ball(x: jax.Array, radius: float) -> jax.Array:
 
 
 def normalize(u: jax.Array, eps: float = 1e-12) -> jax.Array:
-    r"""L2-normalise features along the last axis: :math:`z = u / \max(\|u\|, \epsilon)`."""
-    return u / jnp.maximum(jnp.linalg.norm(u, axis=-1, keepdims=True), eps)
+    r"""L2-normalise features along the last axis: :math:`z = u / \max(\|u\|, \epsilon)`.
+
+    Computed as ``u * rsqrt(max(sum u^2, eps^2))`` so the gradient stays finite at ``u = 0``
+    (the gradient of ``norm`` is 0/0 there).
+    """
+    sq = jnp.sum(u * u, axis=-1, keepdims=True)
+    return u * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
 
 
 def _glorot(key: jax.Array, d_in: int, d_out: int) -> jax.Array:

@@ -102,8 +102,26 @@ def encoders(world: worlds.World, cfg: PipelineConfig) -> tuple[Encoder, Encoder
     return enc_a, enc_b
 
 
+def teacher_config(cfg: PipelineConfig) -> PipelineConfig:
+    """The part of ``cfg`` stage 1 depends on (M, encoder, ssl), other fields at defaults.
+
+    Equal teacher configs hash equally, so a sweep compiles and trains one teacher for every
+    m, n and stage-2 setting.
+    """
+    return PipelineConfig(M=cfg.M, encoder=cfg.encoder, feature_dim=cfg.feature_dim,
+                          hidden=cfg.hidden, ssl=cfg.ssl)
+
+
+def source_world_config(wc: worlds.WorldConfig) -> worlds.WorldConfig:
+    """The world with the channel knob at a fixed value: stage 1 never sees the channel."""
+    return wc.replace(channel="attenuate", t=0.0)
+
+
 def train_teacher(world: worlds.World, key: jax.Array, cfg: PipelineConfig):
-    """Stage 1: InfoNCE (O1) on M source samples, two views each (G4). Returns params."""
+    """Stage 1: InfoNCE (O1) on M source samples, two views each (G4). Returns params.
+
+    Depends only on the source side of the world and on :func:`teacher_config` of ``cfg``.
+    """
     enc_a, _ = encoders(world, cfg)
     k_data, k_train = jax.random.split(key)
     s = worlds.sample_source(world, k_data, cfg.M)

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from cmcd_theory import divergences
 from cmcd_theory.pipeline import (METHODS, TEACHER_METHODS, PipelineConfig, run_downstream,
-                                  train_teacher)
+                                  source_world_config, teacher_config, train_teacher)
 from cmcd_theory.training import TrainConfig
 from cmcd_theory.worlds import CHANNELS, WorldConfig, make_world
 
@@ -218,15 +218,14 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
             seeds_c = [s for _, s in chunk]
             k_teacher, k_down = seed_keys(seeds_c)
             if method in TEACHER_METHODS:
-                need = sorted({s for s in seeds_c if (wc, pc.M, _teacher_key(pc), s) not in teachers})
+                swc, tpc = source_world_config(wc), teacher_config(pc)
+                need = sorted({s for s in seeds_c if (swc, tpc, s) not in teachers})
                 if need:
                     kt, _ = seed_keys(need)
-                    params = _TEACHER_JIT(w, kt, pc)
+                    params = _TEACHER_JIT(make_world(swc), kt, tpc)
                     for i, s in enumerate(need):
-                        teachers[(wc, pc.M, _teacher_key(pc), s)] = jax.tree_util.tree_map(
-                            lambda a, i=i: a[i], params)
-                tp = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[
-                    teachers[(wc, pc.M, _teacher_key(pc), s)] for s in seeds_c])
+                        teachers[(swc, tpc, s)] = jax.tree_util.tree_map(lambda a, i=i: a[i], params)
+                tp = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[teachers[(swc, tpc, s)] for s in seeds_c])
             else:
                 tp = None
             ts = jnp.asarray([t for t, _ in chunk], jnp.float32)
@@ -249,10 +248,6 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
     if old is not None and len(old):
         df = pd.concat([old, df], ignore_index=True) if len(df) else old
     return df
-
-
-def _teacher_key(pc: PipelineConfig):
-    return (pc.encoder, pc.feature_dim, pc.hidden, pc.ssl)
 
 
 def _jsonable(d):

@@ -93,7 +93,8 @@ class WorldConfig:
         _pos("sigma")
         if self.channel not in CHANNELS:
             raise ValueError(f"channel must be one of {CHANNELS}, got {self.channel!r}")
-        if not (isinstance(self.t, (int, float, np.floating, np.integer)) and 0.0 <= self.t <= 1.0):
+        if isinstance(self.t, bool) or not (isinstance(self.t, (int, float, np.floating, np.integer))
+                                            and 0.0 <= self.t <= 1.0):
             raise ValueError(f"t must be a number in [0, 1], got {self.t!r}")
         if self.n_attenuated is None:
             object.__setattr__(self, "n_attenuated", self.latent_dim)
@@ -123,7 +124,13 @@ class WorldConfig:
             object.__setattr__(self, name, int(getattr(self, name)))
 
     def replace(self, **changes) -> "WorldConfig":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        A default J (all coordinates) stays "all coordinates" when latent_dim changes.
+        """
+        if ("latent_dim" in changes and "n_attenuated" not in changes
+                and self.n_attenuated == self.latent_dim):
+            changes["n_attenuated"] = None
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:
@@ -149,13 +156,14 @@ class WorldConfig:
 
         With orthonormal maps and the leaky map (a contraction), ``norm(g(u)) <= norm(u)``;
         every latent fed to g is Gaussian (or, for ``corrupt``, a mixture of such) around a mean
-        of norm <= max norm(mu_c) with per-coordinate variance <= sigma^2 + eta^2 + sigma_v^2
-        (eta = eta_max for the noise channel, else 0), so ``norm(u)^2 / v_max`` is
+        of norm <= max norm(mu_c) with per-coordinate variance <= sigma^2 + eta_max^2 + sigma_v^2,
+        so ``norm(u)^2 / v_max`` is
         stochastically below a noncentral chi-square; the observation noise adds its own
         chi-square term, handled by the triangle inequality with half the coverage each.
         """
-        eta = self.eta_max if self.channel == "noise" else 0.0
-        v_max = self.sigma ** 2 + eta ** 2 + self.view_noise ** 2
+        # eta_max counts for every channel, so the radius (hence the encoders) does not depend
+        # on the channel and one stage-1 teacher serves every channel of a world.
+        v_max = self.sigma ** 2 + self.eta_max ** 2 + self.view_noise ** 2
         nc = float(np.max(np.sum(self.class_means() ** 2, axis=1))) / v_max
         r_latent = math.sqrt(v_max * stats.ncx2.isf(coverage / 2, self.latent_dim, nc))
         d = max(self.d_A, self.d_B)

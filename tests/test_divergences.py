@@ -265,8 +265,6 @@ def test_invalid_t_raises(t):
             call()
 
 
-@pytest.mark.xfail(strict=True, reason="tv_latent_monte_carlo does not check t: t = 1.5 returns "
-                   "a number (attenuate) or a math domain error (corrupt)")
 @pytest.mark.parametrize("channel", ["attenuate", "corrupt"])
 def test_monte_carlo_tv_rejects_invalid_t(channel):
     with pytest.raises(ValueError, match=r"^t must"):

@@ -89,8 +89,6 @@ def test_valid_boundaries_are_accepted():
         WorldConfig().replace(sigma=-1.0)  # replace validates again
 
 
-@pytest.mark.xfail(strict=True, reason="WorldConfig resolves n_attenuated=None to latent_dim at "
-                   "construction, so replace(latent_dim=...) keeps the old size of J")
 def test_default_attenuated_set_follows_latent_dim():
     """J = all coordinates by default, also after ``replace(latent_dim=...)``."""
     assert WorldConfig(latent_dim=8).replace(latent_dim=16).n_attenuated == 16
