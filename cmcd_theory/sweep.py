@@ -240,7 +240,7 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
                     row.update(postprocess(w, pc, method, t, s, row, arts))
                 rows.append(row)
             if out:
-                pd.DataFrame(rows).to_csv(out, mode="a", header=not os.path.exists(out), index=False)
+                _append_rows(out, pd.DataFrame(rows))
             new_rows.extend(rows)
             bar.update(len(chunk))
     bar.close()
@@ -248,6 +248,18 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
     if old is not None and len(old):
         df = pd.concat([old, df], ignore_index=True) if len(df) else old
     return df
+
+
+def _append_rows(path: str, new: pd.DataFrame) -> None:
+    """Append rows to a CSV; if their columns differ from the file's, rewrite it aligned."""
+    if not os.path.exists(path):
+        new.to_csv(path, index=False)
+        return
+    header = list(pd.read_csv(path, nrows=0).columns)
+    if list(new.columns) == header:
+        new.to_csv(path, mode="a", header=False, index=False)
+    else:
+        pd.concat([pd.read_csv(path), new], ignore_index=True).to_csv(path, index=False)
 
 
 def _jsonable(d):

@@ -133,3 +133,18 @@ def test_cli_help_and_quick(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep.main(["--help"])
     assert "--channel" in capsys.readouterr().out
+
+
+def test_sweep_csv_stays_aligned_when_columns_differ(tmp_path):
+    """Rows whose postprocess adds other columns are aligned, not appended under a wrong header."""
+    out = tmp_path / "a.csv"
+
+    def post(w, c, method, t, seed, row, arts):
+        return {"extra_" + method: 1.0}
+
+    sweep.run_sweep({"t": [0.0], "method": ["random", "oracle"]}, pipeline=TINY, seeds=1, out=str(out),
+                    postprocess=post, progress=False)
+    df = pd.read_csv(out)
+    assert df.set_index("method").loc["random", "extra_random"] == 1.0
+    assert np.isnan(df.set_index("method").loc["random", "extra_oracle"])
+    assert df.set_index("method").loc["oracle", "extra_oracle"] == 1.0
