@@ -20,7 +20,8 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 
 EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "generalization_n", "tv_vs_gain",
-               "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat")
+               "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat",
+               "discomkd_synthetic")
 
 
 def main(argv=None) -> dict:
