@@ -284,3 +284,23 @@ def setup_cache() -> None:
 
 
 setup_cache()
+
+
+def run_experiment(argv, doc: str, name: str, run, findings, plot, config) -> pd.DataFrame:
+    """What every figure experiment's ``main`` does: parse the common arguments, run, compute the
+    findings, plot, and save CSV + JSON (config, findings, wall time).
+
+    Args:
+      argv: command-line arguments (None: sys.argv).
+      doc: the module docstring (its first line is the --help description).
+      name: output base name (``results/<name>.csv``, ``figures/<name>.png``).
+      run: ``args -> DataFrame``; findings: ``DataFrame -> dict``; plot: ``(df, args, findings)``.
+      config: ``args -> dict`` saved in the JSON beside the CSV.
+    """
+    args = parse_args(argv, doc.splitlines()[0])
+    with Timer() as tm:
+        df = run(args)
+        f = findings(df)
+        plot(df, args, f)
+    save_results(df, name, args, config(args), f, tm.elapsed)
+    return df

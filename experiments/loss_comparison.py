@@ -67,16 +67,15 @@ def plot(d: pd.DataFrame, args, f: dict) -> None:
     common.save_fig(fig, NAME, args)
 
 
+def _run(args) -> pd.DataFrame:
+    d = run_feature_sweep(args, methods(args.quick))
+    return d[d["method"].isin(methods(args.quick))].reset_index(drop=True)
+
+
 def main(argv=None) -> pd.DataFrame:
-    args = common.parse_args(argv, __doc__.splitlines()[0])
-    with common.Timer() as tm:
-        d = run_feature_sweep(args, methods(args.quick))
-        d = d[d["method"].isin(methods(args.quick))].reset_index(drop=True)
-        f = findings(d)
-        plot(d, args, f)
-    common.save_results(d, NAME, args, {"grid": grid(args.quick, methods(args.quick)),
-                                        "tv_estimate": "gaussian_feature_tv MC"}, f, tm.elapsed)
-    return d
+    return common.run_experiment(
+        argv, __doc__, NAME, _run, findings, plot,
+        lambda a: {"grid": grid(a.quick, methods(a.quick)), "tv_estimate": "gaussian_feature_tv MC"})
 
 
 if __name__ == "__main__":

@@ -94,14 +94,8 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
 
 
 def main(argv=None) -> pd.DataFrame:
-    args = common.parse_args(argv, __doc__.splitlines()[0])
-    with common.Timer() as tm:
-        df = run(args)
-        f = findings(df)
-        plot(df, args, f)
-    common.save_results(df, NAME, args, {"grid": grid(args.quick), "tv_estimate": "gaussian_feature_tv MC"},
-                        f, tm.elapsed)
-    return df
+    return common.run_experiment(argv, __doc__, NAME, run, findings, plot, lambda a: {
+        "grid": grid(a.quick), "tv_estimate": "gaussian_feature_tv MC"})
 
 
 if __name__ == "__main__":

@@ -86,14 +86,9 @@ def plot(d: pd.DataFrame, args, f: dict) -> None:
 
 
 def main(argv=None) -> pd.DataFrame:
-    args = common.parse_args(argv, __doc__.splitlines()[0])
-    with common.Timer() as tm:
-        d = with_gain(run_feature_sweep(args, ("cmc", "supervised")))
-        f = findings(d)
-        plot(d, args, f)
-    common.save_results(d, NAME, args, {"grid": grid(args.quick), "tv_estimate": "gaussian_feature_tv MC"},
-                        f, tm.elapsed)
-    return d
+    return common.run_experiment(
+        argv, __doc__, NAME, lambda a: with_gain(run_feature_sweep(a, ("cmc", "supervised"))), findings, plot,
+        lambda a: {"grid": grid(a.quick), "tv_estimate": "gaussian_feature_tv MC"})
 
 
 if __name__ == "__main__":
