@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 
 from cmcd_theory import worlds
-from cmcd_theory.models import Encoder, make_encoder, normalize
+from cmcd_theory.models import Encoder, clip_to_ball, make_encoder, normalize
 from cmcd_theory.probe import fit_probe, probe_error
-from cmcd_theory.training import (DISTILL_METHODS, TrainConfig, train_distill, train_ssl,
-                                  train_supervised, tuple_loss)
+from cmcd_theory.training import (DISTILL_METHODS, TrainConfig, student_features, train_distill,
+                                  train_ssl, train_supervised, tuple_loss)
 
 BASELINES = ("supervised", "target_ssl", "random", "oracle")
 METHODS = DISTILL_METHODS + BASELINES
@@ -168,8 +168,7 @@ def run_downstream(world: worlds.World, key: jax.Array, teacher, method: str,
         dc = cfg.distill
 
         def loss_on(x_a, x_b):
-            zb = enc_b.apply(student, x_b)
-            zb = normalize(zb) if dc.student_features == "normalized" else zb
+            zb = student_features(enc_b, student, x_b, dc)
             return tuple_loss(method, zb, feats(enc_a, teacher, x_a), dc, cfg.tuple_size)
 
         pop = worlds.sample(world, k_pop, cfg.n_pop, t)
@@ -177,8 +176,7 @@ def run_downstream(world: worlds.World, key: jax.Array, teacher, method: str,
         n_used = (cfg.m // cfg.tuple_size) * cfg.tuple_size
         xb = pairs.x_B[:n_used]
         if enc_b.name == "linear":
-            r = world.config.input_radius()
-            xb = xb * jnp.minimum(1.0, r / jnp.maximum(jnp.linalg.norm(xb, axis=1, keepdims=True), 1e-30))
+            xb = clip_to_ball(xb, world.config.input_radius())
         out.update(distill_train_loss=train_l, distill_pop_loss=pop_l, distill_gap=pop_l - train_l,
                    student_norm=jnp.sqrt(_sq_norm_tree(student)), sum_sq_inputs=jnp.sum(xb ** 2))
         z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)

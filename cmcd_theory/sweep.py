@@ -113,17 +113,19 @@ def _cell_id(row) -> tuple:
 
 @dataclasses.dataclass
 class _Truth:
-    """Cache of the exact ground truth per (world, t)."""
+    """Cache of the exact ground truth per (world, t); eps*_A depends on the world only."""
 
     cache: dict = dataclasses.field(default_factory=dict)
 
     def __call__(self, wc: WorldConfig, t: float) -> dict:
         key = (wc, t)
         if key not in self.cache:
+            if wc not in self.cache:
+                self.cache[wc] = divergences.bayes_error(wc, "A").estimate
             c = wc.replace(t=t)
             self.cache[key] = {
                 "tv_latent": divergences.tv_latent(c),
-                "bayes_A": divergences.bayes_error(c, "A").estimate,
+                "bayes_A": self.cache[wc],
                 "bayes_B": divergences.bayes_error(c, "B").estimate,
             }
         return self.cache[key]
