@@ -6,7 +6,8 @@ the composition of
 * :func:`train_teacher`: stage 1 on M source samples; depends only on the key's first half,
   never on the channel knob t or the method, so a sweep trains it once per seed and shares it;
 * :func:`run_downstream`: stage 2 (distillation) and stage 3 (probe) or a baseline, and the
-  evaluation on a large labeled paired test set.
+  evaluation on a large labeled paired test set; :func:`run_downstream_multi` runs several
+  methods on the same data and shares what does not depend on the method.
 
 Methods: ``cmc``, ``cmd``, ``l2`` (CMCD with the O2, O3, O4 stage-2 loss) and the baselines
 ``supervised`` (encoder + head trained on the n target labels only), ``target_ssl`` (InfoNCE on
@@ -21,11 +22,12 @@ sweep ``vmap`` s seeds and distances.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 
-from cmcd_theory import worlds
+from cmcd_theory import divergences, worlds
 from cmcd_theory.models import Encoder, clip_to_ball, make_encoder, normalize
 from cmcd_theory.probe import fit_probe, probe_error
 from cmcd_theory.training import (DISTILL_METHODS, TrainConfig, student_features, train_distill,
@@ -132,6 +134,140 @@ def _sq_norm_tree(params):
     return sum(jnp.sum(leaf ** 2) for leaf in jax.tree_util.tree_leaves(params))
 
 
+def _check_methods(methods) -> tuple:
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    if not methods:
+        raise ValueError(f"methods must name at least one of {METHODS}, got none")
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods must not repeat, got {methods}")
+    return methods
+
+
+_SOURCE = "source probe"
+
+
+def _fit_probes(inputs: dict, y: jax.Array, num_classes: int, cfg: PipelineConfig) -> dict:
+    """Stage-3 probes on several feature sets with the same labels: ``{name: probe}``.
+
+    Feature sets of one shape are fitted as one ``vmap`` of :func:`fit_probe` (one training
+    loop for all of them); each probe is the one :func:`fit_probe` gives for its set alone.
+    """
+    by_shape: dict = {}
+    for name, z in inputs.items():
+        by_shape.setdefault(z.shape, []).append(name)
+    probes = {}
+    for names in by_shape.values():
+        fitted = jax.vmap(lambda z: fit_probe(z, y, num_classes, l2=cfg.probe_l2,
+                                              steps=cfg.probe_steps))(
+            jnp.stack([inputs[n] for n in names]))
+        for i, name in enumerate(names):
+            probes[name] = jax.tree_util.tree_map(lambda a, i=i: a[i], fitted)
+    return probes
+
+
+def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
+                         cfg: PipelineConfig, t=None) -> dict:
+    """Stages 2 and 3 of several methods on the same data: ``{method: metrics}``.
+
+    Every method of one key sees the same samples and the same training key (common random
+    numbers), so ``run_downstream_multi(..., methods)[m]`` computes exactly what
+    :func:`run_downstream` computes for ``m`` alone. What does not depend on the method is
+    computed once: the four samples (pairs, labeled, test, population), the frozen teacher's
+    features on them and the source probe (``err_A_probe``). A sweep over methods runs them
+    as one program.
+
+    Args:
+      world, key, cfg, t: as in :func:`run_downstream`.
+      teacher: stage-1 teacher params (needed if any method is in :data:`TEACHER_METHODS`).
+      methods: a tuple of distinct names from :data:`METHODS` (static under ``jit``).
+
+    Returns:
+      dict ``method -> metrics`` (see :func:`run_downstream`).
+    """
+    methods = _check_methods(methods)
+    uses_teacher = any(m in TEACHER_METHODS for m in methods)
+    if uses_teacher and teacher is None:
+        raise ValueError(f"methods {methods} need the stage-1 teacher params, got teacher=None")
+    enc_a, enc_b = encoders(world, cfg)
+    k_pairs, k_lab, k_test, k_pop, k_train = jax.random.split(key, 5)
+    pairs = worlds.sample(world, k_pairs, cfg.m, t)
+    lab = worlds.sample(world, k_lab, cfg.n, t)
+    test = worlds.sample(world, k_test, cfg.n_test, t)
+    nan = jnp.float32(jnp.nan)
+    K = world.config.num_classes
+
+    def feats(enc, params, x):
+        return normalize(enc.apply(params, x))
+
+    shared = {}
+    probe_inputs = {}  # name -> labeled features of a stage-3 probe (fitted together below)
+    if uses_teacher:
+        za_test = feats(enc_a, teacher, test.x_A)
+        probe_inputs[_SOURCE] = feats(enc_a, teacher, lab.x_A)
+    if any(m in DISTILL_METHODS for m in methods):
+        pop = worlds.sample(world, k_pop, cfg.n_pop, t)
+        za_pairs, za_pop = feats(enc_a, teacher, pairs.x_A), feats(enc_a, teacher, pop.x_A)
+        n_used = (cfg.m // cfg.tuple_size) * cfg.tuple_size
+        xb = pairs.x_B[:n_used]
+        if enc_b.name == "linear":
+            xb = clip_to_ball(xb, world.config.input_radius())
+        shared["sum_sq_inputs"] = jnp.sum(xb ** 2)
+
+    results, feats_b = {}, {}
+    for method in methods:
+        out = {"err_A_head": nan, "err_A_probe": nan, "distill_train_loss": nan,
+               "distill_pop_loss": nan, "distill_gap": nan, "student_norm": nan,
+               "sum_sq_inputs": nan}
+        student = head = None
+        if method in DISTILL_METHODS:
+            dc = cfg.distill
+            student = train_distill(k_train, enc_b, pairs.x_B, za_pairs, method, dc)
+
+            def loss_on(x_b, z_a):
+                zb = student_features(enc_b, student, x_b, dc)
+                return tuple_loss(method, zb, z_a, dc, cfg.tuple_size)
+
+            train_l, pop_l = loss_on(pairs.x_B, za_pairs), loss_on(pop.x_B, za_pop)
+            out.update(distill_train_loss=train_l, distill_pop_loss=pop_l,
+                       distill_gap=pop_l - train_l, student_norm=jnp.sqrt(_sq_norm_tree(student)),
+                       sum_sq_inputs=shared["sum_sq_inputs"])
+            z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
+        elif method == "target_ssl":
+            # views of the target side of the m pairs (their latents s_B carry no label)
+            student = train_ssl(k_train, enc_b, pairs.s_B,
+                                lambda k, b: worlds.views(world, k, b, "B"), cfg.ssl)
+            z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
+        elif method == "random":
+            student = enc_b.init(k_train)
+            z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
+        elif method == "oracle":
+            z_lab, z_test = lab.s_B, test.s_B
+        else:  # supervised: encoder and head trained together, no separate probe
+            student, head = train_supervised(k_train, enc_b, lab.x_B, lab.y, K, cfg.supervised)
+            z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
+        if method != "supervised":
+            probe_inputs[method] = z_lab
+        results[method], feats_b[method] = out, (student, head, z_lab, z_test)
+
+    probes = _fit_probes(probe_inputs, lab.y, K, cfg)
+    if uses_teacher:
+        shared["err_A_probe"] = probe_error(probes[_SOURCE], za_test, test.y)
+    for method in methods:
+        out = results[method]
+        student, head, z_lab, z_test = feats_b[method]
+        probe = head if method == "supervised" else probes[method]
+        out["err_B"] = probe_error(probe, z_test, test.y)
+        if method in TEACHER_METHODS:
+            out["err_A_head"] = probe_error(probe, za_test, test.y)
+            out["err_A_probe"] = shared["err_A_probe"]
+        out["artifacts"] = {"probe": probe, "z_train": z_lab, "y_train": lab.y, "student": student,
+                            "teacher": teacher if method in TEACHER_METHODS else None}
+    return results
+
+
 def run_downstream(world: worlds.World, key: jax.Array, teacher, method: str,
                    cfg: PipelineConfig, t=None) -> dict:
     """Stages 2 and 3 (or a baseline) given stage-1 teacher params, and the evaluation.
@@ -148,65 +284,7 @@ def run_downstream(world: worlds.World, key: jax.Array, teacher, method: str,
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    enc_a, enc_b = encoders(world, cfg)
-    k_pairs, k_lab, k_test, k_pop, k_train = jax.random.split(key, 5)
-    pairs = worlds.sample(world, k_pairs, cfg.m, t)
-    lab = worlds.sample(world, k_lab, cfg.n, t)
-    test = worlds.sample(world, k_test, cfg.n_test, t)
-    nan = jnp.float32(jnp.nan)
-    out = {"err_A_head": nan, "err_A_probe": nan, "distill_train_loss": nan,
-           "distill_pop_loss": nan, "distill_gap": nan, "student_norm": nan, "sum_sq_inputs": nan}
-    K = world.config.num_classes
-
-    def feats(enc, params, x):
-        return normalize(enc.apply(params, x))
-
-    student = None
-    if method in DISTILL_METHODS:
-        z_a = feats(enc_a, teacher, pairs.x_A)
-        student = train_distill(k_train, enc_b, pairs.x_B, z_a, method, cfg.distill)
-        dc = cfg.distill
-
-        def loss_on(x_a, x_b):
-            zb = student_features(enc_b, student, x_b, dc)
-            return tuple_loss(method, zb, feats(enc_a, teacher, x_a), dc, cfg.tuple_size)
-
-        pop = worlds.sample(world, k_pop, cfg.n_pop, t)
-        train_l, pop_l = loss_on(pairs.x_A, pairs.x_B), loss_on(pop.x_A, pop.x_B)
-        n_used = (cfg.m // cfg.tuple_size) * cfg.tuple_size
-        xb = pairs.x_B[:n_used]
-        if enc_b.name == "linear":
-            xb = clip_to_ball(xb, world.config.input_radius())
-        out.update(distill_train_loss=train_l, distill_pop_loss=pop_l, distill_gap=pop_l - train_l,
-                   student_norm=jnp.sqrt(_sq_norm_tree(student)), sum_sq_inputs=jnp.sum(xb ** 2))
-        z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
-    elif method == "target_ssl":
-        # views of the target side of the m pairs (their latents s_B carry no label)
-        student = train_ssl(k_train, enc_b, pairs.s_B, lambda k, b: worlds.views(world, k, b, "B"), cfg.ssl)
-        z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
-    elif method == "random":
-        student = enc_b.init(k_train)
-        z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
-    elif method == "oracle":
-        z_lab, z_test = lab.s_B, test.s_B
-    else:  # supervised
-        student, head = train_supervised(k_train, enc_b, lab.x_B, lab.y, K, cfg.supervised)
-        z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
-
-    if method == "supervised":
-        probe = head
-    else:
-        probe = fit_probe(z_lab, lab.y, K, l2=cfg.probe_l2, steps=cfg.probe_steps)
-    out["err_B"] = probe_error(probe, z_test, test.y)
-    if method in TEACHER_METHODS:
-        za_test = feats(enc_a, teacher, test.x_A)
-        out["err_A_head"] = probe_error(probe, za_test, test.y)
-        probe_a = fit_probe(feats(enc_a, teacher, lab.x_A), lab.y, K, l2=cfg.probe_l2,
-                            steps=cfg.probe_steps)
-        out["err_A_probe"] = probe_error(probe_a, za_test, test.y)
-    out["artifacts"] = {"probe": probe, "z_train": z_lab, "y_train": lab.y,
-                        "student": student, "teacher": teacher if method in TEACHER_METHODS else None}
-    return out
+    return run_downstream_multi(world, key, teacher, (method,), cfg, t)[method]
 
 
 def run_pipeline(world: worlds.World, key: jax.Array, method: str,
@@ -236,3 +314,48 @@ def run_pipeline(world: worlds.World, key: jax.Array, method: str,
 
 
 run_pipeline_jit = jax.jit(run_pipeline, static_argnames=("method", "cfg"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _bayes(config: worlds.WorldConfig, modality: str) -> float:
+    return divergences.bayes_error(config, modality).estimate
+
+
+def ground_truth(config: worlds.WorldConfig, t: float | None = None) -> dict:
+    """The world's exact ground truth at knob ``t`` (G5), host floats:
+
+    ``tv_latent`` (closed form), ``bayes_A`` and ``bayes_B`` (eps*_A, eps*_B: closed form for
+    K = 2, else the Monte Carlo estimate of :func:`~cmcd_theory.divergences.bayes_error`, with
+    its fixed seed). Deterministic in (config, t), so memoised per process
+    (``ground_truth.cache_clear()`` empties the memo).
+    """
+    t = config.t if t is None else float(t)
+    c = config.replace(t=t)
+    return {"tv_latent": divergences.tv_latent(c),
+            "bayes_A": _bayes(config.replace(t=0.0), "A"),  # the source side ignores t
+            "bayes_B": _bayes(c, "B")}
+
+
+ground_truth.cache_clear = _bayes.cache_clear
+
+
+def run_cell(world: worlds.World, key: jax.Array, method: str,
+             cfg: PipelineConfig = PipelineConfig(), t: float | None = None) -> dict:
+    """One pipeline call as one result row: host floats of every metric of
+    :func:`run_pipeline` (jitted) plus the world's :func:`ground_truth` at ``t``.
+
+    This is what a sweep writes per (cell, seed); :func:`cmcd_theory.sweep.run_sweep` computes
+    the same rows for a whole grid at once, sharing what the cells have in common.
+
+    Example:
+      >>> w = worlds.make_world(worlds.WorldConfig(channel="noise"))
+      >>> row = run_cell(w, jax.random.key(0), "l2", PipelineConfig(M=512, m=512, n=128), t=0.5)
+      >>> sorted(k for k in row if k.startswith(("tv", "bayes")))
+      ['bayes_A', 'bayes_B', 'tv_latent']
+    """
+    t = world.config.t if t is None else float(t)
+    out = run_pipeline_jit(world, key, method, cfg, t)
+    out.pop("artifacts")
+    row = {k: float(v) for k, v in jax.device_get(out).items()}
+    row.update(ground_truth(world.config, t))
+    return row

@@ -2,16 +2,22 @@
 
 :func:`run_sweep` runs every cell of a grid over
 
-* shape-changing ("static") axes: ``channel, M, m, n, method, tau, encoder`` -- one compiled
-  program per combination;
-* vmapped axes: ``t`` and ``seed`` -- all (t, seed) cells of a combination run as one
-  ``jax.vmap`` under one ``jax.jit``;
+* shape-changing ("static") axes: ``channel, M, m, n, tau, encoder`` -- one compiled program
+  per combination;
+* the ``method`` axis: every method of a combination runs in that same program, on the same
+  data (:func:`~cmcd_theory.pipeline.run_downstream_multi`): the samples, the teacher's
+  features and the source probe are computed once per (t, seed), not once per method;
+* vmapped axes: ``t`` and ``seed`` -- the (t, seed) cells of a combination run as one
+  ``jax.vmap`` under one ``jax.jit``, in equal chunks (one shape, one compile), each chunk
+  split across the local devices (``jax.shard_map``; on a CPU, one device per core after
+  :func:`cmcd_theory.devices.use_host_cores`).
 
-and returns a pandas DataFrame with one row per (cell, seed). The stage-1 teacher depends on
-the seed and the source side only, so it is trained once per seed (vmapped) and shared by every
-t, method, m and n of that seed; the result of a cell is the one :func:`run_pipeline` gives for
-the same key. Each row carries the exact ground truth of its world (``tv_latent``,
-``bayes_A``, ``bayes_B``; :mod:`cmcd_theory.divergences`).
+It returns a pandas DataFrame with one row per (cell, method, seed). The stage-1 teacher
+depends on the seed and the source side only, so it is trained once per seed (vmapped) and
+shared by every t, method, m and n of that seed; the result of a cell is the one
+:func:`run_pipeline` gives for the same key (up to float32 rounding of batched arithmetic).
+Each row carries the exact ground truth of its world (``tv_latent``, ``bayes_A``,
+``bayes_B``; :mod:`cmcd_theory.divergences`).
 
 With ``out=...csv`` the rows are appended chunk by chunk as they finish, the full configuration
 is saved beside them as JSON, and a rerun skips the cells already in the CSV: a sweep killed
@@ -23,25 +29,25 @@ Command line: ``python -m cmcd_theory.sweep --help``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import math
 import os
 import sys
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.sharding import Mesh, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from cmcd_theory import divergences
-from cmcd_theory.pipeline import (METHODS, TEACHER_METHODS, PipelineConfig, run_downstream,
+from cmcd_theory.devices import use_host_cores
+from cmcd_theory.pipeline import (METHODS, TEACHER_METHODS, PipelineConfig, ground_truth,
+                                  run_downstream_multi,
                                   source_world_config, teacher_config, train_teacher)
-from cmcd_theory.training import TrainConfig
 from cmcd_theory.worlds import CHANNELS, WorldConfig, make_world
 
 STATIC_AXES = ("channel", "M", "m", "n", "method", "tau", "encoder")
@@ -111,36 +117,32 @@ def _cell_id(row) -> tuple:
                  (int(row[k]) if k in ("M", "m", "n", "seed") else str(row[k])) for k in GRID_AXES)
 
 
-@dataclasses.dataclass
-class _Truth:
-    """Cache of the exact ground truth per (world, t); eps*_A depends on the world only."""
-
-    cache: dict = dataclasses.field(default_factory=dict)
-
-    def __call__(self, wc: WorldConfig, t: float) -> dict:
-        key = (wc, t)
-        if key not in self.cache:
-            if wc not in self.cache:
-                self.cache[wc] = divergences.bayes_error(wc, "A").estimate
-            c = wc.replace(t=t)
-            self.cache[key] = {
-                "tv_latent": divergences.tv_latent(c),
-                "bayes_A": self.cache[wc],
-                "bayes_B": divergences.bayes_error(c, "B").estimate,
-            }
-        return self.cache[key]
+def _cells_mesh(n_devices: int) -> Mesh:
+    return Mesh(np.asarray(jax.local_devices()[:n_devices]), ("cells",))
 
 
-def _teachers_batched(world, keys, cfg):
-    return jax.vmap(lambda k: train_teacher(world, k, cfg))(keys)
+def _over_devices(fn, n_devices: int, in_specs):
+    """``fn`` (vmapped over cells, axis 0) split across ``n_devices`` local devices, each
+    running its share of the cells independently (no communication); ``fn`` itself if 1."""
+    if n_devices == 1:
+        return fn
+    return jax.shard_map(fn, mesh=_cells_mesh(n_devices), in_specs=in_specs,
+                         out_specs=P("cells"), check_vma=False)
 
 
-def _downstream_batched(world, keys, teachers, method, cfg, ts):
-    return jax.vmap(lambda k, tp, t: run_downstream(world, k, tp, method, cfg, t))(keys, teachers, ts)
+def _teachers_batched(world, keys, cfg, n_devices=1):
+    fn = jax.vmap(lambda k: train_teacher(world, k, cfg))
+    return _over_devices(fn, n_devices, P("cells"))(keys)
 
 
-_TEACHER_JIT = jax.jit(_teachers_batched, static_argnames=("cfg",))
-_DOWNSTREAM_JIT = jax.jit(_downstream_batched, static_argnames=("method", "cfg"))
+def _downstream_batched(world, keys, teachers, ts, methods, cfg, n_devices=1):
+    def fn(w, keys, teachers, ts):
+        return jax.vmap(lambda k, tp, t: run_downstream_multi(w, k, tp, methods, cfg, t))(keys, teachers, ts)
+    return _over_devices(fn, n_devices, (P(), P("cells"), P("cells"), P("cells")))(world, keys, teachers, ts)
+
+
+_TEACHER_JIT = jax.jit(_teachers_batched, static_argnames=("cfg", "n_devices"))
+_DOWNSTREAM_JIT = jax.jit(_downstream_batched, static_argnames=("methods", "cfg", "n_devices"))
 
 
 def seed_keys(seeds: Sequence[int]):
@@ -149,10 +151,26 @@ def seed_keys(seeds: Sequence[int]):
     return jax.random.wrap_key_data(ks[:, 0]), jax.random.wrap_key_data(ks[:, 1])
 
 
+def chunk_plan(n_cells: int, chunk_size: int, n_devices: int) -> tuple[int, int]:
+    """``(n_chunks, size)``: the cells of one program split into equal chunks of ``size``
+    cells, a multiple of ``n_devices`` and at most ``max(chunk_size, n_devices)`` -- one
+    shape, so one compile; the last chunk is padded by repeating a cell (computed, then
+    dropped)."""
+    n_chunks = math.ceil(n_cells / chunk_size)
+    size = math.ceil(n_cells / n_chunks)
+    size = math.ceil(size / n_devices) * n_devices
+    return math.ceil(n_cells / size), size
+
+
+def _pad(items: list, size: int) -> list:
+    return items + [items[-1]] * (size - len(items))
+
+
 def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
               pipeline: PipelineConfig = PipelineConfig(), seeds: int | Sequence[int] = 3,
               out: str | None = None, postprocess: Callable | None = None,
-              chunk_size: int = 64, progress: bool = True, overwrite: bool = False) -> pd.DataFrame:
+              chunk_size: int = 16, n_devices: int | None = None, progress: bool = True,
+              overwrite: bool = False) -> pd.DataFrame:
     """Run a grid of pipelines; one row per (cell, seed).
 
     Args:
@@ -165,7 +183,12 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
         and cells already in the CSV are skipped.
       postprocess: optional ``f(world, cfg, method, t, seed, metrics, artifacts) -> dict`` of
         extra columns, called on host arrays for every new row (e.g. bounds).
-      chunk_size: at most this many (t, seed) cells per vmapped call.
+      chunk_size: about this many (t, seed) cells per vmapped call (rounded so that the
+        chunks of one program have one shape; see :func:`chunk_plan`). On CPU, chunks of
+        10-20 cells per device keep the stage-2 similarity matrices in cache.
+      n_devices: local devices the cells of a chunk are split across (``None``: all of
+        them). A CPU exposes one device unless :func:`cmcd_theory.devices.use_host_cores`
+        ran before JAX started; a chunk then runs on every core at once.
       progress: show a tqdm bar.
       overwrite: start afresh even if ``out`` exists with another configuration.
 
@@ -173,8 +196,14 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
       DataFrame with the grid columns, the world's ground truth (``tv_latent``, ``bayes_A``,
       ``bayes_B``) and the metrics of :func:`~cmcd_theory.pipeline.run_downstream`.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    n_local = len(jax.local_devices())
+    if n_devices is None:
+        n_devices = n_local
+    if isinstance(n_devices, bool) or not isinstance(n_devices, int) or not 1 <= n_devices <= n_local:
+        raise ValueError(f"n_devices must be an integer in [1, {n_local}] (the local devices), "
+                         f"got {n_devices!r}")
     g = _normalise_grid(grid, world, pipeline, seeds)
     config = {"grid": g, "world": world.as_dict(), "pipeline": _jsonable(pipeline.as_dict())}
     done: set = set()
@@ -198,53 +227,63 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
         with open(cfg_path, "w") as f:
             json.dump(config, f, indent=2)
 
-    static = [dict(zip(STATIC_AXES, combo)) for combo in itertools.product(*(g[a] for a in STATIC_AXES))]
+    # one program per combination of the static axes other than the method: all methods of a
+    # (t, seed) cell share its data, teacher features and source probe (run_downstream_multi)
+    outer = [a for a in STATIC_AXES if a != "method"]
     todo = []
-    for cell in static:
-        cells = [(t, s) for t in g["t"] for s in g["seed"]
-                 if _cell_id({**cell, "t": t, "seed": s}) not in done]
-        if cells:
-            todo.append((cell, cells))
-    total = sum(len(c) for _, c in todo)
-    truth = _Truth()
+    for combo in itertools.product(*(g[a] for a in outer)):
+        cell = dict(zip(outer, combo))
+        groups: dict = {}
+        for t in g["t"]:
+            for s in g["seed"]:
+                missing = tuple(m for m in g["method"]
+                                if _cell_id({**cell, "method": m, "t": t, "seed": s}) not in done)
+                if missing:
+                    groups.setdefault(missing, []).append((t, s))
+        todo.extend((cell, methods, cells) for methods, cells in groups.items())
+    total = sum(len(c) * len(ms) for _, ms, c in todo)
     teachers: dict = {}
     new_rows = []
     bar = tqdm(total=total, desc="sweep", unit="cell", disable=not progress or total == 0,
                file=sys.stderr)
-    for cell, cells in todo:
+    for cell, methods, cells in todo:
         wc, pc = cell_config(world, pipeline, cell)
         w = make_world(wc)
-        method = cell["method"]
-        for start in range(0, len(cells), chunk_size):
-            chunk = cells[start:start + chunk_size]
-            seeds_c = [s for _, s in chunk]
-            k_teacher, k_down = seed_keys(seeds_c)
-            if method in TEACHER_METHODS:
+        n_chunks, size = chunk_plan(len(cells), chunk_size, n_devices)
+        for c in range(n_chunks):
+            chunk = cells[c * size:(c + 1) * size]
+            padded = _pad(chunk, size)
+            seeds_c = [s for _, s in padded]
+            _, k_down = seed_keys(seeds_c)
+            tp = None
+            if any(m in TEACHER_METHODS for m in methods):
                 swc, tpc = source_world_config(wc), teacher_config(pc)
                 need = sorted({s for s in seeds_c if (swc, tpc, s) not in teachers})
                 if need:
-                    kt, _ = seed_keys(need)
-                    params = _TEACHER_JIT(make_world(swc), kt, tpc)
+                    kt, _ = seed_keys(_pad(need, math.ceil(len(need) / n_devices) * n_devices))
+                    params = _TEACHER_JIT(make_world(swc), kt, tpc, n_devices)
                     for i, s in enumerate(need):
                         teachers[(swc, tpc, s)] = jax.tree_util.tree_map(lambda a, i=i: a[i], params)
                 tp = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[teachers[(swc, tpc, s)] for s in seeds_c])
-            else:
-                tp = None
-            ts = jnp.asarray([t for t, _ in chunk], jnp.float32)
-            res = _DOWNSTREAM_JIT(w, k_down, tp, method, pc, ts)
+            ts = jnp.asarray([t for t, _ in padded], jnp.float32)
+            res = _DOWNSTREAM_JIT(w, k_down, tp, ts, methods, pc, n_devices)
+            # the host computes the ground truth while the devices run the chunk
+            truths = [ground_truth(wc, t) for t, _ in chunk]
             res = jax.device_get(res)
             rows = []
-            for i, (t, s) in enumerate(chunk):
-                row = {**cell, "t": t, "seed": s, **truth(wc, t)}
-                row.update({k: float(res[k][i]) for k in METRICS})
-                if postprocess is not None:
-                    arts = jax.tree_util.tree_map(lambda a, i=i: np.asarray(a[i]), res["artifacts"])
-                    row.update(postprocess(w, pc, method, t, s, row, arts))
-                rows.append(row)
+            for method in methods:
+                r = res[method]
+                for i, (t, s) in enumerate(chunk):
+                    row = {**cell, "method": method, "t": t, "seed": s, **truths[i]}
+                    row.update({k: float(r[k][i]) for k in METRICS})
+                    if postprocess is not None:
+                        arts = jax.tree_util.tree_map(lambda a, i=i: np.asarray(a[i]), r["artifacts"])
+                        row.update(postprocess(w, pc, method, t, s, row, arts))
+                    rows.append(row)
             if out:
                 _append_rows(out, pd.DataFrame(rows))
             new_rows.extend(rows)
-            bar.update(len(chunk))
+            bar.update(len(chunk) * len(methods))
     bar.close()
     df = pd.DataFrame(new_rows)
     if old is not None and len(old):
@@ -329,4 +368,5 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
+    use_host_cores()  # one XLA CPU device per core, set before JAX starts
     main()

@@ -148,3 +148,107 @@ def test_sweep_csv_stays_aligned_when_columns_differ(tmp_path):
     assert df.set_index("method").loc["random", "extra_random"] == 1.0
     assert np.isnan(df.set_index("method").loc["random", "extra_oracle"])
     assert df.set_index("method").loc["oracle", "extra_oracle"] == 1.0
+
+
+def test_multi_method_downstream_equals_each_method_alone():
+    """All methods in one program on shared data compute what each computes alone."""
+    w = make_world(WorldConfig(t=0.4))
+    key = jax.random.key(7)
+    k_teacher, k_down = jax.random.split(key)
+    teacher = pipeline.train_teacher(w, k_teacher, TINY)
+    multi = jax.jit(pipeline.run_downstream_multi, static_argnames=("methods", "cfg"))(
+        w, k_down, teacher, pipeline.METHODS, TINY, 0.4)
+    assert set(multi) == set(pipeline.METHODS)
+    for method in pipeline.METHODS:
+        alone = pipeline.run_pipeline_jit(w, key, method, TINY, 0.4)
+        for k in sweep.METRICS:
+            a, b = float(alone[k]), float(multi[method][k])
+            assert np.isnan(a) == np.isnan(b), (method, k)
+            if not np.isnan(a):
+                assert b == pytest.approx(a, rel=1e-5, abs=1e-6), (method, k)
+
+
+def test_multi_method_downstream_rejects_bad_methods():
+    w = make_world(WorldConfig())
+    with pytest.raises(ValueError, match="method must be one of"):
+        pipeline.run_downstream_multi(w, jax.random.key(0), None, ("cmc", "byol"), TINY)
+    with pytest.raises(ValueError, match="must not repeat"):
+        pipeline.run_downstream_multi(w, jax.random.key(0), None, ("random", "random"), TINY)
+    with pytest.raises(ValueError, match="at least one"):
+        pipeline.run_downstream_multi(w, jax.random.key(0), None, (), TINY)
+    with pytest.raises(ValueError, match="teacher"):
+        pipeline.run_downstream_multi(w, jax.random.key(0), None, ("cmd",), TINY)
+
+
+@pytest.mark.parametrize("n_cells,chunk_size,n_dev", [(40, 16, 2), (40, 10, 2), (7, 64, 1), (5, 1, 2),
+                                                       (1, 16, 2), (33, 8, 3)])
+def test_chunk_plan_covers_every_cell_with_one_shape(n_cells, chunk_size, n_dev):
+    n_chunks, size = sweep.chunk_plan(n_cells, chunk_size, n_dev)
+    assert size % n_dev == 0 and size <= max(chunk_size, n_dev) + n_dev - 1
+    assert n_chunks * size >= n_cells > (n_chunks - 1) * size
+    assert n_chunks * size - n_cells < n_chunks * n_dev  # padding: under n_dev cells per chunk
+
+
+def test_sweep_rejects_bad_devices_and_chunks():
+    with pytest.raises(ValueError, match=r"n_devices must be an integer in \[1, "):
+        sweep.run_sweep({"method": ["random"]}, pipeline=TINY, n_devices=len(jax.local_devices()) + 1,
+                        progress=False)
+    with pytest.raises(ValueError, match="chunk_size"):
+        sweep.run_sweep({"method": ["random"]}, pipeline=TINY, chunk_size=0, progress=False)
+
+
+_SHARDED_SCRIPT = """
+import sys
+from cmcd_theory.devices import use_host_cores
+assert use_host_cores(2) == 2
+import jax
+from cmcd_theory import sweep, training
+TINY = sweep.quick_pipeline().replace(
+    M=256, m=256, n=64, n_test=512, n_pop=256, probe_steps=50,
+    ssl=training.TrainConfig(steps=20, batch_size=64), distill=training.TrainConfig(steps=20, batch_size=64),
+    supervised=training.TrainConfig(steps=20, batch_size=32), tuple_size=64)
+assert len(jax.local_devices()) == 2
+df = sweep.run_sweep({"t": [0.0, 0.5, 1.0], "method": ["cmd", "l2", "random"]}, pipeline=TINY,
+                     seeds=[0, 1, 2], chunk_size=4, progress=False)
+df.to_csv(sys.argv[1], index=False)
+print(repr(TINY))
+"""
+
+
+def test_sweep_split_across_host_devices_matches_one_device(tmp_path):
+    """Cells split across two XLA CPU devices (padded chunks) give the one-device numbers."""
+    import os
+    import subprocess
+    import sys
+    out = tmp_path / "two.csv"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT, str(out)], check=True, cwd=root,
+                          env=env, timeout=300, capture_output=True, text=True)
+    assert proc.stdout.strip() == repr(TINY)  # the script's sizes are this module's
+    two = pd.read_csv(out)
+    one = sweep.run_sweep({"t": [0.0, 0.5, 1.0], "method": ["cmd", "l2", "random"]}, pipeline=TINY,
+                          seeds=[0, 1, 2], chunk_size=4, n_devices=1, progress=False)
+    keys = ["method", "t", "seed"]
+    assert len(two) == len(one) == 27
+    a = one.sort_values(keys).reset_index(drop=True)
+    b = two.sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[keys], b[keys], check_dtype=False)
+    for k in ("err_B", "err_A_head", "distill_train_loss", "student_norm"):
+        np.testing.assert_allclose(b[k].values, a[k].values, rtol=1e-4, atol=2e-3, equal_nan=True)
+
+
+def test_run_cell_is_one_sweep_row():
+    """A single pipeline call returns the row a sweep writes: metrics and the world's ground truth."""
+    from cmcd_theory import divergences
+    wc = WorldConfig(channel="noise")
+    row = pipeline.run_cell(make_world(wc), jax.random.key(2), "l2", TINY, t=0.5)
+    assert all(isinstance(v, float) for v in row.values())
+    assert row["tv_latent"] == divergences.tv_latent(wc.replace(t=0.5))
+    assert row["bayes_B"] == divergences.bayes_error(wc.replace(t=0.5), "B").estimate
+    assert row["bayes_A"] == divergences.bayes_error(wc, "A").estimate
+    df = sweep.run_sweep({"channel": ["noise"], "t": [0.5], "method": ["l2"]}, pipeline=TINY, seeds=[2],
+                         progress=False)
+    for k in ("tv_latent", "bayes_A", "bayes_B", "sum_sq_inputs"):
+        assert df[k].iloc[0] == row[k]
+    assert df["err_B"].iloc[0] == pytest.approx(row["err_B"], abs=2e-3)
