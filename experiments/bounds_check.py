@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cmcd_theory.certify import certify
+from cmcd_theory.devices import use_host_cores
 from cmcd_theory.pipeline import PipelineConfig
 from cmcd_theory.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig
@@ -93,4 +94,5 @@ def _plain(d):
 
 
 if __name__ == "__main__":
+    use_host_cores()  # one XLA CPU device per core, set before JAX starts
     main(sys.argv[1:])

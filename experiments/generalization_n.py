@@ -17,6 +17,8 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
+from cmcd_theory.devices import use_host_cores
+
 NAME = "generalization_n"
 T = 0.25
 
@@ -92,4 +94,5 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
+    use_host_cores()  # one XLA CPU device per core, set before JAX starts
     main()

@@ -18,6 +18,8 @@ from experiments.tv_vs_gain import grid, run_feature_sweep
 import numpy as np
 import pandas as pd
 
+from cmcd_theory.devices import use_host_cores
+
 NAME = "loss_comparison"
 
 
@@ -79,4 +81,5 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
+    use_host_cores()  # one XLA CPU device per core, set before JAX starts
     main()

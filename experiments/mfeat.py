@@ -56,6 +56,7 @@ import pandas as pd
 
 from experiments import common  # noqa: F401  (sets the persistent compile cache first)
 from cmcd_theory import mfeat
+from cmcd_theory.devices import use_host_cores
 from cmcd_theory.discomkd import (
     DiscomConfig,
     discomkd_features,
@@ -596,4 +597,5 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
+    use_host_cores()  # one XLA CPU device per core, set before JAX starts
     main()

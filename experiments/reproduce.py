@@ -19,6 +19,8 @@ import importlib  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 
+from cmcd_theory.devices import use_host_cores  # noqa: E402
+
 EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "generalization_n", "tv_vs_gain",
                "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat",
                "discomkd_synthetic")
@@ -67,4 +69,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    use_host_cores()  # one XLA CPU device per core, set before JAX starts
     main()
