@@ -153,7 +153,8 @@ def _fit_probes(inputs: dict, y: jax.Array, num_classes: int, cfg: PipelineConfi
     """Stage-3 probes on several feature sets with the same labels: ``{name: probe}``.
 
     Feature sets of one shape are fitted as one ``vmap`` of :func:`fit_probe` (one training
-    loop for all of them); each probe is the one :func:`fit_probe` gives for its set alone.
+    loop for all of them); each probe is the one :func:`fit_probe` gives for its set alone, up
+    to float32 rounding of the batched arithmetic.
     """
     by_shape: dict = {}
     for name, z in inputs.items():
@@ -173,8 +174,9 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
     """Stages 2 and 3 of several methods on the same data: ``{method: metrics}``.
 
     Every method of one key sees the same samples and the same training key (common random
-    numbers), so ``run_downstream_multi(..., methods)[m]`` computes exactly what
-    :func:`run_downstream` computes for ``m`` alone. What does not depend on the method is
+    numbers), so ``run_downstream_multi(..., methods)[m]`` computes what :func:`run_downstream`
+    computes for ``m`` alone (the tests check agreement to 1e-5 relative; the probes of all
+    methods are fitted in one batched loop). What does not depend on the method is
     computed once: the four samples (pairs, labeled, test, population), the frozen teacher's
     features on them and the source probe (``err_A_probe``). A sweep over methods runs them
     as one program.
