@@ -204,7 +204,6 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
     def feats(enc, params, x):
         return normalize(enc.apply(params, x))
 
-    shared = {}
     probe_inputs = {}  # name -> labeled features of a stage-3 probe (fitted together below)
     if uses_teacher:
         za_test = feats(enc_a, teacher, test.x_A)
@@ -216,7 +215,7 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
         xb = pairs.x_B[:n_used]
         if enc_b.name == "linear":
             xb = clip_to_ball(xb, world.config.input_radius())
-        shared["sum_sq_inputs"] = jnp.sum(xb ** 2)
+        sum_sq_inputs = jnp.sum(xb ** 2)
 
     results, feats_b = {}, {}
     for method in methods:
@@ -235,7 +234,7 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
             train_l, pop_l = loss_on(pairs.x_B, za_pairs), loss_on(pop.x_B, za_pop)
             out.update(distill_train_loss=train_l, distill_pop_loss=pop_l,
                        distill_gap=pop_l - train_l, student_norm=jnp.sqrt(_sq_norm_tree(student)),
-                       sum_sq_inputs=shared["sum_sq_inputs"])
+                       sum_sq_inputs=sum_sq_inputs)
             z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
         elif method == "target_ssl":
             # views of the target side of the m pairs (their latents s_B carry no label)
@@ -255,8 +254,7 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
         results[method], feats_b[method] = out, (student, head, z_lab, z_test)
 
     probes = _fit_probes(probe_inputs, lab.y, K, cfg)
-    if uses_teacher:
-        shared["err_A_probe"] = probe_error(probes[_SOURCE], za_test, test.y)
+    err_a_probe = probe_error(probes[_SOURCE], za_test, test.y) if uses_teacher else None
     for method in methods:
         out = results[method]
         student, head, z_lab, z_test = feats_b[method]
@@ -264,7 +262,7 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
         out["err_B"] = probe_error(probe, z_test, test.y)
         if method in TEACHER_METHODS:
             out["err_A_head"] = probe_error(probe, za_test, test.y)
-            out["err_A_probe"] = shared["err_A_probe"]
+            out["err_A_probe"] = err_a_probe
         out["artifacts"] = {"probe": probe, "z_train": z_lab, "y_train": lab.y, "student": student,
                             "teacher": teacher if method in TEACHER_METHODS else None}
     return results
@@ -284,8 +282,6 @@ def run_downstream(world: worlds.World, key: jax.Array, teacher, method: str,
       training tuples (B4's S); plus under ``"artifacts"`` the arrays the bounds need
       (probe, training features and labels, encoder params).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     return run_downstream_multi(world, key, teacher, (method,), cfg, t)[method]
 
 
