@@ -10,7 +10,21 @@ Layers, each importing only from the ones above it:
 * ``bounds``       every bound of docs/theory.md as a pure function of numbers (B1-B6)
 * ``pipeline``     one CMCD run (and its baselines) from a world, sizes and a key
 * ``sweep``        grids of pipelines as vmapped, resumable, tidy tables
-* ``plotting``     figure helpers shared by ``experiments/``
+* ``certify``      every bound of a run beside what it bounds, from plain arrays (B6):
+  :func:`certify_features` for features exported from any model, ``cmcd-certify RUN.npz``
+* ``validation``   the input checks shared by every config, function and command line
+
+Figure helpers live with the experiments (``experiments/common.py``).
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Certificate", "certify_features", "__version__"]
+
+
+def __getattr__(name):
+    # lazy, so that ``python -m cmcd_theory.certify`` does not import the module twice
+    if name in ("Certificate", "certify_features"):
+        from cmcd_theory import certify
+        return getattr(certify, name)
+    raise AttributeError(f"module 'cmcd_theory' has no attribute {name!r}")

@@ -1,37 +1,685 @@
-"""Every bound of a pipeline run beside what it bounds (docs/theory.md, B6).
+"""Certify a run: every bound of docs/theory.md beside what it bounds (B6), from plain arrays.
 
-:func:`certify` takes one run's metrics and artifacts (as :func:`run_pipeline` or a sweep row
-gives them) and returns
+Two entry points, one implementation:
 
-* ``wide``: columns for a sweep row (``b2_total``, ``b3_total``, ``b4_total``,
-  ``tv_features_upper``, ...), and
-* ``rows``: one row per (bound, form), with ``bound, measured, value, slack, holds,
-  holds_strict`` and the bound's named terms, the long table of ``results/bounds_check.csv``.
+* :func:`certify_features` takes what any framework can export as numpy arrays -- the target
+  features and labels the stage-3 probe was fit on, the probe's weights (or none: the toolkit's
+  probe is fitted), held-out labeled target (and source) features, teacher and student
+  features on held-out pairs, and the stage-1 / stage-2 statistics where known -- and returns a
+  :class:`Certificate`: one row per bound and form, with what it bounds, the measured value,
+  the bound's value and terms, the confidence ``delta`` it spent, whether it applies (and why
+  not), whether it is vacuous and whether it holds on the held-out data.
+* :func:`certify` does the same for a run of the toolkit's own synthetic pipeline (a
+  :class:`~cmcd_theory.worlds.World`, a :class:`~cmcd_theory.pipeline.PipelineConfig` and the
+  run's metrics and artifacts); it computes what only a known world gives (the exact latent
+  TV and Bayes errors, the certified TV of learned features on the Gaussian track) and calls
+  :func:`certify_features`.
 
-Which bound applies where (each is asserted only where its assumptions hold):
+The rows (:data:`ROW_KEYS`, plus each bound's own named terms) and the bound families, one
+function each:
 
-* B1a (``eps*_B <= eps*_A + TV_latent``): every world.
-* B1b (``R_B(h) <= R_A(h) + TV(learned features)``): the Gaussian track -- linear
-  observation maps, linear encoders with ``p = k``, channel attenuate / noise / rotate.
-* B2, B3 (probe): whenever the probe's features were learned without the labels (not the
-  ``supervised`` baseline) and have norm <= 1 (not the ``oracle``, whose features are raw
-  latents).
-* B4 (stage 2 in m): linear student, ``student_features="raw"`` (the unnormalised feature the
-  bound covers), methods cmc and cmd.
+===============  ==============================================  ===========================
+family           rows                                            needs
+===============  ==============================================  ===========================
+transfer (B1)    ``B1a``, ``floor``: eps*_B <= eps*_A + TV_latent, exact latent TV and Bayes
+                 R_B >= eps*_B; ``B1b``: R_B <= R_A(same head) +  errors (a synthetic world);
+                 TV(learned features); ``TV_lower``: certified     B1b an upper bound on the
+                 lower bound on TV(learned features)              feature TV; TV_lower pairs
+probe (B2, B3)   ``B2_sample``, ``B2_data_free``, ``B3``          probe features and labels
+stage 2 (B4)     ``B4_data_free``, ``B4_sample``                  :class:`Stage2Stats`
+stage 1 (B5)     ``B5_data_free``, ``B5_sample``                  :class:`Stage1Stats`
+===============  ==============================================  ===========================
+
+Confidence bookkeeping: each bound holds with probability >= 1 - ``delta``; where two forms
+of one bound are combined by their minimum (B2, B4, B5), each form spends ``delta / 2``, so
+the minimum (``b2_total``, ``b4_total``, ``b5_total``) holds with probability >= 1 - delta.
+Every row records the delta it spent. A measured value on held-out data is compared with
+its own Hoeffding slack at ``delta_test`` (docs/theory.md, C): ``holds`` is
+``measured - slack <= value`` for an upper bound.
+
+An upper bound on the TV between the learned source and target feature laws is certified only
+where the laws are known (the synthetic Gaussian track): no finite sample certifies one without
+assumptions, so on a user's features B1b is reported not applicable, and the certified *lower*
+bound of a held-out two-sample classifier
+(:func:`~cmcd_theory.divergences.tv_classifier_lower_bound`) is reported instead.
+
+Command line (``cmcd-certify`` once installed)::
+
+    cmcd-certify RUN.npz [--out report.csv] [--delta 0.05] [--delta-test 0.05] [--seed 0]
+
+prints the table and writes it as CSV. RUN.npz (``numpy.savez``; every array optional
+unless marked required; ``n``, ``D`` etc. are sizes; floats are any real dtype, read in
+float64; labels any integer dtype; scalars are 0-d arrays or plain numbers):
+
+=======================  ==========  =========================================================
+name                     shape       meaning
+=======================  ==========  =========================================================
+``train_features``       (n, D)      **required**: target features of the n labeled samples
+                                     the probe was fit on
+``train_labels``         (n,)        **required**: their labels in [0, K)
+``probe_W``, ``probe_b`` (K, D),(K,) the probe's weights and bias (absent: fitted here)
+``num_classes``          ()          K (default: from ``probe_W``, else max label + 1)
+``test_features``        (n_t, D)    held-out target features (independent of everything else)
+``test_labels``          (n_t,)      their labels: the measured target error R_B
+``source_test_features`` (n_s, D)    teacher features of held-out labeled source samples
+``source_test_labels``   (n_s,)      their labels: R_A of the same head (B1b)
+``pair_source``          (n_p, D)    teacher features on held-out pairs
+``pair_target``          (n_p, D)    student features on the same pairs (TV_lower)
+``pair_labels``          (n_p,)      labels of the pairs (TV of the joint laws, B1's quantity)
+``feature_norm_bound``   ()          almost-sure bound on the probe features' norm (default 1:
+                                     normalised features; B2 data-free form)
+``label_free``           ()          bool, default True: the features were learned without the
+                                     n labels (B2 and B3 need it)
+``stage2_<field>``       ()          :class:`Stage2Stats` fields (B4), e.g. ``stage2_loss``
+                                     (``"cmc"``/``"cmd"``), ``stage2_train_loss``,
+                                     ``stage2_tau``, ``stage2_tuple_size``, ``stage2_m``,
+                                     ``stage2_student_norm``, ``stage2_input_radius``,
+                                     ``stage2_feature_dim``; optional ``stage2_sum_sq_inputs``,
+                                     ``stage2_pop_loss``, ``stage2_n_pop``
+``stage1_<field>``       ()          :class:`Stage1Stats` fields (B5), likewise
+=======================  ==========  =========================================================
+
+A missing required array, an unknown name, or an array of the wrong shape or dtype is an
+error naming it (exit status 2).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import sys
+from typing import Mapping, Optional
+
 import numpy as np
 
-from cmcd_theory import bounds, divergences
-from cmcd_theory.pipeline import PipelineConfig
-from cmcd_theory.worlds import World
+from cmcd_theory import bounds, validation as V
+
+__all__ = ["ROW_KEYS", "WIDE_KEYS", "Stage1Stats", "Stage2Stats", "Certificate",
+           "certify_features", "certify", "transfer_rows", "probe_rows", "stage2_rows",
+           "stage1_rows", "load_npz", "main", "GAUSSIAN_CHANNELS", "b1b_applies",
+           "probe_bounds_apply", "b4_applies"]
+
+#: Fixed keys of every row of a :class:`Certificate` (a bound's own named terms follow them).
+ROW_KEYS = ("bound", "form", "bounds", "statement", "kind", "measured", "value", "empirical",
+            "complexity", "confidence", "delta", "slack", "applicable", "reason", "vacuous",
+            "holds", "holds_strict", "n", "K")
+#: Fixed keys of :attr:`Certificate.wide` (a sweep row's columns); NaN where not applicable.
+WIDE_KEYS = ("tv_features", "tv_features_upper", "tv_features_lower", "b2_sample_total",
+             "b2_data_free_total", "b2_total", "b3_total", "b3_total_deterministic",
+             "b4_data_free_total", "b4_sample_total", "b4_total", "b5_data_free_total",
+             "b5_sample_total", "b5_total", "bounds_hold")
+
+NAN = float("nan")
+_RISK = "R_B: target 0-1 risk of the probe"
+
+
+# ---- stage statistics ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage2Stats:
+    """What B4 needs about stage 2 (distillation on m unlabeled pairs, docs/theory.md B4).
+
+    B4 covers the student ``phi_B(x) = W clip(x)`` (inputs projected on the ball of radius
+    ``input_radius``), whose *unnormalised* features enter the loss, and teacher features of
+    norm <= 1; give these statistics only for a student of that form.
+
+    Attributes:
+      loss: ``"cmc"`` (B->A direction of O2), ``"cmd"`` (O3) or ``"cmc_symmetric"``.
+      train_loss: mean tuple loss over the ``floor(m / tuple_size)`` training tuples.
+      tau: student temperature (tau of CMC, tau_B of CMD), > 0.
+      tuple_size: N, pairs per tuple (softmax candidates), >= 1.
+      m: number of training pairs (>= tuple_size).
+      student_norm: Frobenius norm of W, >= 0.
+      input_radius: clip radius r_B > 0.
+      feature_dim: k, output coordinates of the student.
+      sum_sq_inputs: sum of squared clipped inputs over the training tuples (sample form);
+        None: the sample form is not applicable.
+      pop_loss: the same tuple loss on ``n_pop`` fresh pairs (the measured population loss),
+        or None.
+      n_pop: number of fresh pairs behind ``pop_loss``.
+    """
+
+    loss: str
+    train_loss: float
+    tau: float
+    tuple_size: int
+    m: int
+    student_norm: float
+    input_radius: float
+    feature_dim: int
+    sum_sq_inputs: Optional[float] = None
+    pop_loss: Optional[float] = None
+    n_pop: Optional[int] = None
+
+    def __post_init__(self):
+        V.choice("loss", self.loss, ("cmc", "cmd", "cmc_symmetric"))
+        _check_stats(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage1Stats:
+    """What B5 needs about stage 1 (InfoNCE on M source samples, two views each; B5).
+
+    Encoder ``phi_A(x) = W clip(x)`` on both views, unnormalised features in the loss.
+    Fields as :class:`Stage2Stats` with ``M`` samples, ``encoder_norm`` = ``||W||_F``.
+    """
+
+    train_loss: float
+    tau: float
+    tuple_size: int
+    M: int
+    encoder_norm: float
+    input_radius: float
+    feature_dim: int
+    sum_sq_inputs: Optional[float] = None
+    pop_loss: Optional[float] = None
+    n_pop: Optional[int] = None
+
+    def __post_init__(self):
+        _check_stats(self)
+
+
+def _check_stats(s) -> None:
+    size = "m" if isinstance(s, Stage2Stats) else "M"
+    norm = "student_norm" if isinstance(s, Stage2Stats) else "encoder_norm"
+    V.real("train_loss", s.train_loss, lo=0.0)
+    V.real("tau", s.tau, lo=0.0, lo_open=True)
+    N = V.positive_int("tuple_size", s.tuple_size)
+    V.integer(size, getattr(s, size), lo=N)
+    V.real(norm, getattr(s, norm), lo=0.0)
+    V.real("input_radius", s.input_radius, lo=0.0, lo_open=True)
+    V.positive_int("feature_dim", s.feature_dim)
+    if s.sum_sq_inputs is not None:
+        V.real("sum_sq_inputs", s.sum_sq_inputs, lo=0.0)
+    if (s.pop_loss is None) != (s.n_pop is None):
+        raise ValueError("pop_loss and n_pop must be given together (or neither)")
+    if s.pop_loss is not None:
+        V.real("pop_loss", s.pop_loss, lo=0.0)
+        V.integer("n_pop", s.n_pop, lo=N)
+
+
+# ---- rows ------------------------------------------------------------------------------------
+
+
+def _row(bound: str, form: str, bounds_what: str, statement: str, *, kind: str = "upper",
+         measured=NAN, value=NAN, delta=NAN, slack=NAN, n=NAN, K=NAN, terms: Optional[dict] = None,
+         reason: str = "", vacuous=None, empirical=NAN, complexity=NAN, confidence=NAN,
+         tol: float = 0.0) -> dict:
+    """One row with the fixed keys; ``reason`` non-empty means not applicable."""
+    applicable = not reason
+    measured = NAN if measured is None else float(measured)
+    holds = holds_strict = None
+    if applicable and math.isfinite(measured) and math.isfinite(float(value)):
+        if kind == "upper":
+            holds, holds_strict = measured - slack <= value + tol, measured + slack <= value + tol
+        else:
+            holds, holds_strict = measured + slack >= value, measured - slack >= value
+        holds, holds_strict = bool(holds), bool(holds_strict)
+    row = {"bound": bound, "form": form, "bounds": bounds_what, "statement": statement,
+           "kind": kind, "measured": measured, "value": float(value), "empirical": float(empirical),
+           "complexity": float(complexity), "confidence": float(confidence), "delta": float(delta),
+           "slack": float(slack), "applicable": applicable, "reason": reason,
+           "vacuous": None if vacuous is None or not applicable else bool(vacuous),
+           "holds": holds, "holds_strict": holds_strict, "n": n, "K": K}
+    for k, v in (terms or {}).items():
+        if k not in row and k not in ("name", "total", "label"):
+            row[k] = v
+    return row
+
+
+def _bound_row(b, bound: str, form: str, bounds_what: str, statement: str, value: float,
+               measured, slack, *, n, K, delta) -> dict:
+    """Row of a computed bound object (``bounds.MarginBound``, ``PacBayesBound``, ...)."""
+    d = b.as_dict()
+    return _row(bound, form, bounds_what, statement, measured=measured, value=value, delta=delta,
+                slack=slack, n=n, K=K, terms=d, vacuous=d["vacuous"], empirical=d["empirical"],
+                complexity=d["complexity"], confidence=d["confidence"])
+
+
+def _slack(n_test, delta_test) -> float:
+    return NAN if n_test is None else bounds.hoeffding_slack(n_test, delta_test)
+
+
+# ---- the bound families ----------------------------------------------------------------------
+
+
+def transfer_rows(*, err_B=None, n_test=None, err_A_head=None, n_test_source=None,
+                  tv_features_upper=None, tv_features_estimate=None, tv_lower=None,
+                  ground_truth: Optional[Mapping] = None, delta: float, delta_test: float,
+                  n=NAN, K=NAN, reason_b1b: str = "") -> tuple:
+    """B1 rows: ``B1a`` and ``floor`` (exact ground truth), ``B1b`` (learned features) and
+    ``TV_lower`` (certified lower bound on the learned features' TV). Returns (rows, wide).
+
+    Args:
+      err_B, n_test: measured target error of the probe and its test-set size.
+      err_A_head, n_test_source: the same head's source error and its test-set size.
+      tv_features_upper: a certified upper bound on TV(learned features) at level ``delta``.
+      tv_features_estimate: a point estimate of it (reported, never asserted).
+      tv_lower: the dict of :func:`~cmcd_theory.divergences.tv_classifier_lower_bound`.
+      ground_truth: ``tv_latent``, ``bayes_A``, ``bayes_B`` and optional ``bayes_slack``
+        (known only for a synthetic world).
+      reason_b1b: why B1b does not apply, overriding the default reason.
+    """
+    s, s_a = _slack(n_test, delta_test), _slack(n_test_source or n_test, delta_test)
+    rows = []
+    wide = {"tv_features": NAN if tv_features_estimate is None else float(tv_features_estimate),
+            "tv_features_upper": NAN if tv_features_upper is None else float(tv_features_upper),
+            "tv_features_lower": NAN if tv_lower is None else float(tv_lower["lower"])}
+    what_b1b = _RISK + " (modality-gap transfer)"
+    st_b1b = "R_B <= R_A(same head) + TV(learned features)"
+    reason = reason_b1b
+    if not reason and tv_features_upper is None:
+        reason = ("needs a certified upper bound on TV(learned source, target features); no finite "
+                  "sample certifies one without assumptions on the feature laws (see TV_lower)")
+    if not reason and (err_A_head is None or err_B is None):
+        reason = "needs the head's measured source error (source_test_features) and target error"
+    if reason:
+        rows.append(_row("B1b", "", what_b1b, st_b1b, reason=reason, n=n, K=K))
+    else:
+        tb = bounds.transfer_bound(err_A_head, tv_features_upper)
+        # both sides are test estimates: R_B >= Rhat_B - s and R_A <= Rhat_A + s_a
+        rows.append(_row("B1b", "", what_b1b, st_b1b, measured=err_B, value=tb.total, delta=delta,
+                         slack=s + s_a, n=n, K=K, vacuous=tb.vacuous, empirical=tb.empirical,
+                         complexity=tb.complexity, confidence=tb.confidence))
+    what_tv = "TV_features: TV(learned source, target feature laws), from below"
+    st_tv = "TV >= 2 acc - 1 - 2 sqrt(log(1/delta) / (2 n_test))"
+    if tv_lower is None:
+        rows.append(_row("TV_lower", "", what_tv, st_tv, kind="lower", n=n, K=K,
+                         reason="needs teacher and student features on held-out pairs"))
+    else:
+        rows.append(_row("TV_lower", "", what_tv, st_tv, kind="lower",
+                         measured=NAN if tv_features_estimate is None else tv_features_estimate,
+                         value=tv_lower["lower"], delta=tv_lower["delta"], slack=0.0,
+                         n=tv_lower["n_test"], K=K, vacuous=tv_lower["lower"] <= 0,
+                         empirical=tv_lower["estimate"], confidence=tv_lower["slack"],
+                         terms={"acc": tv_lower["acc"]}))
+    gt = dict(ground_truth or {})
+    known = all(gt.get(k) is not None and math.isfinite(gt[k])
+                for k in ("tv_latent", "bayes_A", "bayes_B"))
+    no_gt = "needs the exact TV_latent and Bayes errors, known only for a synthetic world"
+    b_slack = float(gt.get("bayes_slack", 0.0))
+    if known:
+        value = gt["bayes_A"] + gt["tv_latent"]
+        # a population statement: no sample, no delta; only the Bayes errors' Monte Carlo slack
+        rows.append(_row("B1a", "", "eps*_B: Bayes error of the target", "eps*_B <= eps*_A + TV_latent",
+                         measured=gt["bayes_B"], value=value, delta=0.0, slack=b_slack, n=n, K=K,
+                         vacuous=value >= 1, empirical=gt["bayes_A"], complexity=gt["tv_latent"],
+                         confidence=0.0, tol=1e-12))
+    else:
+        rows.append(_row("B1a", "", "eps*_B: Bayes error of the target",
+                         "eps*_B <= eps*_A + TV_latent", reason=no_gt, n=n, K=K))
+    if known and err_B is not None:
+        rows.append(_row("floor", "", _RISK + " (from below)", "R_B >= eps*_B", kind="lower",
+                         measured=err_B, value=gt["bayes_B"], delta=0.0, slack=s + b_slack, n=n,
+                         K=K, vacuous=gt["bayes_B"] <= 0))
+    else:
+        rows.append(_row("floor", "", _RISK + " (from below)", "R_B >= eps*_B", kind="lower",
+                         reason=no_gt if not known else "needs the measured target error", n=n, K=K))
+    return rows, wide
+
+
+def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test: float,
+               seed: int = 0, n_weight_samples: int = 1000,
+               feature_norm_bound: Optional[float] = 1.0, reason_b2: str = "",
+               reason_b3: str = "") -> tuple:
+    """B2 (sample and data-free forms, ``delta / 2`` each) and B3 rows of the probe
+    ``(W, b)`` fit on ``(z, y)``. Returns (rows, wide).
+
+    ``reason_b2`` / ``reason_b3`` (non-empty) mark a bound not applicable (e.g. features
+    trained on the labels).
+    The data-free form needs an almost-sure norm bound: it is not applicable when
+    ``feature_norm_bound`` is None or a feature exceeds it.
+    """
+    n = int(z.shape[0]) if z is not None else NAN
+    K = int(W.shape[0]) if W is not None else NAN
+    s = _slack(n_test, delta_test)
+    rows, wide = [], {}
+    st_b2 = "R_B <= ramp loss + margin complexity + confidence (Rademacher)"
+    for form in ("sample", "data_free"):
+        why = reason_b2
+        if not why and form == "data_free":
+            norms = np.linalg.norm(z, axis=1)
+            if feature_norm_bound is None:
+                why = "needs an almost-sure bound on the feature norm (feature_norm_bound)"
+            elif norms.max() > feature_norm_bound * (1 + 1e-6):
+                why = (f"a probe feature has norm {norms.max():.4g} > feature_norm_bound = "
+                       f"{feature_norm_bound:g}")
+        if why:
+            rows.append(_row(f"B2_{form}", form, _RISK, st_b2, reason=why, n=n, K=K))
+            wide[f"b2_{form}_total"] = NAN
+            continue
+        # each form gets delta / 2, so their minimum (b2_total) holds with probability 1 - delta
+        kw = {"feature_norm_bound": feature_norm_bound} if form == "data_free" else {}
+        mb = bounds.margin_bound(z, y, W, b, delta / 2, form=form, **kw)
+        wide[f"b2_{form}_total"] = mb.total
+        rows.append(_bound_row(mb, f"B2_{form}", form, _RISK, st_b2, mb.total, err_B, s, n=n, K=K,
+                               delta=delta / 2))
+    totals = [wide[f"b2_{f}_total"] for f in ("sample", "data_free")]
+    wide["b2_total"] = min((t for t in totals if math.isfinite(t)), default=NAN)
+    st_b3 = "R_B <= 2 L(Q), L(Q) <= kl^-1(Lhat(Q), (KL(Q||P) + ln(2 sqrt n / delta)) / n)"
+    if reason_b3:
+        rows.append(_row("B3", "", _RISK, st_b3, reason=reason_b3, n=n, K=K))
+        wide.update(b3_total=NAN, b3_total_deterministic=NAN)
+    else:
+        pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=delta,
+                                       n_weight_samples=n_weight_samples)
+        wide.update(b3_total=pb.total, b3_total_deterministic=pb.total_deterministic)
+        rows.append(_bound_row(pb, "B3", "", _RISK, st_b3, pb.total_deterministic, err_B, s, n=n,
+                               K=K, delta=delta))
+    return rows, wide
+
+
+def _tuple_rows(family: str, stats, bound_fn, what: str, *, delta: float, delta_test: float,
+                K, reason: str) -> tuple:
+    """Data-free and sample forms of B4 / B5 (``delta / 2`` each) and their minimum."""
+    key = family.lower()
+    wide = {f"{key}_data_free_total": NAN, f"{key}_sample_total": NAN, f"{key}_total": NAN}
+    st = "L_pop <= Lhat + 2 Rad + confidence (Rademacher over i.i.d. tuples)"
+    rows = []
+    size = getattr(stats, "m", None) if family == "B4" else getattr(stats, "M", None)
+    for form in ("data_free", "sample"):
+        why = reason
+        if not why and stats is None:
+            why = f"needs the stage-{2 if family == 'B4' else 1} statistics ({family})"
+        if not why and form == "sample" and stats.sum_sq_inputs is None:
+            why = "needs sum_sq_inputs (the sum of squared clipped inputs)"
+        if why:
+            rows.append(_row(f"{family}_{form}", form, what, st, reason=why, n=size, K=K))
+            continue
+        n_t = bounds.tuple_split(size, stats.tuple_size)
+        tb = bound_fn(n_t, form, delta / 2)
+        wide[f"{key}_{form}_total"] = tb.total
+        measured, slack = NAN, NAN
+        if stats.pop_loss is not None:
+            # the population loss is estimated on n_pop / N fresh tuples of a [0, b] loss
+            measured = stats.pop_loss
+            slack = tb.loss_range * bounds.hoeffding_slack(
+                bounds.tuple_split(stats.n_pop, stats.tuple_size), delta_test)
+        rows.append(_bound_row(tb, f"{family}_{form}", form, what, st, tb.total, measured, slack,
+                               n=size, K=K, delta=delta / 2))
+    totals = [wide[f"{key}_{f}_total"] for f in ("data_free", "sample")]
+    wide[f"{key}_total"] = min((t for t in totals if math.isfinite(t)), default=NAN)
+    return rows, wide
+
+
+def stage2_rows(stats: Optional[Stage2Stats], *, delta: float, delta_test: float, K=NAN,
+                reason: str = "") -> tuple:
+    """B4 rows (data-free and sample forms, ``delta / 2`` each). Returns (rows, wide)."""
+    def fn(n_t, form, d):
+        return bounds.distillation_bound(
+            stats.train_loss, n_t, stats.tuple_size, stats.tau, stats.student_norm,
+            stats.input_radius, stats.feature_dim, d, loss=stats.loss, form=form,
+            sum_sq_norms=stats.sum_sq_inputs if form == "sample" else None)
+    return _tuple_rows("B4", stats, fn, "L_pop: stage-2 population tuple loss (distillation)",
+                       delta=delta, delta_test=delta_test, K=K, reason=reason)
+
+
+def stage1_rows(stats: Optional[Stage1Stats], *, delta: float, delta_test: float, K=NAN,
+                reason: str = "") -> tuple:
+    """B5 rows (data-free and sample forms, ``delta / 2`` each). Returns (rows, wide)."""
+    def fn(n_t, form, d):
+        return bounds.ssl_bound(
+            stats.train_loss, n_t, stats.tuple_size, stats.tau, stats.encoder_norm,
+            stats.input_radius, stats.feature_dim, d, form=form,
+            sum_sq_norms=stats.sum_sq_inputs if form == "sample" else None)
+    return _tuple_rows("B5", stats, fn, "L_pop: stage-1 population InfoNCE tuple loss",
+                       delta=delta, delta_test=delta_test, K=K, reason=reason)
+
+
+# ---- the certificate -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Certificate:
+    """Every bound of one run: ``rows`` (dicts with :data:`ROW_KEYS` first) and ``wide``
+    (:data:`WIDE_KEYS`, the columns a sweep row carries)."""
+
+    rows: tuple
+    wide: dict
+
+    def applicable(self) -> list:
+        """The rows of the bounds that apply."""
+        return [r for r in self.rows if r["applicable"]]
+
+    def frame(self):
+        """The rows as a pandas DataFrame (fixed keys first)."""
+        import pandas as pd
+        df = pd.DataFrame(list(self.rows))
+        return df[list(ROW_KEYS) + [c for c in df.columns if c not in ROW_KEYS]]
+
+    def format(self) -> str:
+        """A readable fixed-width table: bound, what it bounds, measured, value, terms,
+        delta, vacuous, holds, or the reason it does not apply."""
+        head = ("bound", "bounds", "measured", "value", "empirical + complexity + confidence",
+                "delta", "vacuous", "holds")
+        lines = []
+        for r in self.rows:
+            what = r["bounds"].split(":")[0]
+            if not r["applicable"]:
+                lines.append((r["bound"], what, "", "", "not applicable: " + r["reason"], "", "", ""))
+                continue
+            terms = (" + " if r["kind"] == "upper" else " - ").join(
+                f"{r[k]:.4g}" for k in ("empirical", "complexity", "confidence") if math.isfinite(r[k]))
+            lines.append((r["bound"], what, _fmt(r["measured"]), _fmt(r["value"]), terms,
+                          f"{r['delta']:.4g}", _yn(r["vacuous"]), _yn(r["holds"])))
+        widths = [max(len(h), *(len(x[i]) for x in lines)) if i != 4 else
+                  min(60, max(len(h), *(len(x[i]) for x in lines))) for i, h in enumerate(head)]
+        out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(),
+               "  ".join("-" * w for w in widths)]
+        for x in lines:
+            if x[2] == "" and x[4].startswith("not applicable"):
+                out.append(("  ".join(c.ljust(w) for c, w in zip(x[:2], widths[:2])) + "  "
+                            + x[4]).rstrip())
+            else:
+                out.append("  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip())
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _fmt(x) -> str:
+    return "" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+def _yn(x) -> str:
+    return "" if x is None else ("yes" if x else "no")
+
+
+def _error_rate(W, b, z, y) -> float:
+    scores = z @ W.T + (0.0 if b is None else b)
+    return float(np.mean(np.argmax(scores, axis=1) != y))
+
+
+def certify_features(train_features, train_labels, *, probe_weights=None, probe_bias=None,
+                     num_classes: Optional[int] = None, test_features=None, test_labels=None,
+                     source_test_features=None, source_test_labels=None, pair_source=None,
+                     pair_target=None, pair_labels=None,
+                     stage2: Optional[Stage2Stats | Mapping] = None,
+                     stage1: Optional[Stage1Stats | Mapping] = None,
+                     feature_norm_bound: Optional[float] = 1.0, label_free: bool = True,
+                     tv_features_upper: Optional[float] = None,
+                     tv_features_estimate: Optional[float] = None,
+                     ground_truth: Optional[Mapping] = None,
+                     err_B: Optional[float] = None, n_test: Optional[int] = None,
+                     err_A_head: Optional[float] = None, n_test_source: Optional[int] = None,
+                     not_applicable: Optional[Mapping[str, str]] = None,
+                     delta: float = 0.05, delta_test: float = 0.05, seed: int = 0,
+                     n_weight_samples: int = 1000, probe_l2: float = 1e-3,
+                     probe_steps: int = 300) -> Certificate:
+    r"""Every bound of docs/theory.md (B1-B5, B6) on features exported from any model.
+
+    Args:
+      train_features: (n, D) target features of the n labeled samples the probe was fit on
+        (features of norm <= 1, e.g. L2-normalised, for B2's data-free form).
+      train_labels: (n,) integer labels in [0, K).
+      probe_weights, probe_bias: (K, D) and (K,) of the linear head ``argmax (W z + b)``;
+        None: the toolkit's probe (:func:`~cmcd_theory.probe.fit_probe`, ridge ``probe_l2``,
+        ``probe_steps`` full-batch Adam steps) is fitted on the training features.
+      num_classes: K (default: ``probe_weights.shape[0]``, else the largest label + 1).
+      test_features, test_labels: held-out labeled target features, independent of
+        everything the bounds used; give the measured target error R_B.
+      source_test_features, source_test_labels: teacher features of held-out labeled source
+        samples; give R_A of the same head (B1b).
+      pair_source, pair_target: (n_p, D) teacher and student features on held-out pairs; give
+        the certified lower bound on TV(learned features) (``TV_lower``, B1).
+      pair_labels: (n_p,) labels of the pairs (the TV of the joint laws, B1's quantity).
+      stage2: :class:`Stage2Stats` (or a mapping of its fields) for B4; None: not applicable.
+      stage1: :class:`Stage1Stats` (or a mapping) for B5; None: not applicable.
+      feature_norm_bound: almost-sure bound on the probe features' norm (B2 data-free form);
+        None: unknown.
+      label_free: False if the encoder was trained on the n labeled samples (B2, B3 then do
+        not apply).
+      tv_features_upper, tv_features_estimate: a certified upper bound on TV(learned
+        features) at level ``delta`` and a point estimate, where known (the synthetic
+        Gaussian track); None on a user's features.
+      ground_truth: ``tv_latent``, ``bayes_A``, ``bayes_B`` (and ``bayes_slack``) of a
+        synthetic world (B1a, floor).
+      err_B, n_test: the measured target error and its test-set size, instead of
+        ``test_features``.
+      err_A_head, n_test_source: likewise for the source error of the head.
+      not_applicable: ``{family: reason}`` for families known not to apply (``"B1b"``,
+        ``"B2"``, ``"B3"``, ``"B4"``, ``"B5"``).
+      delta: confidence of each bound, in (0, 1) (forms combined by min spend delta / 2 each).
+      delta_test: failure probability of each held-out check, in (0, 1).
+      seed: seeds B3's weight draws and the two-sample classifier's split.
+      n_weight_samples: B3's Monte Carlo weight draws.
+
+    Returns:
+      :class:`Certificate`.
+
+    Example:
+      >>> rng = np.random.default_rng(0)
+      >>> y = rng.integers(0, 2, 600)
+      >>> z = np.stack([2.0 * y - 1, np.zeros(600)], 1) + 0.3 * rng.standard_normal((600, 2))
+      >>> z /= np.linalg.norm(z, axis=1, keepdims=True)
+      >>> cert = certify_features(z[:400], y[:400], test_features=z[400:],
+      ...                         test_labels=y[400:], n_weight_samples=100)
+      >>> [(r["bound"], r["applicable"]) for r in cert.rows][:4]
+      [('B2_sample', True), ('B2_data_free', True), ('B3', True), ('B4_data_free', False)]
+      >>> b3 = [r for r in cert.rows if r["bound"] == "B3"][0]
+      >>> b3["holds"], b3["value"] < 0.5
+      (True, True)
+    """
+    delta = V.probability("delta", delta)
+    delta_test = V.probability("delta_test", delta_test)
+    seed = V.integer("seed", seed, lo=0)
+    V.positive_int("n_weight_samples", n_weight_samples)
+    label_free = V.boolean("label_free", label_free)
+    na = dict(not_applicable or {})
+    for fam in na:
+        V.choice("not_applicable key", fam, ("B1b", "B2", "B3", "B4", "B5"))
+    if feature_norm_bound is not None:
+        feature_norm_bound = V.real("feature_norm_bound", feature_norm_bound, lo=0.0, lo_open=True)
+
+    z = V.array("train_features", train_features, ndim=2)
+    D = z.shape[1]
+    y = V.labels("train_labels", train_labels, n=z.shape[0])
+    if probe_weights is not None:
+        W = V.array("probe_weights", probe_weights, ndim=2, shape=(None, D))
+        K = W.shape[0]
+        if K < 2:
+            raise ValueError(f"probe_weights must have K >= 2 rows (classes), got {K}")
+        if num_classes is not None and V.integer("num_classes", num_classes, lo=2) != K:
+            raise ValueError(f"num_classes must equal probe_weights.shape[0] = {K}, got {num_classes}")
+        b = None if probe_bias is None else V.array("probe_bias", probe_bias, shape=(K,))
+    else:
+        if probe_bias is not None:
+            raise ValueError("probe_bias needs probe_weights (or give neither to fit the probe)")
+        K = (V.integer("num_classes", num_classes, lo=2) if num_classes is not None
+             else int(y.max()) + 1)
+        if K < 2:
+            raise ValueError(f"train_labels must hold at least 2 classes, got K = {K}")
+    V.labels("train_labels", y, num_classes=K)
+    if probe_weights is None:
+        from cmcd_theory.probe import fit_probe
+        fitted = fit_probe(z.astype(np.float32), y.astype(np.int32), K, l2=probe_l2,
+                           steps=probe_steps)
+        W, b = np.asarray(fitted["W"], np.float64), np.asarray(fitted["b"], np.float64)
+
+    if test_features is not None or test_labels is not None:
+        if err_B is not None:
+            raise ValueError("give test_features/test_labels or err_B, not both")
+        zt = V.array("test_features", test_features, ndim=2, shape=(None, D))
+        yt = V.labels("test_labels", test_labels, n=zt.shape[0], num_classes=K)
+        err_B, n_test = _error_rate(W, b, zt, yt), zt.shape[0]
+    elif err_B is not None:
+        err_B = V.real("err_B", err_B, lo=0.0, hi=1.0)
+        n_test = V.positive_int("n_test", n_test)
+    if source_test_features is not None or source_test_labels is not None:
+        if err_A_head is not None:
+            raise ValueError("give source_test_features/labels or err_A_head, not both")
+        zs = V.array("source_test_features", source_test_features, ndim=2, shape=(None, D))
+        ys = V.labels("source_test_labels", source_test_labels, n=zs.shape[0], num_classes=K)
+        err_A_head, n_test_source = _error_rate(W, b, zs, ys), zs.shape[0]
+    elif err_A_head is not None:
+        err_A_head = V.real("err_A_head", err_A_head, lo=0.0, hi=1.0)
+        n_test_source = V.positive_int("n_test_source", n_test_source or n_test)
+
+    tv_lower = None
+    if pair_source is not None or pair_target is not None:
+        ps = V.array("pair_source", pair_source, ndim=2, min_rows=4)
+        pt = V.array("pair_target", pair_target, ndim=2, shape=ps.shape)
+        py = None if pair_labels is None else V.labels("pair_labels", pair_labels, n=ps.shape[0],
+                                                        num_classes=K)
+        import jax
+        from cmcd_theory import divergences
+        tv_lower = divergences.tv_classifier_lower_bound(
+            jax.random.key(seed), ps, pt, py, py, num_classes=None if py is None else K, delta=delta)
+    if tv_features_upper is not None:
+        tv_features_upper = V.real("tv_features_upper", tv_features_upper, lo=0.0)
+    stage2 = _stats(Stage2Stats, stage2, "stage2")
+    stage1 = _stats(Stage1Stats, stage1, "stage1")
+
+    n = z.shape[0]
+    rows, wide = [], {}
+    not_label_free = ("" if label_free else
+                      "the features were trained on the labeled samples (B2, B3 need them label-free)")
+    for part in (
+        probe_rows(z, y, W, b, err_B=err_B, n_test=n_test, delta=delta, delta_test=delta_test,
+                   seed=seed, n_weight_samples=n_weight_samples,
+                   feature_norm_bound=feature_norm_bound,
+                   reason_b2=na.get("B2", not_label_free), reason_b3=na.get("B3", not_label_free)),
+        stage2_rows(stage2, delta=delta, delta_test=delta_test, K=K, reason=na.get("B4", "")),
+        stage1_rows(stage1, delta=delta, delta_test=delta_test, K=K, reason=na.get("B5", "")),
+        transfer_rows(err_B=err_B, n_test=n_test, err_A_head=err_A_head,
+                      n_test_source=n_test_source, tv_features_upper=tv_features_upper,
+                      tv_features_estimate=tv_features_estimate, tv_lower=tv_lower,
+                      ground_truth=ground_truth, delta=delta, delta_test=delta_test, n=n, K=K,
+                      reason_b1b=na.get("B1b", "")),
+    ):
+        rows.extend(part[0])
+        wide.update(part[1])
+    checked = [r["holds"] for r in rows if r["applicable"] and r["holds"] is not None]
+    wide["bounds_hold"] = all(checked)
+    wide = {k: wide.get(k, NAN) for k in WIDE_KEYS}
+    return Certificate(rows=tuple(rows), wide=wide)
+
+
+def _stats(cls, value, name):
+    if value is None or isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a {cls.__name__} or a mapping of its fields, got "
+                         f"{type(value).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(value) - fields
+    if unknown:
+        raise ValueError(f"{name} has unknown fields {sorted(unknown)}; allowed: {sorted(fields)}")
+    required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+    missing = required - set(value)
+    if missing:
+        raise ValueError(f"{name} is missing {sorted(missing)}")
+    return cls(**value)
+
+
+# ---- the synthetic pipeline ------------------------------------------------------------------
 
 GAUSSIAN_CHANNELS = ("attenuate", "noise", "rotate")
 
 
-def b1b_applies(world: World, cfg: PipelineConfig, method: str) -> bool:
+def b1b_applies(world, cfg, method: str) -> bool:
     """Whether the learned features' TV is certified (the Gaussian track of B1b)."""
     wc = world.config
     return (method in ("cmc", "cmd", "l2") and cfg.encoder == "linear"
@@ -44,15 +692,18 @@ def probe_bounds_apply(method: str) -> bool:
     return method not in ("supervised", "oracle")
 
 
-def b4_applies(cfg: PipelineConfig, method: str) -> bool:
+def b4_applies(cfg, method: str) -> bool:
+    """B4 covers the linear student ``W clip(x)`` with raw features in the CMC / CMD loss."""
     return method in ("cmc", "cmd") and cfg.encoder == "linear" and cfg.distill.student_features == "raw"
 
 
-def certify(world: World, cfg: PipelineConfig, method: str, t: float, seed: int, metrics: dict,
-            artifacts: dict, *, delta: float = 0.05, delta_test: float = 0.05,
-            n_tv_mc: int = 50_000, n_weight_samples: int = 1000,
-            parts: tuple = ("B1b", "B2", "B3", "B4")) -> dict:
-    """All applicable bounds of one run (B6), as ``{"wide": {...}, "rows": [...]}``.
+def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifacts: dict, *,
+            delta: float = 0.05, delta_test: float = 0.05, n_tv_mc: int = 50_000,
+            n_weight_samples: int = 1000, parts: tuple = ("B1b", "B2", "B3", "B4")) -> dict:
+    """All applicable bounds of one synthetic pipeline run (B6), as ``{"wide", "rows",
+    "certificate"}``: :func:`certify_features` on the run's arrays, with what only a known
+    world gives (exact latent TV and Bayes errors; the certified TV of learned features on the
+    Gaussian track).
 
     Args:
       world: the run's world (its config's t is ignored; ``t`` is used).
@@ -71,78 +722,203 @@ def certify(world: World, cfg: PipelineConfig, method: str, t: float, seed: int,
       n_weight_samples: weight draws for B3's Monte Carlo term.
       parts: which of the data-dependent bounds to compute (B1a and the Bayes floor, which
         cost nothing, are always reported).
+
+    Returns:
+      ``wide``: :data:`WIDE_KEYS` (NaN where not applicable); ``rows``: the applicable rows
+      of the certificate; ``certificate``: the :class:`Certificate` with every row.
     """
+    from cmcd_theory import divergences
     unknown = set(parts) - {"B1b", "B2", "B3", "B4"}
     if unknown:
         raise ValueError(f"parts must be among ('B1b', 'B2', 'B3', 'B4'), got {sorted(unknown)}")
     wc = world.config
-    K, n = wc.num_classes, cfg.n
-    wide: dict = {}
-    rows: list = []
-    measured = {k: metrics[k] for k in ("err_B", "bayes_A", "bayes_B", "tv_latent") if k in metrics}
-    bayes_slack = 0.0 if K == 2 else 2 * bounds.hoeffding_slack(200_000, 0.005)  # bayes_error's MC
-    if method in ("cmc", "cmd", "l2") and np.isfinite(metrics.get("err_A_head", np.nan)):
-        measured["err_A_head"] = metrics["err_A_head"]
-
-    if "B1b" in parts and b1b_applies(world, cfg, method):
-        tv = divergences.gaussian_feature_tv(world, artifacts["teacher"]["W"], artifacts["student"]["W"],
-                                             t=t, n=n_tv_mc, seed=seed, delta=delta)
-        wide["tv_features"] = tv.estimate
-        wide["tv_features_upper"] = measured["tv_features_upper"] = tv.upper
-
-    if probe_bounds_apply(method) and {"B2", "B3"} & set(parts):
-        z, y = np.asarray(artifacts["z_train"], np.float64), np.asarray(artifacts["y_train"])
-        W, b = np.asarray(artifacts["probe"]["W"], np.float64), np.asarray(artifacts["probe"]["b"], np.float64)
-        if "B2" in parts:
-            # each form gets delta / 2, so their minimum (b2_total) holds with probability 1 - delta
-            for form in ("sample", "data_free"):
-                mb = bounds.margin_bound(z, y, W, b, delta / 2, form=form)
-                wide[f"b2_{form}_total"] = mb.total
-                rows.append(_row(mb.as_dict(), f"B2_{form}", metrics["err_B"], mb.total, cfg.n_test,
-                                 delta_test, n=n, K=K, delta=delta))
-            b2 = min(wide["b2_sample_total"], wide["b2_data_free_total"])
-            wide["b2_total"] = measured["b2_total"] = b2
-        if "B3" in parts:
-            pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=delta,
-                                           n_weight_samples=n_weight_samples)
-            wide["b3_total"] = measured["b3_total"] = pb.total
-            wide["b3_total_deterministic"] = pb.total_deterministic
-            rows.append(_row(pb.as_dict(), "B3", metrics["err_B"], pb.total_deterministic, cfg.n_test,
-                             delta_test, n=n, K=K, delta=delta))
-
-    if "B4" in parts and b4_applies(cfg, method):
-        dc = cfg.distill
-        tau = dc.tau if method == "cmc" else dc.tau_b
-        n_t = bounds.tuple_split(cfg.m, cfg.tuple_size)
-        n_pop_t = bounds.tuple_split(cfg.n_pop, cfg.tuple_size)
-        for form in ("data_free", "sample"):
-            tb = bounds.distillation_bound(
-                metrics["distill_train_loss"], n_t, cfg.tuple_size, tau, metrics["student_norm"],
-                wc.input_radius(), cfg.feature_dim or wc.latent_dim, delta / 2, loss=method, form=form,
-                sum_sq_norms=metrics["sum_sq_inputs"] if form == "sample" else None)
-            wide[f"b4_{form}_total"] = tb.total
-            # the population loss is estimated on n_pop / N fresh tuples of a [0, b] loss
-            slack = tb.loss_range * bounds.hoeffding_slack(n_pop_t, delta_test)
-            rows.append(_row(tb.as_dict(), f"B4_{form}", metrics["distill_pop_loss"], tb.total, None,
-                             delta_test, n=cfg.m, K=K, delta=delta, slack=slack))
-        wide["b4_total"] = min(wide["b4_data_free_total"], wide["b4_sample_total"])  # delta/2 each
-
-    for r in bounds.end_to_end_report(measured, cfg.n_test, delta_test, bayes_slack=bayes_slack):
-        if r.name in ("B2", "B3"):
-            continue  # already in the long table with their terms
-        d = r.as_dict()
-        rows.append({"bound": d["name"], "statement": d["statement"], "measured": d["measured"],
-                     "value": d["value"], "slack": d["slack"], "holds": d["holds"],
-                     "holds_strict": d["holds_strict"], "n": n, "K": K, "delta": delta})
-    wide["bounds_hold"] = all(r["holds"] for r in rows)
-    return {"wide": wide, "rows": rows}
+    K = wc.num_classes
+    na = {p: "not requested (parts)" for p in ("B1b", "B2", "B3", "B4") if p not in parts}
+    na["B5"] = "the synthetic pipeline does not record the stage-1 statistics"
+    tv = None
+    if "B1b" not in na:
+        if b1b_applies(world, cfg, method):
+            tv = divergences.gaussian_feature_tv(world, artifacts["teacher"]["W"],
+                                                 artifacts["student"]["W"], t=t, n=n_tv_mc,
+                                                 seed=seed, delta=delta)
+        else:
+            na["B1b"] = ("TV of learned features is certified only on the Gaussian track (linear "
+                         "maps and encoders, channels attenuate/noise/rotate, p = k, CMCD methods)")
+    if not probe_bounds_apply(method):
+        why = ("features trained on the labels" if method == "supervised"
+               else "raw latents: not learned features of norm <= 1")
+        na.setdefault("B2", why)
+        na.setdefault("B3", why)
+    stage2 = None
+    if "B4" not in na:
+        if b4_applies(cfg, method):
+            dc = cfg.distill
+            stage2 = Stage2Stats(
+                loss=method, train_loss=float(metrics["distill_train_loss"]),
+                tau=dc.tau if method == "cmc" else dc.tau_b, tuple_size=cfg.tuple_size, m=cfg.m,
+                student_norm=float(metrics["student_norm"]), input_radius=wc.input_radius(),
+                feature_dim=cfg.feature_dim or wc.latent_dim,
+                sum_sq_inputs=float(metrics["sum_sq_inputs"]),
+                pop_loss=float(metrics["distill_pop_loss"]), n_pop=cfg.n_pop)
+        else:
+            na["B4"] = "B4 covers the linear student W clip(x) with raw features in the CMC/CMD loss"
+    err_a = metrics.get("err_A_head", NAN)
+    has_a = method in ("cmc", "cmd", "l2") and err_a is not None and np.isfinite(err_a)
+    gt = {k: float(metrics[k]) for k in ("tv_latent", "bayes_A", "bayes_B") if k in metrics}
+    gt["bayes_slack"] = 0.0 if K == 2 else 2 * bounds.hoeffding_slack(200_000, 0.005)  # bayes_error MC
+    probe = artifacts["probe"]
+    cert = certify_features(
+        np.asarray(artifacts["z_train"], np.float64), np.asarray(artifacts["y_train"]),
+        probe_weights=np.asarray(probe["W"], np.float64), probe_bias=np.asarray(probe["b"], np.float64),
+        stage2=stage2, tv_features_upper=None if tv is None else tv.upper,
+        tv_features_estimate=None if tv is None else tv.estimate, ground_truth=gt,
+        err_B=float(metrics["err_B"]), n_test=cfg.n_test,
+        err_A_head=float(err_a) if has_a else None, n_test_source=cfg.n_test,
+        not_applicable=na,
+        delta=delta, delta_test=delta_test, seed=seed, n_weight_samples=n_weight_samples)
+    return {"wide": dict(cert.wide), "rows": cert.applicable(), "certificate": cert}
 
 
-def _row(terms: dict, name: str, measured: float, value: float, n_test, delta_test, *, n, K, delta,
-         slack=None):
-    if slack is None:
-        slack = bounds.hoeffding_slack(n_test, delta_test)
-    terms = {k: v for k, v in terms.items() if k not in ("bound", "n", "delta", "total")}
-    return {"bound": name, "measured": float(measured), "value": float(value), "slack": float(slack),
-            "holds": bool(measured - slack <= value), "holds_strict": bool(measured + slack <= value),
-            "n": n, "K": K, "delta": delta, **terms}
+# ---- the npz route and the command line --------------------------------------------------------
+
+#: npz names read by :func:`load_npz` (besides ``stage1_<field>`` and ``stage2_<field>``).
+NPZ_ARRAYS = ("train_features", "train_labels", "probe_weights", "probe_bias", "num_classes",
+              "test_features", "test_labels", "source_test_features", "source_test_labels",
+              "pair_source", "pair_target", "pair_labels", "feature_norm_bound", "label_free")
+_NPZ_SCALARS = ("num_classes", "feature_norm_bound", "label_free")
+
+
+def load_npz(path) -> dict:
+    """Read RUN.npz (schema in the module docstring) into keyword arguments of
+    :func:`certify_features`. Every error names the file and the array at fault."""
+    import os
+    import zipfile
+    path = os.fspath(path)
+    try:
+        f = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"cannot read {path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"cannot read {path}: not a numpy .npz archive ({type(e).__name__})") from None
+    if not hasattr(f, "files"):
+        raise ValueError(f"{path}: a single array (.npy), not an .npz archive of named arrays")
+    raw = {}
+    with f:
+        for k in f.files:
+            try:
+                raw[k] = f[k]
+            except ValueError:
+                raise ValueError(f"{path}: array {k!r} holds Python objects; save plain numeric "
+                                 f"or string arrays") from None
+            except (OSError, zipfile.BadZipFile, EOFError) as e:
+                raise ValueError(f"{path}: array {k!r} cannot be read ({type(e).__name__})") from None
+    if not raw:
+        raise ValueError(f"{path}: no arrays in the file (train_features and train_labels are "
+                         f"required)")
+    stage = {"stage1": {}, "stage2": {}}
+    kwargs: dict = {}
+    allowed_stage = {"stage1": {f.name for f in dataclasses.fields(Stage1Stats)},
+                     "stage2": {f.name for f in dataclasses.fields(Stage2Stats)}}
+    for k, a in raw.items():
+        prefix = k.split("_", 1)[0]
+        if prefix in stage and "_" in k:
+            field = k.split("_", 1)[1]
+            if field not in allowed_stage[prefix]:
+                raise ValueError(f"{path}: unknown array {k!r}; {prefix}_ fields are "
+                                 f"{sorted(allowed_stage[prefix])}")
+            stage[prefix][field] = _scalar(path, k, a)
+        elif k in NPZ_ARRAYS:
+            kwargs[k] = _scalar(path, k, a) if k in _NPZ_SCALARS else a
+        else:
+            raise ValueError(f"{path}: unknown array {k!r}; allowed: {', '.join(NPZ_ARRAYS)}, "
+                             f"stage1_<field>, stage2_<field>")
+    for req, what in (("train_features", "(n, D) float"), ("train_labels", "(n,) int")):
+        if req not in kwargs:
+            raise ValueError(f"{path}: missing array {req!r}, shape {what}")
+    for prefix, cls in (("stage1", Stage1Stats), ("stage2", Stage2Stats)):
+        if not stage[prefix]:
+            continue
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.name not in stage[prefix]]
+        if missing:
+            raise ValueError(f"{path}: missing array {prefix}_{missing[0]} (the {prefix}_ arrays "
+                             f"go together; missing: {', '.join(prefix + '_' + m for m in missing)})")
+        try:
+            kwargs[prefix] = cls(**stage[prefix])
+        except ValueError as e:
+            raise ValueError(f"{path}: {prefix}_{e}") from None
+    return kwargs
+
+
+def _scalar(path, name, a):
+    a = np.asarray(a)
+    if a.ndim != 0 and a.size != 1:
+        raise ValueError(f"{path}: array {name!r} must be a scalar, got shape {a.shape}")
+    v = a.reshape(()).item()
+    return v.decode() if isinstance(v, bytes) else v
+
+
+_EPILOG = """\
+output columns (one row per bound and form; --out writes them as CSV):
+  bound, form          B2_sample, B2_data_free, B3, B4_*, B5_*, B1b, TV_lower, B1a, floor
+  bounds, statement    what the bound bounds, and the inequality
+  measured, value      the held-out measurement and the bound's value
+  empirical, complexity, confidence
+                       the bound's terms (plus each bound's own named terms, e.g. rho, kl)
+  delta                the confidence it spent (delta / 2 per form where forms are min-combined)
+  slack                the held-out measurement's Hoeffding slack at --delta-test
+  applicable, reason   whether it applies, and why not
+  vacuous, holds       value >= the trivial bound; measured within value up to the slack
+
+RUN.npz: train_features (n, D) float and train_labels (n,) int are required; optional
+probe_weights (K, D), probe_bias (K,), test_features / test_labels, source_test_features /
+source_test_labels, pair_source / pair_target / pair_labels, num_classes, feature_norm_bound,
+label_free, stage2_<field> (B4) and stage1_<field> (B5): see the README section "Certify your
+own run". The run is not resumed or cached: each call recomputes every bound (seconds).
+Invalid input: one line on stderr, exit status 2."""
+
+
+def build_parser():
+    """The ``cmcd-certify`` argument parser."""
+    p = V.parser("cmcd-certify", "Every bound of docs/theory.md on features exported from any "
+                 "model (B1-B6), from one .npz file.", _EPILOG)
+    p.add_argument("run", metavar="RUN.npz", help="the run's arrays (schema below)")
+    p.add_argument("--out", default=None, help="write the table as CSV here")
+    p.add_argument("--delta", type=V.arg(V.probability, "--delta"), default=0.05,
+                   help="confidence of each bound, in (0, 1)")
+    p.add_argument("--delta-test", type=V.arg(V.probability, "--delta-test"), default=0.05,
+                   help="failure probability of each held-out check, in (0, 1)")
+    p.add_argument("--seed", type=V.arg(V.integer, "--seed", lo=0), default=0,
+                   help="seed of B3's weight draws and of the two-sample split (>= 0)")
+    p.add_argument("--weight-samples", type=V.arg(V.positive_int, "--weight-samples"),
+                   default=1000, help="B3's Monte Carlo weight draws (>= 1)")
+    return p
+
+
+def run(argv=None) -> Certificate:
+    """Parse ``argv``, certify RUN.npz, print the table (and write ``--out``)."""
+    args = build_parser().parse_args(argv)
+    kwargs = load_npz(args.run)
+    cert = certify_features(**kwargs, delta=args.delta, delta_test=args.delta_test,
+                            seed=args.seed, n_weight_samples=args.weight_samples)
+    print(cert.format())
+    checked = [r for r in cert.rows if r["holds"] is not None]
+    print(f"\n{len(cert.applicable())} of {len(cert.rows)} bounds apply; "
+          f"{sum(r['holds'] for r in checked)} of {len(checked)} checked on held-out data hold.")
+    if args.out:
+        import os
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        cert.frame().to_csv(args.out, index=False)
+        print(f"table -> {args.out}")
+    return cert
+
+
+def main(argv=None) -> int:
+    """``cmcd-certify`` / ``python -m cmcd_theory.certify``: exit status 0, or 2 with one line
+    on stderr for invalid input."""
+    V.cli(run, argv, prog="cmcd-certify")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
