@@ -37,6 +37,8 @@ from typing import ClassVar, Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 from scipy import special, stats
 
+from cmcd_theory import validation as V
+
 __all__ = [
     "RHO_GRID",
     "MARGIN_LAMBDA_GRID",
@@ -100,29 +102,15 @@ _NORM_RTOL = 1e-6
 
 
 def _check_real(name: str, value, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if lo is not None and (x < lo or (lo_open and x == lo)):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
-    if hi is not None and (x > hi or (hi_open and x == hi)):
-        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
-    return x
+    return V.real(name, value, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
 
 
 def _check_delta(name: str, delta) -> float:
-    return _check_real(name, delta, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    return V.probability(name, delta)
 
 
 def _check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
+    return V.integer(name, value, lo=lo)
 
 
 def _check_grid(name: str, grid) -> np.ndarray:
@@ -138,9 +126,7 @@ def _check_grid(name: str, grid) -> np.ndarray:
 
 
 def _choice(name: str, value, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
-    return value
+    return V.choice(name, value, allowed)
 
 
 def _smallest_covering(name: str, grid: np.ndarray, value: float, grid_name: str) -> float:

@@ -59,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cmcd_theory import validation as V
 from cmcd_theory.models import Encoder, linear_encoder, mlp_encoder
 
 __all__ = [
@@ -283,11 +284,8 @@ def discomkd_model(d_ins: Sequence[int], d_part: int, num_classes: int, *,
     d_ins = tuple(d_ins)
     if len(d_ins) < 2:
         raise ValueError(f"d_ins must list at least 2 modalities, got {d_ins}")
-    if isinstance(d_part, bool) or not isinstance(d_part, (int, np.integer)) or d_part < 1:
-        raise ValueError(f"d_part must be a positive integer, got {d_part!r}")
-    if (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-            or num_classes < 2):
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    V.positive_int("d_part", d_part)
+    V.integer("num_classes", num_classes, lo=2)
     if encoder == "mlp":
         encs = tuple(mlp_encoder(d, tuple(hidden), 2 * d_part) for d in d_ins)
     elif encoder == "linear":
@@ -474,15 +472,10 @@ class DiscomConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+            V.positive_int(name, getattr(self, name))
+        V.real("lr", self.lr, lo=0.0, lo_open=True)
         for name in ("lam", "w_adv", "w_mod", "w_orth", "w_aux", "weight_decay"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            V.real(name, getattr(self, name), lo=0.0)
 
 
 def train_discomkd(key: jax.Array, model: DiscomModel, xs: Sequence[jax.Array], y: jax.Array,

@@ -49,6 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmcd_theory import validation as V
+
 __all__ = [
     "VIEWS",
     "VIEW_DESCRIPTIONS",
@@ -98,9 +100,7 @@ class MfeatUnavailableError(ImportError):
 
 
 def _check_view(view: str) -> str:
-    if view not in VIEWS:
-        raise ValueError(f"view must be one of {tuple(VIEWS)}, got {view!r}")
-    return view
+    return V.choice("view", view, tuple(VIEWS))
 
 
 def csv_path(view: str) -> pathlib.Path:
@@ -224,9 +224,7 @@ class MfeatSplit(NamedTuple):
 
 
 def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return V.positive_int(name, value)
 
 
 def split(
@@ -260,8 +258,7 @@ def split(
       >>> len(s.ssl), len(s.pairs), len(s.labeled), len(s.test)
       (700, 500, 300, 500)
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    V.integer("seed", seed, lo=0)
     sizes = [
         _check_count("ssl_per_class", ssl_per_class),
         _check_count("pairs_per_class", pairs_per_class),
@@ -477,10 +474,8 @@ def make_augment(jitter: float = 0.3, mask_prob: float = 0.2):
       >>> v1.shape
       (4, 3)
     """
-    if not (np.isfinite(jitter) and jitter >= 0):
-        raise ValueError(f"jitter must be a finite number >= 0, got {jitter!r}")
-    if not 0 <= mask_prob < 1:
-        raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob!r}")
+    V.real("jitter", jitter, lo=0.0)
+    V.real("mask_prob", mask_prob, lo=0.0, hi=1.0, hi_open=True)
 
     def one_view(key, x, active):
         k_noise, k_mask = jax.random.split(key)

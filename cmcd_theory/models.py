@@ -22,6 +22,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
+from cmcd_theory import validation as V
+
 Params = Any
 
 
@@ -44,9 +46,7 @@ class Encoder(NamedTuple):
 
 
 def _check_dim(name: str, value: int) -> int:
-    if not isinstance(value, (int,)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return V.positive_int(name, value)
 
 
 def clip_to_ball(x: jax.Array, radius: float) -> jax.Array:
@@ -102,8 +102,8 @@ def linear_encoder(d_in: int, d_out: int, clip_radius: float | None = None) -> E
       (4, 8)
     """
     d_in, d_out = _check_dim("d_in", d_in), _check_dim("d_out", d_out)
-    if clip_radius is not None and not clip_radius > 0:
-        raise ValueError(f"clip_radius must be > 0 or None, got {clip_radius!r}")
+    if clip_radius is not None:
+        V.real("clip_radius", clip_radius, lo=0.0, lo_open=True)
 
     def init(key):
         return {"W": _glorot(key, d_in, d_out)}

@@ -27,7 +27,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from cmcd_theory import divergences, worlds
+from cmcd_theory import divergences, validation as V, worlds
 from cmcd_theory.models import Encoder, clip_to_ball, make_encoder, normalize
 from cmcd_theory.probe import fit_probe, probe_error
 from cmcd_theory.training import (DISTILL_METHODS, TrainConfig, student_features, train_distill,
@@ -72,19 +72,19 @@ class PipelineConfig:
 
     def __post_init__(self):
         for name in ("M", "m", "n", "n_test", "n_pop", "tuple_size", "probe_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.encoder not in ("linear", "mlp"):
-            raise ValueError(f"encoder must be 'linear' or 'mlp', got {self.encoder!r}")
-        if self.feature_dim is not None and (not isinstance(self.feature_dim, int) or self.feature_dim < 1):
-            raise ValueError(f"feature_dim must be a positive integer or None, got {self.feature_dim!r}")
-        if self.m < self.tuple_size:
-            raise ValueError(f"m must be >= tuple_size={self.tuple_size} (one tuple at least), got {self.m}")
-        if self.n_pop < self.tuple_size:
-            raise ValueError(f"n_pop must be >= tuple_size={self.tuple_size}, got {self.n_pop}")
-        if not self.probe_l2 >= 0:
-            raise ValueError(f"probe_l2 must be >= 0, got {self.probe_l2!r}")
+            V.positive_int(name, getattr(self, name))
+        V.choice("encoder", self.encoder, ("linear", "mlp"))
+        if self.feature_dim is not None:
+            V.positive_int("feature_dim", self.feature_dim)
+        # at least one tuple of tuple_size pairs
+        V.integer("m", self.m, lo=self.tuple_size)
+        V.integer("n_pop", self.n_pop, lo=self.tuple_size)
+        V.real("probe_l2", self.probe_l2, lo=0.0)
+        for width in self.hidden:
+            V.positive_int("hidden", width)
+        for name in ("ssl", "distill", "supervised"):
+            if not isinstance(getattr(self, name), TrainConfig):
+                raise ValueError(f"{name} must be a TrainConfig, got {type(getattr(self, name)).__name__}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
 
     def replace(self, **changes) -> "PipelineConfig":

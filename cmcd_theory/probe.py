@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cmcd_theory import validation as V
+
 
 def probe_logits(probe: dict, z: jax.Array) -> jax.Array:
     """Scores ``W z + b``: probe ``{"W": (K, p), "b": (K,)}``, z (n, p) -> (n, K)."""
@@ -61,12 +63,9 @@ def fit_probe(z: jax.Array, y: jax.Array, num_classes: int, l2: float = 1e-3,
       >>> int(probe_error(probe, z, y))
       0
     """
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    if not l2 >= 0:
-        raise ValueError(f"l2 must be >= 0, got {l2}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    V.integer("num_classes", num_classes, lo=2)
+    V.real("l2", l2, lo=0.0)
+    V.positive_int("steps", steps)
     z = jnp.asarray(z, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
     p = z.shape[-1]

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from cmcd_theory import objectives
+from cmcd_theory import validation as V
 from cmcd_theory.models import Encoder, normalize
 from cmcd_theory.probe import fit_probe, probe_error, probe_logits, probe_predict  # noqa: F401
 
@@ -57,19 +58,12 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            V.positive_int(name, getattr(self, name))
         for name in ("lr", "tau", "tau_a", "tau_b"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not (isinstance(self.queue_size, int) and self.queue_size >= 0):
-            raise ValueError(f"queue_size must be an integer >= 0, got {self.queue_size!r}")
-        if self.student_features not in ("normalized", "raw"):
-            raise ValueError("student_features must be 'normalized' or 'raw', "
-                             f"got {self.student_features!r}")
+            V.real(name, getattr(self, name), lo=0.0, lo_open=True)
+        V.real("weight_decay", self.weight_decay, lo=0.0)
+        V.integer("queue_size", self.queue_size, lo=0)
+        V.choice("student_features", self.student_features, ("normalized", "raw"))
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
