@@ -189,7 +189,13 @@ def labels(name: str, value, n: Optional[int] = None, num_classes: Optional[int]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in --help, and the description / epilog printed as written."""
+    """Defaults in --help (not for flags, nor for None: the help text says what it means), and
+    the description / epilog printed as written."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):

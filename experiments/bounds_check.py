@@ -13,7 +13,6 @@ student feature in its loss (``student_features="raw"``), the form B4 covers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,11 +21,23 @@ import time
 import numpy as np
 import pandas as pd
 
+from experiments import common  # sets the compile cache before jax loads
+
 from cmcd_theory.certify import certify
 from cmcd_theory.devices import use_host_cores
 from cmcd_theory.pipeline import PipelineConfig
 from cmcd_theory.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig
+
+
+EPILOG = """\
+outputs: <out-dir>/bounds_check.csv, one row per (configuration, bound): the columns of
+cmcd_theory.certify.ROW_KEYS (bound, form, bounds, statement, kind, measured, value, empirical,
+complexity, confidence, delta, slack, applicable, reason, vacuous, holds, holds_strict, n, K)
+plus each bound's own named terms, after the configuration (channel, t, method, seed, M, m,
+n_labels, err_B); <out-dir>/bounds_check.json (configuration and findings).
+--quick writes under results/quick. No resume: every cell is recomputed.
+Invalid values: one line on stderr, exit status 2."""
 
 
 def theory_pipeline(quick: bool) -> PipelineConfig:
@@ -45,12 +56,9 @@ def grid(quick: bool) -> list[dict]:
 
 
 def main(argv=None) -> pd.DataFrame:
-    p = argparse.ArgumentParser(prog="python -m experiments.bounds_check", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--seeds", type=int, default=None)
-    p.add_argument("--out-dir", default="results")
-    args = p.parse_args(argv)
-    seeds = args.seeds or 2
+    args = common.parse_args(argv, __doc__.split("\n")[0], default_seeds=(2, 2),
+                             prog="python -m experiments.bounds_check", epilog=EPILOG)
+    seeds = args.seeds
     pipe = theory_pipeline(args.quick)
     world = WorldConfig()
     t0 = time.perf_counter()

@@ -43,22 +43,58 @@ METHOD_STYLE = {
 }
 
 
-def parse_args(argv, description: str, default_seeds: tuple = (2, 3)) -> argparse.Namespace:
-    """Common arguments; ``--seeds`` defaults to 2 in quick mode and 3 otherwise."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true", help="small sizes, under a minute")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..S-1)")
-    p.add_argument("--out-dir", default="results", help="folder of the CSV and JSON")
-    p.add_argument("--fig-dir", default="figures", help="folder of the PNG and PDF")
+OUTPUTS = """\
+outputs: <out-dir>/<name>.csv (tidy: one row per cell and seed; the columns of
+cmcd_theory.sweep.run_sweep -- the grid's knobs, seed, err_B, err_A_head, distill_* losses,
+tv_latent, bayes_A, bayes_B -- plus the experiment's own columns), <out-dir>/<name>.json
+(configuration, measured findings, wall time) and <fig-dir>/<name>.png and .pdf.
+--quick writes under results/quick and figures/quick, never over the full-run files.
+Invalid values: one line on stderr, exit status 2."""
+RESUMES = """
+resume: the sweep keeps the rows of every finished chunk in <out-dir>/<name>_{quick,full}_raw.csv;
+a rerun with the same configuration computes only the missing cells (delete that file to
+recompute everything)."""
+NO_RESUME = "\nresume: none; every run recomputes every cell."
+EPILOG = OUTPUTS + RESUMES
+
+
+def parse_args(argv, description: str, default_seeds: tuple = (2, 3), *, prog: str | None = None,
+               extra=None, epilog: str = EPILOG) -> argparse.Namespace:
+    """Common arguments; ``--seeds`` defaults to ``default_seeds[0]`` in quick mode and
+    ``default_seeds[1]`` otherwise. ``--quick`` runs write under ``results/quick`` and
+    ``figures/quick`` unless ``--out-dir`` / ``--fig-dir`` are given, so they never overwrite
+    the committed full-run files. ``extra(parser)`` adds an experiment's own arguments.
+    Invalid values exit with one line on stderr and status 2."""
+    from cmcd_theory import validation as V
+    prog = prog or "python -m experiments.<name>"
+    p = V.parser(prog, description, epilog.replace("<name>", prog.rsplit(".", 1)[-1]))
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (about a minute); writes under results/quick, figures/quick")
+    p.add_argument("--seeds", type=V.arg(V.positive_int, "--seeds"), default=None,
+                   help=f"number of seeds 0..S-1, >= 1 (default {default_seeds[0]} with --quick, "
+                        f"{default_seeds[1]} otherwise)")
+    p.add_argument("--out-dir", default=None,
+                   help="folder of the CSV and JSON (default results, or results/quick)")
+    p.add_argument("--fig-dir", default=None,
+                   help="folder of the PNG and PDF (default figures, or figures/quick)")
     p.add_argument("--no-progress", action="store_true", help="hide the sweep's progress bar")
+    if extra is not None:
+        extra(p)
     args = p.parse_args(argv)
     if args.seeds is None:
         args.seeds = default_seeds[0] if args.quick else default_seeds[1]
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    sub = "quick" if args.quick else ""
+    args.out_dir = args.out_dir or os.path.join("results", sub)
+    args.fig_dir = args.fig_dir or os.path.join("figures", sub)
     os.makedirs(args.out_dir, exist_ok=True)
     os.makedirs(args.fig_dir, exist_ok=True)
     return args
+
+
+def interval_note(args, what: str = "over seeds") -> str:
+    """``"mean, 95% interval over seeds"``; with one seed ``"one seed, no interval"`` (a single
+    run has no spread to show)."""
+    return f"mean, 95% interval {what}" if args.seeds > 1 else "one seed, no interval"
 
 
 def base_pipeline(args, **changes):
@@ -286,7 +322,8 @@ def setup_cache() -> None:
 setup_cache()
 
 
-def run_experiment(argv, doc: str, name: str, run, findings, plot, config) -> pd.DataFrame:
+def run_experiment(argv, doc: str, name: str, run, findings, plot, config, *,
+                   resumes: bool = True) -> pd.DataFrame:
     """What every figure experiment's ``main`` does: parse the common arguments, run, compute the
     findings, plot, and save CSV + JSON (config, findings, wall time).
 
@@ -296,8 +333,10 @@ def run_experiment(argv, doc: str, name: str, run, findings, plot, config) -> pd
       name: output base name (``results/<name>.csv``, ``figures/<name>.png``).
       run: ``args -> DataFrame``; findings: ``DataFrame -> dict``; plot: ``(df, args, findings)``.
       config: ``args -> dict`` saved in the JSON beside the CSV.
+      resumes: whether ``run`` keeps a raw resumable CSV (:func:`raw_path`), for ``--help``.
     """
-    args = parse_args(argv, doc.splitlines()[0])
+    args = parse_args(argv, doc.splitlines()[0], prog=f"python -m experiments.{name}",
+                      epilog=OUTPUTS + (RESUMES if resumes else NO_RESUME))
     with Timer() as tm:
         df = run(args)
         f = findings(df)

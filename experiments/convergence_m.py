@@ -93,7 +93,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
         ax.set_xticks(sorted(df["m"].unique()))
         ax.set_xticklabels([str(v) for v in sorted(df["m"].unique())])
         ax.minorticks_off()
-    fig.suptitle("Convergence in the number of pairs (mean, 95% interval over seeds)")
+    fig.suptitle(f"Convergence in the number of pairs ({common.interval_note(args)})")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 

@@ -15,10 +15,11 @@ student features.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
+
+from experiments import common  # sets the compile cache before jax loads
 
 import jax
 import numpy as np
@@ -48,15 +49,13 @@ def _tv(key, za, zb, y, K):
 
 
 def main(argv=None) -> pd.DataFrame:
-    p = argparse.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--seeds", type=int, default=None)
-    p.add_argument("--out-dir", default="results")
-    p.add_argument("--fig-dir", default="figures")
-    args = p.parse_args(argv)
+    args = common.parse_args(argv, __doc__.split("\n")[0],
+                             default_seeds=(grid(True)["seeds"], grid(False)["seeds"]),
+                             prog=f"python -m experiments.{NAME}",
+                             epilog=common.OUTPUTS + common.NO_RESUME)
     t0 = time.perf_counter()
     g = grid(args.quick)
-    seeds = args.seeds or g["seeds"]
+    seeds = args.seeds
     wc = WorldConfig(channel="attenuate")
     world = make_world(wc)
     K = wc.num_classes
@@ -134,7 +133,8 @@ def _plot(df, args):
         ax.set_xlabel(r"modality distance $TV_{latent}$ (exact)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("DisCoM-KD vs CMCD (CMC), n labeled pairs, attenuate world (mean over seeds)")
+    fig.suptitle("DisCoM-KD vs CMCD (CMC), n labeled pairs, attenuate world "
+                 f"({'mean over seeds' if args.seeds > 1 else 'one seed'})")
     fig.tight_layout()
     os.makedirs(args.fig_dir, exist_ok=True)
     for ext in ("png", "pdf"):

@@ -90,7 +90,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
         ax.set_ylabel("target test error $R_B$ (fraction)")
         ax.set_ylim(0, max(1.05, float(np.nanmax(sc.filter(like="_mean").drop(columns=["tv_latent_mean"]).to_numpy())) + 0.05))
     axes[0][0].legend(loc="upper left", fontsize=8)
-    fig.suptitle("Target error against modality distance (mean, 95% interval over seeds)")
+    fig.suptitle(f"Target error against modality distance ({common.interval_note(args)})")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 

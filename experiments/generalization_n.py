@@ -84,7 +84,8 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     axes[0].set_ylabel("risk (fraction)")
     top = float(min(4.0, max(1.1, np.nanmax(m["b3_total_deterministic"]), np.nanmax(m["b2_data_free_total"]))))
     axes[0].set_ylim(0, top * 1.05)
-    fig.suptitle(f"Generalisation in n (attenuate, t={T}; mean over seeds, 95% interval on $R_B$)")
+    fig.suptitle(f"Generalisation in n (attenuate, t={T}; "
+                 f"{common.interval_note(args, 'on $R_B$ over seeds')})")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 

@@ -64,7 +64,7 @@ def plot(d: pd.DataFrame, args, f: dict) -> None:
         for ax in row:
             ax.set_xlabel("channel knob t (dimensionless)")
             ax.legend(fontsize=8)
-    fig.suptitle("Stage-2 losses at equal budgets (mean, 95% interval over seeds)")
+    fig.suptitle(f"Stage-2 losses at equal budgets ({common.interval_note(args)})")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 
@@ -77,7 +77,8 @@ def _run(args) -> pd.DataFrame:
 def main(argv=None) -> pd.DataFrame:
     return common.run_experiment(
         argv, __doc__, NAME, _run, findings, plot,
-        lambda a: {"grid": grid(a.quick, methods(a.quick)), "tv_estimate": "gaussian_feature_tv MC"})
+        lambda a: {"grid": grid(a.quick, methods(a.quick)), "tv_estimate": "gaussian_feature_tv MC"},
+        resumes=False)
 
 
 if __name__ == "__main__":

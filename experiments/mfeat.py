@@ -42,7 +42,6 @@ findings beside it, and ``figures/mfeat.png`` + ``.pdf``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -551,24 +550,18 @@ def main(argv=None) -> pd.DataFrame:
     Returns:
       the tidy table, one row per (target_view, method, n, seed), columns ``COLUMNS``.
     """
-    parser = argparse.ArgumentParser(prog="python -m experiments.mfeat", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke-test sizes (< 1 minute)")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0..S-1)")
-    parser.add_argument("--out", type=pathlib.Path, default=None,
-                        help="CSV path (default <out-dir>/mfeat.csv); the JSON goes beside it")
-    parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("results"))
-    parser.add_argument("--fig-dir", type=pathlib.Path, default=pathlib.Path("figures"))
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.seeds is not None and args.seeds < 1:
-        parser.error("--seeds must be >= 1")
-    if args.quick:
-        cfg = quick_config(args.seeds or 2)
-    else:
-        cfg = MfeatConfig() if args.seeds is None else MfeatConfig(seeds=tuple(range(args.seeds)))
-    out = args.out or args.out_dir / "mfeat.csv"
-    stem = args.fig_dir / "mfeat"
+    def extra(parser):
+        parser.add_argument("--out", type=pathlib.Path, default=None,
+                            help="CSV path (default <out-dir>/mfeat.csv); the JSON goes beside it")
+
+    args = common.parse_args(argv, __doc__.splitlines()[0],
+                             default_seeds=(2, len(MfeatConfig().seeds)),
+                             prog="python -m experiments.mfeat", extra=extra,
+                             epilog=__doc__.split("\n", 1)[1] + "\n" + common.OUTPUTS
+                             + common.NO_RESUME)
+    cfg = quick_config(args.seeds) if args.quick else MfeatConfig(seeds=tuple(range(args.seeds)))
+    out = args.out or pathlib.Path(args.out_dir) / "mfeat.csv"
+    stem = pathlib.Path(args.fig_dir) / "mfeat"
 
     t0 = time.perf_counter()
     df = run(cfg, progress=not args.no_progress)

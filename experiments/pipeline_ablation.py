@@ -68,7 +68,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     ax.minorticks_off()
     ax.set_xlabel("labeled target samples n (count, log scale)")
     ax.set_ylabel("target test error $R_B$ (fraction)")
-    ax.set_title(f"Pipeline ablation (attenuate, t={T}; 95% intervals)")
+    ax.set_title(f"Pipeline ablation (attenuate, t={T}; {common.interval_note(args)})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     common.save_fig(fig, NAME, args)

@@ -14,11 +14,12 @@ import pathlib
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       str(pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"))
 
-import argparse  # noqa: E402
 import importlib  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 
+from cmcd_theory import validation as V  # noqa: E402
 from cmcd_theory.devices import use_host_cores  # noqa: E402
 
 EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "generalization_n", "tv_vs_gain",
@@ -26,17 +27,33 @@ EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "generaliz
                "discomkd_synthetic")
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+EPILOG = """\
+Each experiment writes results/<name>.csv and .json and figures/<name>.png and .pdf; with
+--quick, results/quick/ and figures/quick/ instead, never over the committed full-run files.
+Sweeps resume from their raw CSVs (results[/quick]/<name>_{quick,full}_raw.csv): a rerun
+computes only missing cells. Invalid values: one line on stderr, exit status 2."""
+
+
+def _names(name: str, text: str) -> tuple:
+    return V.choices(name, tuple(x.strip() for x in text.split(",") if x.strip()), EXPERIMENTS)
+
+
+def build_parser():
+    """The ``cmcd-reproduce`` argument parser."""
+    p = V.parser("cmcd-reproduce", __doc__.splitlines()[0], EPILOG)
     p.add_argument("--quick", action="store_true", help="quick mode of every experiment")
-    p.add_argument("--seeds", type=int, default=None, help="seeds passed to every experiment")
-    p.add_argument("--only", default=None, help="comma list of experiments to run (default: all)")
+    p.add_argument("--seeds", type=V.arg(V.positive_int, "--seeds"), default=None,
+                   help="seeds passed to every experiment (default: each experiment's own)")
+    p.add_argument("--only", type=V.arg(_names, "--only"), default=None,
+                   help=f"comma list of experiments to run (default: all of {', '.join(EXPERIMENTS)})")
     p.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
-    args = p.parse_args(argv)
-    names = EXPERIMENTS if args.only is None else tuple(x for x in args.only.split(",") if x)
-    unknown = set(names) - set(EXPERIMENTS)
-    if unknown:
-        raise ValueError(f"--only must name experiments among {EXPERIMENTS}, got {sorted(unknown)}")
+    return p
+
+
+def main(argv=None) -> dict:
+    """Run the experiments; returns ``{name: wall seconds}``."""
+    args = build_parser().parse_args(argv)
+    names = EXPERIMENTS if args.only is None else args.only
     sub = (["--quick"] if args.quick else []) + ([] if args.seeds is None else ["--seeds", str(args.seeds)])
     times: dict = {}
     t_all = time.perf_counter()
@@ -68,6 +85,12 @@ def main(argv=None) -> dict:
     return times
 
 
-if __name__ == "__main__":
+def cli(argv=None) -> int:
+    """``cmcd-reproduce``: exit status 0; invalid input: one line on stderr, status 2."""
     use_host_cores()  # one XLA CPU device per core, set before JAX starts
-    main()
+    V.cli(main, argv, prog="cmcd-reproduce")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -90,7 +90,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     a2.set_ylabel("target test error $R_B$ (fraction)")
     a2.set_title("Target error: which distance the bound needs")
     a2.legend(fontsize=8)
-    fig.suptitle("Rotate channel (mean, 95% interval over seeds)")
+    fig.suptitle(f"Rotate channel ({common.interval_note(args)})")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 

@@ -81,7 +81,7 @@ def plot(d: pd.DataFrame, args, f: dict) -> None:
             transform=ax.transAxes, fontsize=9, bbox=dict(facecolor="white", alpha=0.8))
     ax.set_xlabel("TV of learned features (Gaussian-track MC estimate)")
     ax.set_ylabel("gain over supervised-only: $R_B^{sup} - R_B$ (fraction)")
-    ax.set_title("Learned modality distance vs gain (95% intervals)")
+    ax.set_title(f"Learned modality distance vs gain ({common.interval_note(args)})")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)

@@ -225,7 +225,9 @@ def findings(truth: pd.DataFrame) -> dict:
 
 def main(argv=None) -> pd.DataFrame:
     """Compute the ground truth, draw the figure, write the CSV, JSON, PNG and PDF."""
-    args = common.parse_args(argv, __doc__.splitlines()[0], default_seeds=(1, 1))
+    args = common.parse_args(argv, __doc__.splitlines()[0], default_seeds=(1, 1),
+                             prog="python -m experiments.world_gallery",
+                             epilog=common.OUTPUTS + common.NO_RESUME)
     t0 = time.perf_counter()
     config = worlds.WorldConfig()
     sz = sizes(args.quick)

@@ -29,10 +29,12 @@ def test_summarize_and_slope():
     assert common.loglog_slope(x, 3.0 * x ** -0.5) == pytest.approx(-0.5)
 
 
-def test_reproduce_rejects_unknown_experiment():
+def test_reproduce_rejects_unknown_experiment(capsys):
     from experiments import reproduce
-    with pytest.raises(ValueError, match="--only"):
+    with pytest.raises(SystemExit) as e:
         reproduce.main(["--only", "no_such_experiment"])
+    assert e.value.code == 2
+    assert "--only: must be one of" in capsys.readouterr().err
 
 
 def test_error_vs_distance_quick(tmp_path):
