@@ -301,8 +301,10 @@ def run_pipeline(world: worlds.World, key: jax.Array, method: str,
       the metrics dict of :func:`run_downstream`.
 
     Example:
-      >>> w = worlds.make_world(worlds.WorldConfig(channel="noise", t=0.5))
-      >>> out = run_pipeline(w, jax.random.key(0), "cmc", PipelineConfig(M=512, m=512, n=128))
+      >>> w = worlds.make_world(worlds.WorldConfig(channel="noise"))
+      >>> tiny = PipelineConfig(M=256, m=256, n=64, n_test=1000, n_pop=256, tuple_size=64,
+      ...                       probe_steps=50, ssl=TrainConfig(steps=50), distill=TrainConfig(steps=50))
+      >>> out = run_pipeline_jit(w, jax.random.key(0), "cmc", tiny, 0.5)  # jitted run_pipeline
       >>> float(out["err_B"]) < 0.75
       True
     """
@@ -347,7 +349,9 @@ def run_cell(world: worlds.World, key: jax.Array, method: str,
 
     Example:
       >>> w = worlds.make_world(worlds.WorldConfig(channel="noise"))
-      >>> row = run_cell(w, jax.random.key(0), "l2", PipelineConfig(M=512, m=512, n=128), t=0.5)
+      >>> tiny = PipelineConfig(M=256, m=256, n=64, n_test=1000, n_pop=256, tuple_size=64,
+      ...                       probe_steps=50, ssl=TrainConfig(steps=50), distill=TrainConfig(steps=50))
+      >>> row = run_cell(w, jax.random.key(0), "cmc", tiny, t=0.5)
       >>> sorted(k for k in row if k.startswith(("tv", "bayes")))
       ['bayes_A', 'bayes_B', 'tv_latent']
     """
