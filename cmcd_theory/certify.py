@@ -96,7 +96,7 @@ from cmcd_theory import bounds, validation as V
 
 __all__ = ["ROW_KEYS", "WIDE_KEYS", "Stage1Stats", "Stage2Stats", "Certificate",
            "certify_features", "certify", "transfer_rows", "probe_rows", "stage2_rows",
-           "stage1_rows", "load_npz", "main", "GAUSSIAN_CHANNELS", "b1b_applies",
+           "stage1_rows", "load_npz", "main", "PART_KEYS", "SPENDING", "GAUSSIAN_CHANNELS", "b1b_applies",
            "probe_bounds_apply", "b4_applies"]
 
 #: Fixed keys of every row of a :class:`Certificate` (a bound's own named terms follow them).
@@ -107,7 +107,35 @@ ROW_KEYS = ("bound", "form", "bounds", "statement", "kind", "measured", "value",
 WIDE_KEYS = ("tv_features", "tv_features_upper", "tv_features_lower", "b2_sample_total",
              "b2_data_free_total", "b2_total", "b3_total", "b3_total_deterministic",
              "b4_data_free_total", "b4_sample_total", "b4_total", "b5_data_free_total",
-             "b5_sample_total", "b5_total", "bounds_hold")
+             "b5_sample_total", "b5_total", "bounds_hold",
+             # named terms of the bounds that figures stack
+             "b2_sample_empirical", "b2_sample_complexity", "b2_sample_confidence",
+             "b2_data_free_empirical", "b2_data_free_complexity", "b2_data_free_confidence",
+             "b3_empirical", "b3_empirical_upper", "b3_kl_over_n", "b3_confidence",
+             "b4_data_free_gap", "b4_sample_gap", "b4_gap", "b4_pop_slack")
+#: The :attr:`Certificate.wide` columns of each part of :func:`certify` (experiments' sweeps).
+PART_KEYS = {
+    "B1b": ("tv_features", "tv_features_upper"),
+    "B2": tuple(f"b2_{form}_{term}" for form in ("sample", "data_free")
+                for term in ("total", "empirical", "complexity", "confidence")) + ("b2_total",),
+    "B3": ("b3_total", "b3_total_deterministic", "b3_empirical", "b3_empirical_upper",
+           "b3_kl_over_n", "b3_confidence"),
+    "B4": ("b4_data_free_total", "b4_data_free_gap", "b4_sample_total", "b4_sample_gap",
+           "b4_total", "b4_gap", "b4_pop_slack"),
+}
+#: Bound columns of ``wide`` and the rows whose ``delta`` each one's value spends (union bound:
+#: a minimum over forms spends the sum of the forms' deltas).
+SPENDING = {
+    "tv_features_upper": ("B1b",), "tv_features_lower": ("TV_lower",),
+    "b2_sample_total": ("B2_sample",), "b2_data_free_total": ("B2_data_free",),
+    "b2_total": ("B2_sample", "B2_data_free"),
+    "b3_total": ("B3",), "b3_total_deterministic": ("B3",), "b3_empirical_upper": ("B3",),
+    "b4_data_free_total": ("B4_data_free",), "b4_sample_total": ("B4_sample",),
+    "b4_total": ("B4_data_free", "B4_sample"), "b4_data_free_gap": ("B4_data_free",),
+    "b4_sample_gap": ("B4_sample",), "b4_gap": ("B4_data_free", "B4_sample"),
+    "b5_data_free_total": ("B5_data_free",), "b5_sample_total": ("B5_sample",),
+    "b5_total": ("B5_data_free", "B5_sample"),
+}
 
 NAN = float("nan")
 _RISK = "R_B: target 0-1 risk of the probe"
@@ -232,6 +260,9 @@ def _bound_row(b, bound: str, form: str, bounds_what: str, statement: str, value
                measured, slack, *, n, K, delta) -> dict:
     """Row of a computed bound object (``bounds.MarginBound``, ``PacBayesBound``, ...)."""
     d = b.as_dict()
+    if "delta" in d and not math.isclose(d["delta"], delta, rel_tol=1e-12):
+        raise ValueError(f"{bound}: the bound was computed at delta = {d['delta']!r}, "
+                         f"reported as {delta!r}")
     return _row(bound, form, bounds_what, statement, measured=measured, value=value, delta=delta,
                 slack=slack, n=n, K=K, terms=d, vacuous=d["vacuous"], empirical=d["empirical"],
                 complexity=d["complexity"], confidence=d["confidence"])
@@ -352,7 +383,8 @@ def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test:
         # each form gets delta / 2, so their minimum (b2_total) holds with probability 1 - delta
         kw = {"feature_norm_bound": feature_norm_bound} if form == "data_free" else {}
         mb = bounds.margin_bound(z, y, W, b, delta / 2, form=form, **kw)
-        wide[f"b2_{form}_total"] = mb.total
+        for term in ("total", "empirical", "complexity", "confidence"):
+            wide[f"b2_{form}_{term}"] = getattr(mb, term)
         rows.append(_bound_row(mb, f"B2_{form}", form, _RISK, st_b2, mb.total, err_B, s, n=n, K=K,
                                delta=delta / 2))
     totals = [wide[f"b2_{f}_total"] for f in ("sample", "data_free")]
@@ -364,7 +396,9 @@ def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test:
     else:
         pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=delta,
                                        n_weight_samples=n_weight_samples)
-        wide.update(b3_total=pb.total, b3_total_deterministic=pb.total_deterministic)
+        wide.update(b3_total=pb.total, b3_total_deterministic=pb.total_deterministic,
+                    b3_empirical=pb.empirical, b3_empirical_upper=pb.empirical_upper,
+                    b3_kl_over_n=pb.complexity, b3_confidence=pb.confidence)
         rows.append(_bound_row(pb, "B3", "", _RISK, st_b3, pb.total_deterministic, err_B, s, n=n,
                                K=K, delta=delta))
     return rows, wide
@@ -390,16 +424,20 @@ def _tuple_rows(family: str, stats, bound_fn, what: str, *, delta: float, delta_
         n_t = bounds.tuple_split(size, stats.tuple_size)
         tb = bound_fn(n_t, form, delta / 2)
         wide[f"{key}_{form}_total"] = tb.total
+        wide[f"{key}_{form}_gap"] = tb.total - stats.train_loss
         measured, slack = NAN, NAN
         if stats.pop_loss is not None:
             # the population loss is estimated on n_pop / N fresh tuples of a [0, b] loss
             measured = stats.pop_loss
             slack = tb.loss_range * bounds.hoeffding_slack(
                 bounds.tuple_split(stats.n_pop, stats.tuple_size), delta_test)
+            wide[f"{key}_pop_slack"] = slack
         rows.append(_bound_row(tb, f"{family}_{form}", form, what, st, tb.total, measured, slack,
                                n=size, K=K, delta=delta / 2))
     totals = [wide[f"{key}_{f}_total"] for f in ("data_free", "sample")]
     wide[f"{key}_total"] = min((t for t in totals if math.isfinite(t)), default=NAN)
+    if stats is not None:
+        wide[f"{key}_gap"] = wide[f"{key}_total"] - stats.train_loss
     return rows, wide
 
 
@@ -437,6 +475,8 @@ class Certificate:
 
     rows: tuple
     wide: dict
+    #: bound column of ``wide`` -> the total confidence its value spent (:data:`SPENDING`)
+    spent: dict = dataclasses.field(default_factory=dict)
 
     def applicable(self) -> list:
         """The rows of the bounds that apply."""
@@ -654,7 +694,17 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
     checked = [r["holds"] for r in rows if r["applicable"] and r["holds"] is not None]
     wide["bounds_hold"] = all(checked)
     wide = {k: wide.get(k, NAN) for k in WIDE_KEYS}
-    return Certificate(rows=tuple(rows), wide=wide)
+    return Certificate(rows=tuple(rows), wide=wide, spent=_spent(rows, wide))
+
+
+def _spent(rows, wide) -> dict:
+    """Total delta spent by each finite bound column of ``wide`` (sum over the rows behind it)."""
+    delta_of = {r["bound"]: r["delta"] for r in rows if r["applicable"]}
+    out = {}
+    for col, names in SPENDING.items():
+        if math.isfinite(wide.get(col, NAN)):
+            out[col] = float(sum(delta_of[nm] for nm in names if nm in delta_of))
+    return out
 
 
 def _stats(cls, value, name):
@@ -725,7 +775,8 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
 
     Returns:
       ``wide``: :data:`WIDE_KEYS` (NaN where not applicable); ``rows``: the applicable rows
-      of the certificate; ``certificate``: the :class:`Certificate` with every row.
+      of the certificate; ``certificate``: the :class:`Certificate` with every row;
+      ``spent``: the confidence spent by each bound column (:attr:`Certificate.spent`).
     """
     from cmcd_theory import divergences
     unknown = set(parts) - {"B1b", "B2", "B3", "B4"}
@@ -776,7 +827,8 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
         err_A_head=float(err_a) if has_a else None, n_test_source=cfg.n_test,
         not_applicable=na,
         delta=delta, delta_test=delta_test, seed=seed, n_weight_samples=n_weight_samples)
-    return {"wide": dict(cert.wide), "rows": cert.applicable(), "certificate": cert}
+    return {"wide": dict(cert.wide), "rows": cert.applicable(), "certificate": cert,
+            "spent": dict(cert.spent)}
 
 
 # ---- the npz route and the command line --------------------------------------------------------

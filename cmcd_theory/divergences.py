@@ -255,6 +255,37 @@ def _quadratic_features(x, y, num_classes):
     return (onehot[:, :, None] * f[:, None, :]).reshape(x.shape[0], -1)
 
 
+def two_sample_accuracy(key: jax.Array, xp, xq, yp=None, yq=None, *, num_classes=None,
+                        train_frac: float = 0.5, l2: float = 1e-4, steps: int = 300):
+    """Held-out balanced accuracy of the two-sample classifier of
+    :func:`tv_classifier_lower_bound` (traceable: ``jit`` / ``vmap`` over keys and samples).
+
+    The one implementation of that classifier: logistic regression (``steps`` full-batch
+    steps of :func:`~cmcd_theory.probe.fit_probe`) on standardised quadratic features, fitted
+    on a ``train_frac`` share of the pairs and tested on the rest. Shapes are static:
+    ``xp``, ``xq`` of shape (n, d); labels optional as in :func:`tv_classifier_lower_bound`.
+
+    Returns:
+      a float32 scalar, the balanced accuracy on the held-out pairs.
+    """
+    n = xp.shape[0]
+    n_train = int(round(train_frac * n))
+    perm = jax.random.permutation(key, n)
+    tr, te = perm[:n_train], perm[n_train:]
+    fp = _quadratic_features(xp, yp, num_classes)
+    fq = _quadratic_features(xq, yq, num_classes)
+    # standardise with training statistics (columns that are constant keep scale 1)
+    ftr = jnp.concatenate([fp[tr], fq[tr]])
+    mean, std = ftr.mean(0), ftr.std(0)
+    std = jnp.where(std > 1e-8, std, 1.0)
+    ztr = (ftr - mean) / std
+    ltr = jnp.concatenate([jnp.zeros(n_train, jnp.int32), jnp.ones(n_train, jnp.int32)])
+    clf = fit_probe(ztr, ltr, 2, l2=l2, steps=steps)
+    ok_p = probe_predict(clf, (fp[te] - mean) / std) == 0
+    ok_q = probe_predict(clf, (fq[te] - mean) / std) == 1
+    return jnp.mean(0.5 * (ok_p.astype(jnp.float32) + ok_q.astype(jnp.float32)))
+
+
 def tv_classifier_lower_bound(key: jax.Array, xp, xq, yp=None, yq=None, *, num_classes=None,
                               delta: float = 0.05, train_frac: float = 0.5,
                               l2: float = 1e-4) -> dict:
@@ -302,20 +333,9 @@ def tv_classifier_lower_bound(key: jax.Array, xp, xq, yp=None, yq=None, *, num_c
     n_test = n - n_train
     if n_train < 2 or n_test < 1:
         raise ValueError(f"need more samples: n={n} gives n_train={n_train}, n_test={n_test}")
-    perm = jax.random.permutation(key, n)
-    tr, te = perm[:n_train], perm[n_train:]
-    fp = _quadratic_features(xp, None if yp is None else jnp.asarray(yp), num_classes)
-    fq = _quadratic_features(xq, None if yq is None else jnp.asarray(yq), num_classes)
-    # standardise with training statistics (columns that are constant keep scale 1)
-    ftr = jnp.concatenate([fp[tr], fq[tr]])
-    mean, std = ftr.mean(0), ftr.std(0)
-    std = jnp.where(std > 1e-8, std, 1.0)
-    ztr = (ftr - mean) / std
-    ltr = jnp.concatenate([jnp.zeros(n_train, jnp.int32), jnp.ones(n_train, jnp.int32)])
-    clf = fit_probe(ztr, ltr, 2, l2=l2, steps=300)
-    ok_p = probe_predict(clf, (fp[te] - mean) / std) == 0
-    ok_q = probe_predict(clf, (fq[te] - mean) / std) == 1
-    acc = float(jnp.mean(0.5 * (ok_p.astype(jnp.float32) + ok_q.astype(jnp.float32))))
+    acc = float(two_sample_accuracy(key, xp, xq, None if yp is None else jnp.asarray(yp),
+                                    None if yq is None else jnp.asarray(yq),
+                                    num_classes=num_classes, train_frac=train_frac, l2=l2))
     slack = 2.0 * math.sqrt(math.log(1.0 / delta) / (2.0 * n_test))
     return {"lower": 2 * acc - 1 - slack, "estimate": 2 * acc - 1, "acc": acc, "slack": slack,
             "n_test": n_test, "delta": delta}

@@ -4,16 +4,14 @@ Every experiment is ``python -m experiments.<name> [--quick] [--seeds S] [--out-
 [--fig-dir F]`` and writes ``D/<name>.csv`` (tidy, one row per cell and seed),
 ``D/<name>.json`` (configuration and measured findings) and ``F/<name>.png`` + ``.pdf``.
 
-The sweep postprocesses defined here compute, per row, only the bounds a figure plots:
+The sweep postprocesses defined here ask :func:`cmcd_theory.certify.certify` for the parts a
+figure plots (so that a sweep does not pay for the other bounds) and compute no bound
+themselves:
 
 * :func:`probe_bounds` -- B2 (both forms) and B3 of the stage-3 probe, with their named terms;
-* :func:`distill_bound` -- B4 on the stage-2 tuple loss (linear student, raw features);
+* :func:`distill_bound` -- B4 on the stage-2 tuple loss;
 * :func:`feature_tv` -- TV between the learned source and target features (B1b, Gaussian
-  track): Monte Carlo estimate and certified upper end
-  (:func:`cmcd_theory.divergences.gaussian_feature_tv`).
-
-They compute the same quantities as :func:`cmcd_theory.certify.certify`, restricted to what
-is plotted, so that a sweep does not pay for the other bounds.
+  track): Monte Carlo estimate and certified upper end.
 """
 
 from __future__ import annotations
@@ -223,82 +221,36 @@ def test_slack(n_test: int) -> float:
 
 
 # ---- sweep postprocesses ------------------------------------------------------------------
-# Each returns the same keys for every row (NaN where the bound does not apply): the sweep
-# appends rows to its CSV chunk by chunk under the header of the first chunk, so every chunk
-# must carry the same columns for a resumed sweep to read its CSV back aligned.
+# Thin callers of cmcd_theory.certify.certify, which computes every bound column: each returns
+# the fixed columns of its parts (NaN where the bound does not apply), so that the chunks a
+# sweep appends to its CSV stay aligned.
 
-PROBE_BOUND_KEYS = tuple(f"b2_{form}_{term}" for form in ("sample", "data_free")
-                         for term in ("total", "empirical", "complexity", "confidence")) + (
-    "b2_total", "b3_total", "b3_total_deterministic", "b3_empirical", "b3_empirical_upper",
-    "b3_kl_over_n", "b3_confidence")
-DISTILL_BOUND_KEYS = ("b4_data_free_total", "b4_data_free_gap", "b4_sample_total", "b4_sample_gap",
-                      "b4_total", "b4_gap", "b4_pop_slack")
-FEATURE_TV_KEYS = ("tv_features", "tv_features_upper")
+def _certify_columns(parts, world, cfg, method, t, seed, row, arts, **kw) -> dict:
+    from cmcd_theory.certify import PART_KEYS, certify
+    wide = certify(world, cfg, method, t, seed, row, arts, delta=DELTA, delta_test=DELTA_TEST,
+                   parts=parts, **kw)["wide"]
+    return {k: wide[k] for part in parts for k in PART_KEYS[part]}
 
 
 def probe_bounds(world, cfg, method, t, seed, row, arts, *, n_weight_samples: int = 500) -> dict:
-    """B2 (sample and data-free forms, and their minimum) and B3 of the probe, with terms.
-
-    Empty for ``supervised`` and ``oracle`` (their features are not label-free, resp. not of
-    norm <= 1; see :func:`cmcd_theory.certify.probe_bounds_apply`).
-    """
-    from cmcd_theory import bounds
-    if method in ("supervised", "oracle"):
-        return dict.fromkeys(PROBE_BOUND_KEYS, float("nan"))
-    z = np.asarray(arts["z_train"], np.float64)
-    y = np.asarray(arts["y_train"])
-    W = np.asarray(arts["probe"]["W"], np.float64)
-    b = np.asarray(arts["probe"]["b"], np.float64)
-    out = {}
-    for form in ("sample", "data_free"):
-        mb = bounds.margin_bound(z, y, W, b, DELTA, form=form)
-        out[f"b2_{form}_total"] = mb.total
-        out[f"b2_{form}_empirical"] = mb.empirical
-        out[f"b2_{form}_complexity"] = mb.complexity
-        out[f"b2_{form}_confidence"] = mb.confidence
-    out["b2_total"] = min(out["b2_sample_total"], out["b2_data_free_total"])
-    pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=DELTA,
-                                   n_weight_samples=n_weight_samples)
-    out.update(b3_total=pb.total, b3_total_deterministic=pb.total_deterministic,
-               b3_empirical=pb.empirical, b3_empirical_upper=pb.empirical_upper,
-               b3_kl_over_n=pb.complexity, b3_confidence=pb.confidence)
-    return out
+    """B2 (both forms, and their minimum) and B3 of the probe, with terms, from ``certify``."""
+    return _certify_columns(("B2", "B3"), world, cfg, method, t, seed, row, arts,
+                            n_weight_samples=n_weight_samples)
 
 
 def distill_bound(world, cfg, method, t, seed, row, arts) -> dict:
-    """B4 (data-free and sample forms, and their minimum) on the stage-2 tuple loss."""
-    from cmcd_theory import bounds
-    from cmcd_theory.certify import b4_applies
-    if not b4_applies(cfg, method):
-        return dict.fromkeys(DISTILL_BOUND_KEYS, float("nan"))
-    dc = cfg.distill
-    tau = dc.tau if method == "cmc" else dc.tau_b
-    n_t = bounds.tuple_split(cfg.m, cfg.tuple_size)
-    wc = world.config
-    out = {}
-    for form in ("data_free", "sample"):
-        tb = bounds.distillation_bound(
-            row["distill_train_loss"], n_t, cfg.tuple_size, tau, row["student_norm"],
-            wc.input_radius(), cfg.feature_dim or wc.latent_dim, DELTA, loss=method, form=form,
-            sum_sq_norms=row["sum_sq_inputs"] if form == "sample" else None)
-        out[f"b4_{form}_total"] = tb.total
-        out[f"b4_{form}_gap"] = tb.total - row["distill_train_loss"]
-    out["b4_total"] = min(out["b4_data_free_total"], out["b4_sample_total"])
-    out["b4_gap"] = out["b4_total"] - row["distill_train_loss"]
-    n_pop_t = bounds.tuple_split(cfg.n_pop, cfg.tuple_size)
-    out["b4_pop_slack"] = tb.loss_range * bounds.hoeffding_slack(n_pop_t, DELTA_TEST)
-    return out
+    """B4 (both forms, their minimum, and the gaps) on the stage-2 tuple loss, from ``certify``."""
+    return _certify_columns(("B4",), world, cfg, method, t, seed, row, arts)
 
 
 def feature_tv(world, cfg, method, t, seed, row, arts, *, n_mc: int = 20_000) -> dict:
-    """TV of the learned source and target features (B1b, Gaussian track), estimate and upper."""
-    from cmcd_theory import divergences
-    from cmcd_theory.certify import b1b_applies
-    if not b1b_applies(world, cfg, method):
-        return dict.fromkeys(FEATURE_TV_KEYS, float("nan"))
-    tv = divergences.gaussian_feature_tv(world, arts["teacher"]["W"], arts["student"]["W"], t=t,
-                                         n=n_mc, seed=seed, delta=DELTA)
-    return {"tv_features": tv.estimate, "tv_features_upper": tv.upper}
+    """TV of the learned source and target features (B1b, Gaussian track), from ``certify``."""
+    return _certify_columns(("B1b",), world, cfg, method, t, seed, row, arts, n_tv_mc=n_mc)
+
+
+def _keys(*parts):
+    from cmcd_theory.certify import PART_KEYS
+    return tuple(k for p in parts for k in PART_KEYS[p])
 
 
 class Timer:
@@ -320,6 +272,11 @@ def setup_cache() -> None:
 
 
 setup_cache()
+
+# fixed column sets of the postprocesses (certify's, imported after the cache is set)
+PROBE_BOUND_KEYS = _keys("B2", "B3")
+DISTILL_BOUND_KEYS = _keys("B4")
+FEATURE_TV_KEYS = _keys("B1b")
 
 
 def run_experiment(argv, doc: str, name: str, run, findings, plot, config, *,

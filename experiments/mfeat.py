@@ -20,7 +20,8 @@ between the learned source and target features on held-out paired rows:
   ``TV >= 2 acc - 1 - 2 sqrt(log(1/delta) / (2 n_test))`` with balanced held-out pairs;
 * ``tv_estimate``: ``2 acc - 1`` of the same classifier, a point estimate with no guarantee.
 
-The classifier is the one of :func:`cmcd_theory.divergences.tv_classifier_lower_bound`
+The classifier is :func:`cmcd_theory.divergences.two_sample_accuracy`, the one of
+:func:`cmcd_theory.divergences.tv_classifier_lower_bound`
 (logistic regression on ``[1, z, z^2]``, half of the pairs to fit, half to test), run
 batched under ``jit``/``vmap`` by :func:`classifier_tv`. It sees the features only, not the
 labels: the TV of the feature marginals is at most the TV of the joint laws (z, y) that B1
@@ -54,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import common  # noqa: F401  (sets the persistent compile cache first)
-from cmcd_theory import mfeat
+from cmcd_theory import divergences, mfeat
 from cmcd_theory.devices import use_host_cores
 from cmcd_theory.discomkd import (
     DiscomConfig,
@@ -64,7 +65,7 @@ from cmcd_theory.discomkd import (
     train_discomkd,
 )
 from cmcd_theory.models import mlp_encoder, normalize
-from cmcd_theory.probe import fit_probe, probe_error, probe_predict
+from cmcd_theory.probe import fit_probe, probe_error
 from cmcd_theory.training import TrainConfig, train_distill, train_ssl, train_supervised
 
 METHODS = ("cmd", "cmc", "l2", "discomkd", "supervised", "target_ssl")
@@ -137,28 +138,6 @@ def quick_config(seeds: int = 2) -> MfeatConfig:
 # --------------------------------------------------------------------------------------
 
 
-def _classifier_accuracy(key, xp, xq, train_frac: float, l2: float):
-    """Held-out balanced accuracy of the two-sample classifier of
-    :func:`cmcd_theory.divergences.tv_classifier_lower_bound` (no labels), traceable."""
-    n = xp.shape[0]
-    n_train = int(round(train_frac * n))
-    perm = jax.random.permutation(key, n)
-    tr, te = perm[:n_train], perm[n_train:]
-
-    def quad(x):
-        return jnp.concatenate([jnp.ones_like(x[:, :1]), x, x * x], axis=1)
-
-    fp, fq = quad(xp), quad(xq)
-    ftr = jnp.concatenate([fp[tr], fq[tr]])
-    mean, std = ftr.mean(0), ftr.std(0)
-    std = jnp.where(std > 1e-8, std, 1.0)
-    labels = jnp.concatenate([jnp.zeros(n_train, jnp.int32), jnp.ones(n_train, jnp.int32)])
-    clf = fit_probe((ftr - mean) / std, labels, 2, l2=l2, steps=100)
-    ok_p = (probe_predict(clf, (fp[te] - mean) / std) == 0).astype(jnp.float32)
-    ok_q = (probe_predict(clf, (fq[te] - mean) / std) == 1).astype(jnp.float32)
-    return jnp.mean(0.5 * (ok_p + ok_q))
-
-
 def _jit(fun, fast_compile: bool = False):
     """``jax.jit``; with ``fast_compile`` on the CPU backend, XLA optimisation level 0."""
     if fast_compile and jax.default_backend() == "cpu":
@@ -198,8 +177,8 @@ def classifier_tv(keys, xp, xq, *, delta: float = 0.05, train_frac: float = 0.5,
                          f"{xq.shape}")
     n = xp.shape[1]
     n_test = n - int(round(train_frac * n))
-    fn = _jit(jax.vmap(lambda k, p, q: _classifier_accuracy(k, p, q, train_frac, l2)),
-              fast_compile)
+    fn = _jit(jax.vmap(lambda k, p, q: divergences.two_sample_accuracy(
+        k, p, q, train_frac=train_frac, l2=l2)), fast_compile)
     acc = np.asarray(fn(keys, jnp.asarray(xp, jnp.float32), jnp.asarray(xq, jnp.float32)),
                      np.float64)
     slack = 2.0 * math.sqrt(math.log(1.0 / delta) / (2.0 * n_test))
