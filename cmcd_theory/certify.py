@@ -263,8 +263,10 @@ def _bound_row(b, bound: str, form: str, bounds_what: str, statement: str, value
     if "delta" in d and not math.isclose(d["delta"], delta, rel_tol=1e-12):
         raise ValueError(f"{bound}: the bound was computed at delta = {d['delta']!r}, "
                          f"reported as {delta!r}")
+    # vacuous: no better than the trivial bound (1 for a 0-1 risk, b for a loss in [0, b])
+    vacuous = value >= d.get("loss_range", 1.0)
     return _row(bound, form, bounds_what, statement, measured=measured, value=value, delta=delta,
-                slack=slack, n=n, K=K, terms=d, vacuous=d["vacuous"], empirical=d["empirical"],
+                slack=slack, n=n, K=K, terms=d, vacuous=vacuous, empirical=d["empirical"],
                 complexity=d["complexity"], confidence=d["confidence"])
 
 
@@ -503,8 +505,9 @@ class Certificate:
                 f"{r[k]:.4g}" for k in ("empirical", "complexity", "confidence") if math.isfinite(r[k]))
             lines.append((r["bound"], what, _fmt(r["measured"]), _fmt(r["value"]), terms,
                           f"{r['delta']:.4g}", _yn(r["vacuous"]), _yn(r["holds"])))
-        widths = [max(len(h), *(len(x[i]) for x in lines)) if i != 4 else
-                  min(60, max(len(h), *(len(x[i]) for x in lines))) for i, h in enumerate(head)]
+        shown = [x for x in lines if x[3]] or lines[:1]   # applicable rows set the widths
+        widths = [max(len(h), *(len(x[i]) for x in (lines if i < 2 else shown)))
+                  for i, h in enumerate(head)]
         out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(),
                "  ".join("-" * w for w in widths)]
         for x in lines:

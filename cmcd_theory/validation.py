@@ -246,6 +246,10 @@ def cli(main: Callable, argv=None, prog: Optional[str] = None):
     one line ``prog: error: <message>`` on stderr and exit status 2, without a traceback."""
     try:
         return main(argv)
+    except BrokenPipeError:  # output piped into e.g. head: stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     except ValueError as e:
         name = prog or (sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "cmcd")
         msg = " ".join(str(e).split())
