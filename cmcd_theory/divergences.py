@@ -22,9 +22,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import special, stats
+from scipy import integrate, special, stats
 
 from cmcd_theory.probe import fit_probe, probe_predict
+from cmcd_theory import worlds
 from cmcd_theory.worlds import WorldConfig, World
 
 
@@ -48,57 +49,47 @@ def _check_t(t):
         raise ValueError(f"t must be in [0, 1], got {t!r}")
 
 
-def _tv_equal_cov(dist, sigma):
-    """TV between N(a, s^2 I) and N(b, s^2 I) with norm(a - b) = dist: 2 Phi(dist / 2s) - 1."""
-    return 2.0 * special.ndtr(dist / (2.0 * sigma)) - 1.0
-
-
-def _latent_b_params(config: WorldConfig, t: float):
-    """Class means (K, k), and the isotropic std of the Gaussian part of s_B | y."""
-    mu = config.class_means()
-    if config.channel == "attenuate":
-        return mu - t * mu * config.attenuated_mask(), config.sigma
-    if config.channel == "noise":
-        return mu, math.sqrt(config.sigma ** 2 + (t * config.eta_max) ** 2)
-    if config.channel == "rotate":
-        a = t * math.pi / 2
-        r = np.eye(config.latent_dim)
-        r[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
-        return mu @ r.T, config.sigma
-    return mu, config.sigma  # corrupt: the mixture's class part
+def _law_B(config: WorldConfig, t: float) -> list:
+    """The channel's exact law of ``s_B | y_B`` (mixture of isotropic Gaussians)."""
+    law = worlds.get_channel(config.channel).law_B(config, t)
+    if law is None:
+        raise ValueError(f"channel {config.channel!r} does not state its law (Channel.law_B)")
+    return law
 
 
 def tv_latent_per_class(config: WorldConfig, t: float | None = None) -> np.ndarray:
-    r"""Exact ``TV(law(s | y), law(s_B | y))`` for each class y (G2), shape (K,), float64.
+    r"""Exact ``TV(law(s | y), law(s_B | y_B = y))`` for each class y (G2, G7), shape (K,), float64.
+
+    Each channel states its own closed form (:meth:`cmcd_theory.worlds.Channel.tv_latent_per_class`):
 
     * attenuate: ``2 Phi(t norm(P_J mu_y) / 2 sigma) - 1``
     * noise: ``F(r2 / sigma1^2) - F(r2 / sigma2^2)``, F the chi-square(k) CDF,
       ``r2 = 2 k ln(sigma2/sigma1) sigma1^2 sigma2^2 / (sigma2^2 - sigma1^2)``
     * corrupt: ``t (2 Phi(norm(mu_y) / 2 sigma) - 1)``
     * rotate: ``2 Phi(norm(mu_y - R_t mu_y) / 2 sigma) - 1``
+    * resample, mispair: 0 (G7)
+
+    A nuisance (G6) changes none of them: TV_latent is a statement about ``law(s_B, y)``.
     """
     t = config.t if t is None else float(t)
     _check_t(t)
-    mu, sigma = config.class_means(), config.sigma
-    if config.channel == "attenuate":
-        return _tv_equal_cov(t * np.linalg.norm(mu * config.attenuated_mask(), axis=1), sigma)
-    if config.channel == "noise":
-        k = config.latent_dim
-        s1, s2 = sigma, math.sqrt(sigma ** 2 + (t * config.eta_max) ** 2)
-        if s2 == s1:
-            return np.zeros(config.num_classes)
-        r2 = 2 * k * math.log(s2 / s1) * s1 ** 2 * s2 ** 2 / (s2 ** 2 - s1 ** 2)
-        tv = stats.chi2.cdf(r2 / s1 ** 2, k) - stats.chi2.cdf(r2 / s2 ** 2, k)
-        return np.full(config.num_classes, tv)
-    if config.channel == "corrupt":
-        return t * _tv_equal_cov(np.linalg.norm(mu, axis=1), sigma)
-    mu_b, _ = _latent_b_params(config, t)
-    return _tv_equal_cov(np.linalg.norm(mu - mu_b, axis=1), sigma)
+    tv = np.asarray(worlds.get_channel(config.channel).tv_latent_per_class(config, t), np.float64)
+    if tv.shape != (config.num_classes,):
+        raise ValueError(f"channel {config.channel!r} returned per-class TV of shape {tv.shape}, "
+                         f"expected ({config.num_classes},)")
+    return tv
 
 
 def tv_latent(config: WorldConfig, t: float | None = None) -> float:
     """Exact modality distance ``TV_latent(t) = sum_y pi_y TV(law(s|y), law(s_B|y))`` (G2)."""
     return float(np.mean(tv_latent_per_class(config, t)))
+
+
+def pair_agreement(config: WorldConfig, t: float | None = None) -> float:
+    """``P(y_B = y)``: the class agreement of a pair (G7; 1 for every label-keeping channel)."""
+    t = config.t if t is None else float(t)
+    _check_t(t)
+    return float(worlds.get_channel(config.channel).pair_agreement(config, t))
 
 
 # ---- known densities of the latents (float64) ----------------------------------------------
@@ -111,7 +102,7 @@ def _iso_logpdf(x, mean, std):
 
 def latent_logpdf(config: WorldConfig, modality: str, y: int, x: np.ndarray,
                   t: float | None = None) -> np.ndarray:
-    """Log density of ``s | y`` (modality ``"A"``) or ``s_B | y`` (``"B"``) at rows of x."""
+    """Log density of ``s | y`` (modality ``"A"``) or ``s_B | y_B`` (``"B"``) at rows of x."""
     t = config.t if t is None else float(t)
     _check_t(t)
     mu = config.class_means()
@@ -119,33 +110,24 @@ def latent_logpdf(config: WorldConfig, modality: str, y: int, x: np.ndarray,
         return _iso_logpdf(x, mu[y], config.sigma)
     if modality != "B":
         raise ValueError(f"modality must be 'A' or 'B', got {modality!r}")
-    mu_b, std = _latent_b_params(config, t)
-    if config.channel == "corrupt":
-        if t == 0:
-            return _iso_logpdf(x, mu[y], config.sigma)
-        if t == 1:
-            return _iso_logpdf(x, 0.0, config.sigma)
-        return np.logaddexp(math.log1p(-t) + _iso_logpdf(x, mu[y], config.sigma),
-                            math.log(t) + _iso_logpdf(x, 0.0, config.sigma))
-    return _iso_logpdf(x, mu_b[y], std)
+    terms = [math.log(w) + _iso_logpdf(x, means[y], std) for w, means, std in _law_B(config, t) if w > 0]
+    return terms[0] if len(terms) == 1 else np.logaddexp.reduce(np.stack(terms), axis=0)
 
 
 def sample_latent_np(config: WorldConfig, modality: str, y: int, n: int,
                      rng: np.random.Generator, t: float | None = None) -> np.ndarray:
-    """Draw n rows of ``s | y`` (``"A"``) or ``s_B | y`` (``"B"``) in float64 numpy."""
+    """Draw n rows of ``s | y`` (``"A"``) or ``s_B | y_B`` (``"B"``) in float64 numpy."""
     t = config.t if t is None else float(t)
     _check_t(t)
     mu, k = config.class_means(), config.latent_dim
     xi = rng.standard_normal((n, k))
     if modality == "A":
         return mu[y] + config.sigma * xi
-    mu_b, std = _latent_b_params(config, t)
-    if config.channel == "corrupt":
-        out = mu[y] + config.sigma * xi
-        repl = rng.random(n) < t
-        out[repl] = config.sigma * rng.standard_normal((int(repl.sum()), k))
-        return out
-    return mu_b[y] + std * xi
+    law = _law_B(config, t)
+    comp = rng.choice(len(law), size=n, p=np.array([w for w, _, _ in law]))
+    means = np.stack([m[y] for _, m, _ in law])
+    stds = np.array([sd for _, _, sd in law])
+    return means[comp] + stds[comp, None] * xi
 
 
 def tv_monte_carlo(sample_p, logpdf_p, logpdf_q, n: int, rng: np.random.Generator,
@@ -201,20 +183,70 @@ def tv_latent_monte_carlo(config: WorldConfig, t: float | None = None, n: int = 
     return Interval(est, est - half, est + half, n * config.num_classes, delta)
 
 
-# ---- Bayes errors (G5) -----------------------------------------------------------------------
+# ---- Bayes errors (G5, G5b) ------------------------------------------------------------------
 
-def bayes_error(config: WorldConfig, modality: str, t: float | None = None, n: int = 200_000,
-                seed: int = 0, delta: float = 0.01) -> Interval:
-    """Bayes error of predicting y from the latent of ``modality`` (G5).
+QUAD_TOL = 1e-12  # absolute tolerance asked of each 1-D integral (G5b); the target is 1e-8
 
-    With G3's injective, noise-free maps this is also the Bayes error from the observation.
-    K = 2: closed form (interval of zero width). Equal isotropic covariances give
-    ``Phi(-norm(m_1 - m_2) / 2 s)``; for ``corrupt`` the common N(0, sigma^2 I) part cancels
-    in the posterior, so the Bayes rule is the clean one and errs with probability 1/2 on a
-    replaced latent (the means have equal norms): ``(1 - t) Phi(-Delta / 2 sigma) + t / 2``.
-    K > 2: Monte Carlo of the posterior argmax with a Hoeffding interval.
+
+def gaussian_axes_bayes_error(a, v: float, *, return_error: bool = False):
+    r"""Exact Bayes error of K classes ``N(a_c e_c, v I)`` on orthonormal axes, uniform prior (G5b).
+
+    Given y, the coordinates ``s_c = a_c [c = y] + sqrt(v) z_c`` are independent, and the Bayes
+    rule is ``argmax_c (a_c s_c - a_c^2 / 2)``. For ``a_y > 0``
+
+    .. math:: P(\mathrm{correct}\mid y) = \int_{z_0}^{\infty} \varphi(z) \prod_{c\ne y,\,a_c>0}
+              \Phi\Big(\frac{a_y^2 + a_c^2 + 2 a_y \sqrt v\, z}{2 a_c \sqrt v}\Big)\,dz,
+
+    with ``z_0 = -a_y / (2 sqrt v)`` if some ``a_c = 0`` (a zero-norm class scores 0) and
+    ``-inf`` otherwise; for ``a_y = 0`` the class ties with the Z zero-norm classes (ties split
+    uniformly) and wins iff every positive-norm class scores below 0:
+    ``P = (1 / Z) prod_{a_c > 0} Phi(a_c / (2 sqrt v))``. ``eps* = 1 - mean_y P(correct | y)``.
+    Each integral is computed by :func:`scipy.integrate.quad` to ``QUAD_TOL``.
+
+    Args:
+      a: (K,) norms ``a_c >= 0`` of the class means.
+      v: the common variance ``v > 0``.
+      return_error: also return the sum of quad's absolute error estimates (divided by K).
+
+    Returns:
+      eps* (float64), or ``(eps*, error_estimate)``.
+
+    Example:
+      >>> round(gaussian_axes_bayes_error([3.5 / 2 ** 0.5] * 4, 1.0), 6)
+      0.096829
     """
-    _check_delta(delta)
+    a = np.asarray(a, np.float64)
+    if a.ndim != 1 or a.size < 2 or not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError(f"a must be a vector of K >= 2 finite norms >= 0, got {a!r}")
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"v must be a finite number > 0, got {v!r}")
+    sv = math.sqrt(v)
+    zero = a == 0
+    n_zero = int(zero.sum())
+    correct, err = 0.0, 0.0
+    for y, ay in enumerate(a):
+        others = np.delete(a, y)
+        pos = others[others > 0]
+        if ay == 0:
+            correct += float(np.prod(special.ndtr(pos / (2 * sv)))) / n_zero
+            continue
+
+        def integrand(z, ay=ay, pos=pos):
+            return math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) * float(
+                np.prod(special.ndtr((ay * ay + pos * pos + 2 * ay * sv * z) / (2 * pos * sv))))
+
+        lo = -ay / (2 * sv) if n_zero else -np.inf
+        val, e = integrate.quad(integrand, lo, np.inf, epsabs=QUAD_TOL, epsrel=0.0, limit=200)
+        correct += val
+        err += e
+    eps = 1.0 - correct / a.size
+    return (eps, err / a.size) if return_error else eps
+
+
+def bayes_error_exact(config: WorldConfig, modality: str, t: float | None = None) -> float | None:
+    """Exact Bayes error eps*_A (modality ``"A"``) or eps*_B (``"B"``) by G5b's quadrature, or
+    ``None`` where the channel states none. A nuisance (G6) leaves eps*_B unchanged, and so do
+    G3's injective, noise-free maps (``obs_noise`` must be 0)."""
     if modality not in ("A", "B"):
         raise ValueError(f"modality must be 'A' or 'B', got {modality!r}")
     t = config.t if t is None else float(t)
@@ -222,17 +254,39 @@ def bayes_error(config: WorldConfig, modality: str, t: float | None = None, n: i
     if config.obs_noise > 0:
         raise ValueError("bayes_error is the latent Bayes error; it equals the observation's "
                          "only for obs_noise = 0")
-    K = config.num_classes
-    if K == 2:
-        if modality == "A" or config.channel == "rotate":
-            v = special.ndtr(-config.separation / (2 * config.sigma))
-        elif config.channel == "corrupt":
-            v = (1 - t) * special.ndtr(-config.separation / (2 * config.sigma)) + t / 2
-        else:
-            mu_b, std = _latent_b_params(config, t)
-            v = special.ndtr(-np.linalg.norm(mu_b[0] - mu_b[1]) / (2 * std))
-        v = float(v)
+    if modality == "A":
+        return gaussian_axes_bayes_error(np.full(config.num_classes, config.separation / math.sqrt(2)),
+                                         config.sigma ** 2)
+    v = worlds.get_channel(config.channel).bayes_error_B(config, t)
+    return None if v is None else float(v)
+
+
+def bayes_error(config: WorldConfig, modality: str, t: float | None = None, n: int = 200_000,
+                seed: int = 0, delta: float = 0.01) -> Interval:
+    """Bayes error of predicting the label from the latent of ``modality`` (G5, G5b).
+
+    Exact (an interval of zero width, ``n = 0``) wherever :func:`bayes_error_exact` is known,
+    which is every built-in channel; otherwise :func:`bayes_error_monte_carlo` with
+    ``n, seed, delta``.
+    """
+    _check_delta(delta)
+    v = bayes_error_exact(config, modality, t)
+    if v is not None:
         return Interval(v, v, v, 0, delta)
+    return bayes_error_monte_carlo(config, modality, t, n=n, seed=seed, delta=delta)
+
+
+def bayes_error_monte_carlo(config: WorldConfig, modality: str, t: float | None = None,
+                            n: int = 200_000, seed: int = 0, delta: float = 0.01) -> Interval:
+    """Monte Carlo Bayes error: the error rate of the posterior argmax on n draws of the
+    channel's stated law (:meth:`~cmcd_theory.worlds.Channel.law_B`), with a Hoeffding interval.
+    The check of the quadrature, and the fallback for a channel without an exact form."""
+    _check_delta(delta)
+    if modality not in ("A", "B"):
+        raise ValueError(f"modality must be 'A' or 'B', got {modality!r}")
+    t = config.t if t is None else float(t)
+    _check_t(t)
+    K = config.num_classes
     rng = np.random.default_rng(seed)
     y = rng.integers(0, K, n)
     x = np.empty((n, config.latent_dim))
@@ -379,10 +433,12 @@ def gaussian_mixture_tv(means_p, covs_p, means_q, covs_q, n: int = 100_000, seed
 def feature_gaussians(world: World, W: np.ndarray, modality: str, t: float | None = None):
     """Class-conditional Gaussians of the pre-normalisation features ``u = W x`` (B1b track).
 
-    Requires the linear observation map and a channel that keeps latents Gaussian
-    (attenuate, noise, rotate). The linear encoder's clip does not matter after normalisation
-    (``normalize(W clip(x)) = normalize(W x)``) and normalisation can only shrink TV (data
-    processing), so the TV of these Gaussians upper-bounds the TV of the normalised features.
+    Requires the linear observation map and a channel whose law of ``s_B | y_B`` is one
+    Gaussian (attenuate, noise, rotate, resample, mispair). On a nuisance world (G6) the
+    nuisance adds ``sigma_nu^2 A_nu A_nu^T`` to the target's covariance. The linear encoder's
+    clip does not matter after normalisation (``normalize(W clip(x)) = normalize(W x)``) and
+    normalisation can only shrink TV (data processing), so the TV of these Gaussians
+    upper-bounds the TV of the normalised features.
 
     Returns:
       ``(means (K, p), covs (K, p, p))`` in float64.
@@ -393,14 +449,20 @@ def feature_gaussians(world: World, W: np.ndarray, modality: str, t: float | Non
     W = np.asarray(W, np.float64)
     Q = np.asarray(world.maps["Q" + modality], np.float64)
     A = W @ Q
+    k = cfg.latent_dim
     if modality == "A":
         mu, std = cfg.class_means(), cfg.sigma
+        cov = std ** 2 * A @ A.T
     else:
-        if cfg.channel == "corrupt":
-            raise ValueError("the corrupt channel gives a mixture: not on the Gaussian track")
-        mu, std = _latent_b_params(cfg, cfg.t if t is None else float(t))
+        law = _law_B(cfg, cfg.t if t is None else float(t))
+        if len([c for c in law if c[0] > 0]) != 1:
+            raise ValueError(f"the {cfg.channel} channel gives a mixture: not on the Gaussian track")
+        _, mu, std = next(c for c in law if c[0] > 0)
+        A_s, A_nu = A[:, :k], A[:, k:]
+        cov = std ** 2 * A_s @ A_s.T + cfg.nuisance_scale ** 2 * A_nu @ A_nu.T
+        A = A_s
     means = mu @ A.T
-    cov = std ** 2 * A @ A.T + cfg.obs_noise ** 2 * W @ W.T
+    cov = cov + cfg.obs_noise ** 2 * W @ W.T
     return means, np.broadcast_to(cov, (cfg.num_classes,) + cov.shape).copy()
 
 

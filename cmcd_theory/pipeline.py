@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,9 +34,6 @@ from cmcd_theory.probe import fit_probe, probe_error
 from cmcd_theory.training import (DISTILL_METHODS, TrainConfig, student_features, train_distill,
                                   train_ssl, train_supervised, tuple_loss)
 
-BASELINES = ("supervised", "target_ssl", "random", "oracle")
-METHODS = DISTILL_METHODS + BASELINES
-TEACHER_METHODS = DISTILL_METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,17 +167,135 @@ def _fit_probes(inputs: dict, y: jax.Array, num_classes: int, cfg: PipelineConfi
     return probes
 
 
+class _Data:
+    """What the routes of one (key, t) share: samples, encoders and, computed on first use,
+    the frozen teacher's features and the stage-2 population sample."""
+
+    def __init__(self, world, key, teacher, cfg, t):
+        self.world, self.teacher, self.cfg = world, teacher, cfg
+        self.K = world.config.num_classes
+        self.enc_a, self.enc_b = encoders(world, cfg)
+        k_pairs, k_lab, k_test, self.k_pop, self.k_train = jax.random.split(key, 5)
+        self.t = t
+        self.pairs = worlds.sample(world, k_pairs, cfg.m, t)
+        self.lab = worlds.sample(world, k_lab, cfg.n, t)
+        self.test = worlds.sample(world, k_test, cfg.n_test, t)
+
+    def feats(self, enc, params, x):
+        return normalize(enc.apply(params, x))
+
+    def target_feats(self, params):
+        """Normalised target features of the labeled and test samples."""
+        return (self.feats(self.enc_b, params, self.lab.x_B),
+                self.feats(self.enc_b, params, self.test.x_B))
+
+    @functools.cached_property
+    def pop(self):
+        return worlds.sample(self.world, self.k_pop, self.cfg.n_pop, self.t)
+
+    @functools.cached_property
+    def za_pairs(self):
+        return self.feats(self.enc_a, self.teacher, self.pairs.x_A)
+
+    @functools.cached_property
+    def za_pop(self):
+        return self.feats(self.enc_a, self.teacher, self.pop.x_A)
+
+    @functools.cached_property
+    def sum_sq_inputs(self):
+        n_used = (self.cfg.m // self.cfg.tuple_size) * self.cfg.tuple_size
+        xb = self.pairs.x_B[:n_used]
+        if self.enc_b.name == "linear":
+            xb = clip_to_ball(xb, self.world.config.input_radius())
+        return jnp.sum(xb ** 2)
+
+
+class RouteOutput(NamedTuple):
+    """What a route's feature function returns: the target encoder params (or None), its own
+    head (or None: then a stage-3 probe is fitted on ``z_lab``), the labeled and test features,
+    and extra metrics (e.g. the stage-2 losses)."""
+
+    student: object
+    head: object
+    z_lab: jax.Array
+    z_test: jax.Array
+    metrics: dict
+
+
+def _route_distill(d: _Data, method: str) -> RouteOutput:
+    """CMCD stage 2 with the O2 / O3 / O4 loss on the m pairs, then the probe."""
+    dc, cfg = d.cfg.distill, d.cfg
+    student = train_distill(d.k_train, d.enc_b, d.pairs.x_B, d.za_pairs, method, dc)
+
+    def loss_on(x_b, z_a):
+        return tuple_loss(method, student_features(d.enc_b, student, x_b, dc), z_a, dc, cfg.tuple_size)
+
+    train_l, pop_l = loss_on(d.pairs.x_B, d.za_pairs), loss_on(d.pop.x_B, d.za_pop)
+    metrics = dict(distill_train_loss=train_l, distill_pop_loss=pop_l, distill_gap=pop_l - train_l,
+                   student_norm=jnp.sqrt(_sq_norm_tree(student)), sum_sq_inputs=d.sum_sq_inputs)
+    return RouteOutput(student, None, *d.target_feats(student), metrics)
+
+
+def _route_target_ssl(d: _Data, method: str) -> RouteOutput:
+    """InfoNCE on views of the target side of the m pairs (their inputs ``u_B`` carry no label;
+    on a nuisance world the views resample a fraction rho of the nuisance, G6), then the probe."""
+    student = train_ssl(d.k_train, d.enc_b, d.pairs.u_B,
+                        lambda k, b: worlds.views(d.world, k, b, "B"), d.cfg.ssl)
+    return RouteOutput(student, None, *d.target_feats(student), {})
+
+
+def _route_random(d: _Data, method: str) -> RouteOutput:
+    """A random frozen target encoder, then the probe."""
+    student = d.enc_b.init(d.k_train)
+    return RouteOutput(student, None, *d.target_feats(student), {})
+
+
+def _route_oracle(d: _Data, method: str) -> RouteOutput:
+    """The probe on the true target latent s_B (approaches eps*_B)."""
+    return RouteOutput(None, None, d.lab.s_B, d.test.s_B, {})
+
+
+def _route_supervised(d: _Data, method: str) -> RouteOutput:
+    """Encoder and head trained together on the n target labels (no separate probe)."""
+    student, head = train_supervised(d.k_train, d.enc_b, d.lab.x_B, d.lab.y_B, d.K, d.cfg.supervised)
+    return RouteOutput(student, head, *d.target_feats(student), {})
+
+
+class Route(NamedTuple):
+    """A method of :func:`run_downstream_multi`: ``features(data, name) -> RouteOutput`` and
+    whether it needs the stage-1 teacher."""
+
+    features: Callable
+    uses_teacher: bool = False
+
+
+ROUTES: dict = {
+    **{m: Route(_route_distill, uses_teacher=True) for m in DISTILL_METHODS},
+    "supervised": Route(_route_supervised),
+    "target_ssl": Route(_route_target_ssl),
+    "random": Route(_route_random),
+    "oracle": Route(_route_oracle),
+}
+METHODS = tuple(ROUTES)
+BASELINES = tuple(m for m in METHODS if m not in DISTILL_METHODS)
+TEACHER_METHODS = tuple(m for m, r in ROUTES.items() if r.uses_teacher)
+_NAN_METRICS = ("err_A_head", "err_A_probe", "distill_train_loss", "distill_pop_loss",
+                "distill_gap", "student_norm", "sum_sq_inputs")
+
+
 def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
                          cfg: PipelineConfig, t=None) -> dict:
     """Stages 2 and 3 of several methods on the same data: ``{method: metrics}``.
 
     Every method of one key sees the same samples and the same training key (common random
     numbers), so ``run_downstream_multi(..., methods)[m]`` computes what :func:`run_downstream`
-    computes for ``m`` alone (the tests check agreement to 1e-5 relative; the probes of all
+    computes for ``m`` alone (the tests check agreement to float32 rounding; the probes of all
     methods are fitted in one batched loop). What does not depend on the method is
     computed once: the four samples (pairs, labeled, test, population), the frozen teacher's
     features on them and the source probe (``err_A_probe``). A sweep over methods runs them
-    as one program.
+    as one program. Each method is one small feature function in :data:`ROUTES` (adding a
+    route is adding a function). Target labels are ``y_B`` (the source's ``y`` unless the
+    channel changes labels, G7); the source probe and ``err_A_head`` use the source's ``y``.
 
     Args:
       world, key, cfg, t: as in :func:`run_downstream`.
@@ -190,81 +306,40 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
       dict ``method -> metrics`` (see :func:`run_downstream`).
     """
     methods = _check_methods(methods)
-    uses_teacher = any(m in TEACHER_METHODS for m in methods)
+    uses_teacher = any(ROUTES[m].uses_teacher for m in methods)
     if uses_teacher and teacher is None:
         raise ValueError(f"methods {methods} need the stage-1 teacher params, got teacher=None")
-    enc_a, enc_b = encoders(world, cfg)
-    k_pairs, k_lab, k_test, k_pop, k_train = jax.random.split(key, 5)
-    pairs = worlds.sample(world, k_pairs, cfg.m, t)
-    lab = worlds.sample(world, k_lab, cfg.n, t)
-    test = worlds.sample(world, k_test, cfg.n_test, t)
+    d = _Data(world, key, teacher, cfg, t)
     nan = jnp.float32(jnp.nan)
-    K = world.config.num_classes
-
-    def feats(enc, params, x):
-        return normalize(enc.apply(params, x))
-
     probe_inputs = {}  # name -> labeled features of a stage-3 probe (fitted together below)
     if uses_teacher:
-        za_test = feats(enc_a, teacher, test.x_A)
-        probe_inputs[_SOURCE] = feats(enc_a, teacher, lab.x_A)
-    if any(m in DISTILL_METHODS for m in methods):
-        pop = worlds.sample(world, k_pop, cfg.n_pop, t)
-        za_pairs, za_pop = feats(enc_a, teacher, pairs.x_A), feats(enc_a, teacher, pop.x_A)
-        n_used = (cfg.m // cfg.tuple_size) * cfg.tuple_size
-        xb = pairs.x_B[:n_used]
-        if enc_b.name == "linear":
-            xb = clip_to_ball(xb, world.config.input_radius())
-        sum_sq_inputs = jnp.sum(xb ** 2)
-
-    results, feats_b = {}, {}
+        za_test = d.feats(d.enc_a, teacher, d.test.x_A)
+        probe_inputs[_SOURCE] = d.feats(d.enc_a, teacher, d.lab.x_A)
+    outputs = {}
     for method in methods:
-        out = {"err_A_head": nan, "err_A_probe": nan, "distill_train_loss": nan,
-               "distill_pop_loss": nan, "distill_gap": nan, "student_norm": nan,
-               "sum_sq_inputs": nan}
-        student = head = None
-        if method in DISTILL_METHODS:
-            dc = cfg.distill
-            student = train_distill(k_train, enc_b, pairs.x_B, za_pairs, method, dc)
-
-            def loss_on(x_b, z_a):
-                zb = student_features(enc_b, student, x_b, dc)
-                return tuple_loss(method, zb, z_a, dc, cfg.tuple_size)
-
-            train_l, pop_l = loss_on(pairs.x_B, za_pairs), loss_on(pop.x_B, za_pop)
-            out.update(distill_train_loss=train_l, distill_pop_loss=pop_l,
-                       distill_gap=pop_l - train_l, student_norm=jnp.sqrt(_sq_norm_tree(student)),
-                       sum_sq_inputs=sum_sq_inputs)
-            z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
-        elif method == "target_ssl":
-            # views of the target side of the m pairs (their latents s_B carry no label)
-            student = train_ssl(k_train, enc_b, pairs.s_B,
-                                lambda k, b: worlds.views(world, k, b, "B"), cfg.ssl)
-            z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
-        elif method == "random":
-            student = enc_b.init(k_train)
-            z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
-        elif method == "oracle":
-            z_lab, z_test = lab.s_B, test.s_B
-        else:  # supervised: encoder and head trained together, no separate probe
-            student, head = train_supervised(k_train, enc_b, lab.x_B, lab.y, K, cfg.supervised)
-            z_lab, z_test = feats(enc_b, student, lab.x_B), feats(enc_b, student, test.x_B)
-        if method != "supervised":
-            probe_inputs[method] = z_lab
-        results[method], feats_b[method] = out, (student, head, z_lab, z_test)
-
-    probes = _fit_probes(probe_inputs, lab.y, K, cfg)
-    err_a_probe = probe_error(probes[_SOURCE], za_test, test.y) if uses_teacher else None
+        outputs[method] = ROUTES[method].features(d, method)
+        if outputs[method].head is None:
+            probe_inputs[method] = outputs[method].z_lab
+    if uses_teacher and worlds.get_channel(world.config.channel).changes_labels:
+        # the source probe learns the source's labels y, every other probe the target's y_B
+        src = {_SOURCE: probe_inputs.pop(_SOURCE)}
+        probes = {**_fit_probes(src, d.lab.y, d.K, cfg), **_fit_probes(probe_inputs, d.lab.y_B, d.K, cfg)}
+    else:  # one label vector (y_B = y): every probe in one batched fit
+        probes = _fit_probes(probe_inputs, d.lab.y_B, d.K, cfg)
+    results = {}
     for method in methods:
-        out = results[method]
-        student, head, z_lab, z_test = feats_b[method]
-        probe = head if method == "supervised" else probes[method]
-        out["err_B"] = probe_error(probe, z_test, test.y)
-        if method in TEACHER_METHODS:
-            out["err_A_head"] = probe_error(probe, za_test, test.y)
-            out["err_A_probe"] = err_a_probe
-        out["artifacts"] = {"probe": probe, "z_train": z_lab, "y_train": lab.y, "student": student,
-                            "teacher": teacher if method in TEACHER_METHODS else None}
+        o = outputs[method]
+        out = dict.fromkeys(_NAN_METRICS, nan)
+        out.update(o.metrics)
+        probe = o.head if o.head is not None else probes[method]
+        out["err_B"] = probe_error(probe, o.z_test, d.test.y_B)
+        if ROUTES[method].uses_teacher:
+            out["err_A_head"] = probe_error(probe, za_test, d.test.y)
+            out["err_A_probe"] = probe_error(probes[_SOURCE], za_test, d.test.y)
+        out["artifacts"] = {"probe": probe, "z_train": o.z_lab, "y_train": d.lab.y_B,
+                            "student": o.student,
+                            "teacher": teacher if ROUTES[method].uses_teacher else None}
+        results[method] = out
     return results
 
 
@@ -317,26 +392,28 @@ run_pipeline_jit = jax.jit(run_pipeline, static_argnames=("method", "cfg"))
 
 
 @functools.lru_cache(maxsize=4096)
-def _bayes(config: worlds.WorldConfig, modality: str) -> float:
-    return divergences.bayes_error(config, modality).estimate
+def _truth(config: worlds.WorldConfig) -> tuple:
+    bayes_b = divergences.bayes_error_exact(config, "B")
+    return (divergences.tv_latent(config),
+            divergences.bayes_error_exact(config.replace(t=0.0), "A"),  # the source ignores t
+            float("nan") if bayes_b is None else bayes_b,
+            divergences.pair_agreement(config))
 
 
 def ground_truth(config: worlds.WorldConfig, t: float | None = None) -> dict:
-    """The world's exact ground truth at knob ``t`` (G5), host floats:
+    """The world's exact ground truth at knob ``t`` (G5b, G7), host floats:
 
-    ``tv_latent`` (closed form), ``bayes_A`` and ``bayes_B`` (eps*_A, eps*_B: closed form for
-    K = 2, else the Monte Carlo estimate of :func:`~cmcd_theory.divergences.bayes_error`, with
-    its fixed seed). Deterministic in (config, t), so memoised per process
-    (``ground_truth.cache_clear()`` empties the memo).
+    ``tv_latent`` (the channel's closed form), ``bayes_A`` and ``bayes_B`` (eps*_A, eps*_B by
+    the 1-D quadrature of G5b; ``bayes_B`` is NaN for a user channel that states no exact
+    form) and ``pair_agreement`` (``P(y_B = y)``). Deterministic in (config, t), so memoised
+    per process (``ground_truth.cache_clear()`` empties the memo).
     """
     t = config.t if t is None else float(t)
-    c = config.replace(t=t)
-    return {"tv_latent": divergences.tv_latent(c),
-            "bayes_A": _bayes(config.replace(t=0.0), "A"),  # the source side ignores t
-            "bayes_B": _bayes(c, "B")}
+    tv, a, b, agree = _truth(config.replace(t=t))
+    return {"tv_latent": tv, "bayes_A": a, "bayes_B": b, "pair_agreement": agree}
 
 
-ground_truth.cache_clear = _bayes.cache_clear
+ground_truth.cache_clear = _truth.cache_clear
 
 
 def run_cell(world: worlds.World, key: jax.Array, method: str,
@@ -352,8 +429,8 @@ def run_cell(world: worlds.World, key: jax.Array, method: str,
       >>> tiny = PipelineConfig(M=256, m=256, n=64, n_test=1000, n_pop=256, tuple_size=64,
       ...                       probe_steps=50, ssl=TrainConfig(steps=50), distill=TrainConfig(steps=50))
       >>> row = run_cell(w, jax.random.key(0), "cmc", tiny, t=0.5)
-      >>> sorted(k for k in row if k.startswith(("tv", "bayes")))
-      ['bayes_A', 'bayes_B', 'tv_latent']
+      >>> sorted(k for k in row if k.startswith(("tv", "bayes", "pair")))
+      ['bayes_A', 'bayes_B', 'pair_agreement', 'tv_latent']
     """
     t = world.config.t if t is None else float(t)
     out = run_pipeline_jit(world, key, method, cfg, t)

@@ -21,8 +21,13 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+from cmcd_theory import worlds
 from cmcd_theory.divergences import (
     bayes_error,
+    bayes_error_exact,
+    bayes_error_monte_carlo,
+    gaussian_axes_bayes_error,
+    pair_agreement,
     gaussian_mixture_tv,
     latent_logpdf,
     tv_classifier_lower_bound,
@@ -31,7 +36,7 @@ from cmcd_theory.divergences import (
     tv_latent_per_class,
     tv_monte_carlo,
 )
-from cmcd_theory.worlds import CHANNELS, WorldConfig, make_world, sample
+from cmcd_theory.worlds import DISTANCE_CHANNELS as CHANNELS, WorldConfig, make_world, sample
 
 DELTA = 1e-4
 T_GRID = (0.0, 1 / 3, 2 / 3, 1.0)
@@ -300,8 +305,75 @@ def test_same_seed_same_numbers():
     cfg = K4.replace(channel="corrupt")
     mc = lambda seed: tv_latent_monte_carlo(cfg, 0.5, n=2000, seed=seed)  # noqa: E731
     assert mc(3) == mc(3) and mc(3) != mc(4)
-    assert bayes_error(cfg, "B", 0.5, n=2000, seed=3) == bayes_error(cfg, "B", 0.5, n=2000, seed=3)
-    assert bayes_error(cfg, "B", 0.5, n=2000, seed=3) != bayes_error(cfg, "B", 0.5, n=2000, seed=4)
+    mcb = lambda seed: bayes_error_monte_carlo(cfg, "B", 0.5, n=2000, seed=seed)  # noqa: E731
+    assert mcb(3) == mcb(3) and mcb(3) != mcb(4)
     args = ([[0.0], [1.0]], [[[1.0]], [[2.0]]], [[1.0], [1.0]], [[[1.0]], [[1.0]]])
     assert gaussian_mixture_tv(*args, n=2000, seed=1) == gaussian_mixture_tv(*args, n=2000, seed=1)
     assert gaussian_mixture_tv(*args, n=2000, seed=1) != gaussian_mixture_tv(*args, n=2000, seed=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# G5b: exact Bayes errors by quadrature, for every channel
+# ---------------------------------------------------------------------------------------------
+
+def _simpson_bayes(a, v, n_grid=200_001):
+    """G5b's integral by composite Simpson on [z_0, 12] (an independent numerical method)."""
+    a, sv = np.asarray(a, float), math.sqrt(v)
+    zero = a == 0
+    correct = 0.0
+    for y, ay in enumerate(a):
+        pos = np.delete(a, y)
+        pos = pos[pos > 0]
+        if ay == 0:
+            correct += np.prod(special.ndtr(pos / (2 * sv))) / zero.sum()
+            continue
+        lo = -ay / (2 * sv) if zero.any() else -12.0
+        z = np.linspace(lo, 12.0, n_grid)
+        f = stats.norm.pdf(z) * np.prod(
+            special.ndtr((ay ** 2 + pos[:, None] ** 2 + 2 * ay * sv * z) / (2 * pos[:, None] * sv)), axis=0)
+        h = z[1] - z[0]
+        correct += h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+    return 1 - correct / a.size
+
+
+def test_quadrature_known_values_and_accuracy():
+    """THEORY.md's quoted number, the K = 2 closed form, an independent Simpson rule to 1e-8."""
+    eps, err = gaussian_axes_bayes_error([3.5 / math.sqrt(2)] * 4, 1.0, return_error=True)
+    assert round(eps, 6) == 0.096829 and err < 1e-10
+    assert gaussian_axes_bayes_error([2.5 / math.sqrt(2)] * 2, 0.49) == pytest.approx(
+        special.ndtr(-2.5 / 1.4), abs=1e-12)
+    for a, v in (([2.47] * 4, 1.0), ([2.47, 2.47, 0.6, 0.0, 0.0], 1.7), ([0.0, 0.0, 0.0], 1.0),
+                 ([1.0, 2.0, 3.0], 0.5)):
+        assert gaussian_axes_bayes_error(a, v) == pytest.approx(_simpson_bayes(a, v), abs=1e-8), (a, v)
+    assert gaussian_axes_bayes_error([0.0, 0.0, 0.0], 1.0) == pytest.approx(2 / 3, abs=1e-15)
+    for bad in ([1.0], [-1.0, 1.0], [np.nan, 1.0]):
+        with pytest.raises(ValueError, match="^a "):
+            gaussian_axes_bayes_error(bad, 1.0)
+    with pytest.raises(ValueError, match="^v "):
+        gaussian_axes_bayes_error([1.0, 1.0], 0.0)
+
+
+@pytest.mark.parametrize("channel", worlds.BUILTIN_CHANNELS)
+def test_quadrature_bayes_within_monte_carlo_interval(channel):
+    """Exact eps*_B (G5b) against the Monte Carlo posterior argmax, K = 4 with J = {0, 1} (so
+    attenuate at t = 1 has zero-norm classes, the tie rule) and K = 2; level DELTA each."""
+    for cfg in (K4, K2):
+        cfg = cfg.replace(channel=channel)
+        for t in (0.5, 1.0):
+            exact = bayes_error_exact(cfg, "B", t)
+            mc = bayes_error_monte_carlo(cfg, "B", t, n=N_MC, seed=11, delta=DELTA)
+            assert mc.lower <= exact <= mc.upper, (t, exact, mc)
+        assert bayes_error_exact(cfg, "A") == bayes_error_exact(cfg, "B", 0.0)
+    # B1a holds on the exact numbers (float rounding only)
+    for t in np.linspace(0, 1, 6):
+        assert bayes_error_exact(K4.replace(channel=channel), "B", t) <= (
+            bayes_error_exact(K4, "A") + tv_latent(K4.replace(channel=channel), t) + 1e-12)
+
+
+@pytest.mark.parametrize("channel", worlds.PAIRING_CHANNELS)
+def test_pairing_channels_ground_truth(channel):
+    cfg = K4.replace(channel=channel)
+    for t in T_GRID:
+        assert tv_latent(cfg, t) == 0.0
+        assert bayes_error_exact(cfg, "B", t) == bayes_error_exact(cfg, "A")
+        assert pair_agreement(cfg, t) == (1.0 - t if channel == "mispair" else 1.0)

@@ -252,3 +252,50 @@ def test_run_cell_is_one_sweep_row():
     for k in ("tv_latent", "bayes_A", "bayes_B", "sum_sq_inputs"):
         assert df[k].iloc[0] == row[k]
     assert df["err_B"].iloc[0] == pytest.approx(row["err_B"], abs=2e-3)
+
+
+def test_user_channel_runs_through_sweep_and_certify():
+    """A channel registered by the user (no package change) runs through run_sweep (jit with
+    the config as a static argument) and certify; its unknown Bayes error is NaN, not a guess."""
+    import scipy.stats
+    from cmcd_theory import certify, worlds
+
+    class Shift(worlds.Channel):
+        name = "test_pipeline_shift"
+
+        def apply(self, world, key, y, s, t):
+            return y, s.at[:, 0].add(2.0 * t)
+
+        def tv_latent_per_class(self, config, t):
+            return np.full(config.num_classes, 2 * scipy.stats.norm.cdf(t / config.sigma) - 1)
+
+    worlds.register_channel(Shift())
+    try:
+        rows = []
+
+        def post(w, cfg, method, t, seed, row, arts):
+            c = certify.certify(w, cfg, method, t, seed, row, arts, parts=("B2",))
+            rows.append(c)
+            return {"b2_total": c["wide"].get("b2_total", np.nan)}
+
+        df = sweep.run_sweep({"channel": ["test_pipeline_shift"], "t": [0.0, 0.5], "method": ["cmc"]},
+                             pipeline=TINY, seeds=[0], progress=False, postprocess=post)
+        assert len(df) == 2 and np.all(np.isfinite(df["err_B"])) and np.all(np.isfinite(df["b2_total"]))
+        assert df["tv_latent"].iloc[1] == pytest.approx(2 * scipy.stats.norm.cdf(0.5) - 1, abs=1e-12)
+        assert np.all(np.isnan(df["bayes_B"])) and np.all(df["pair_agreement"] == 1.0)
+        assert all(r["wide"]["bounds_hold"] for r in rows)
+    finally:
+        worlds.unregister_channel("test_pipeline_shift")
+
+
+def test_mispair_targets_use_the_target_labels():
+    """On mispair at t = 1 every target label differs from the source's: the oracle probe on s_B
+    (which follows y_B) still reaches about eps*_B, the teacher's head on source features with
+    the source labels is then far from it; ground truth carries pair_agreement = 1 - t."""
+    wc = WorldConfig(channel="mispair")
+    row = pipeline.run_cell(make_world(wc), jax.random.key(3), "oracle", TINY, t=1.0)
+    assert row["pair_agreement"] == 0.0 and row["tv_latent"] == 0.0
+    assert row["bayes_B"] == row["bayes_A"]
+    assert row["err_B"] < row["bayes_B"] + 0.08
+    row = pipeline.run_cell(make_world(wc), jax.random.key(3), "cmc", TINY, t=1.0)
+    assert row["err_A_head"] > 0.5  # the head learned y_B, which never equals y at t = 1

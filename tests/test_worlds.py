@@ -25,7 +25,7 @@ from scipy import stats
 
 from cmcd_theory import worlds
 from cmcd_theory.worlds import (
-    CHANNELS,
+    DISTANCE_CHANNELS as CHANNELS,
     WorldConfig,
     apply_channel,
     make_world,
@@ -349,3 +349,157 @@ def test_use_host_cores_validates_and_respects_existing_flag(monkeypatch):
         devices.use_host_cores(True)
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
     assert devices.use_host_cores(2) == 3  # the user's setting wins
+
+
+# ---------------------------------------------------------------------------------------------
+# channels as an extension point; G7 pairing channels; G6 nuisance
+# ---------------------------------------------------------------------------------------------
+
+class _Shift(worlds.Channel):
+    """A user channel: s_B = s + 2 t e_1 (exact TV per class 2 Phi(t / sigma) - 1)."""
+
+    name = "test_shift"
+
+    def apply(self, world, key, y, s, t):
+        return y, s.at[:, 0].add(2.0 * t)
+
+    def tv_latent_per_class(self, config, t):
+        return np.full(config.num_classes, 2 * stats.norm.cdf(t / config.sigma) - 1)
+
+
+@pytest.fixture
+def shift_channel():
+    ch = worlds.register_channel(_Shift())
+    yield ch
+    worlds.unregister_channel(ch.name)
+
+
+def test_registry_validates_and_user_channel_runs(shift_channel):
+    assert "test_shift" in worlds.CHANNELS and set(worlds.BUILTIN_CHANNELS) <= set(worlds.CHANNELS)
+    cfg = SMALL.replace(channel="test_shift", t=0.5)
+    assert hash(cfg) == hash(SMALL.replace(channel="test_shift", t=0.5))  # static jit argument
+    w = make_world(cfg)
+    smp = jax.jit(sample, static_argnums=2)(w, jax.random.key(0), 64)
+    np.testing.assert_allclose(smp.s_B[:, 0], smp.s[:, 0] + 1.0, atol=1e-6)
+    np.testing.assert_array_equal(smp.y_B, smp.y)
+    with pytest.raises(ValueError, match="^channel.name"):
+        worlds.register_channel(_Shift())  # already registered
+    with pytest.raises(ValueError, match="^channel.name"):
+        worlds.register_channel(worlds.Attenuate(), replace=True)  # built-ins stay
+    with pytest.raises(ValueError, match="^channel must be a Channel"):
+        worlds.register_channel("shift")
+    with pytest.raises(ValueError, match="^name"):
+        worlds.unregister_channel("noise")
+    with pytest.raises(ValueError, match="^y is required"):
+        worlds.apply_channel(make_world(SMALL.replace(channel="mispair")), jax.random.key(0), smp.s)
+
+
+@pytest.mark.parametrize("t", [0.3, 1.0])
+def test_resample_law_and_instance(t):
+    """G7 resample: s_B | y is N(mu_y, sigma^2 I) exactly (so TV_latent = 0), a Binomial(n, t)
+    number of rows is redrawn, independent of s (correlation of the redrawn rows is 0), and the
+    others keep s."""
+    cfg = SMALL.replace(channel="resample")
+    world = make_world(cfg)
+    smp = sample(world, jax.random.key(31), N, t)
+    y, s, s_b = (np.asarray(a, np.float64) for a in (smp.y, smp.s, smp.s_B))
+    np.testing.assert_array_equal(smp.y_B, smp.y)
+    kept = np.all(s_b == s, axis=1)
+    assert _binomial_accept(int((~kept).sum()), N, t)
+    mu = cfg.class_means()
+    for c in range(cfg.num_classes):
+        _check_gaussian_moments(s_b[y == c], mu[c], cfg.sigma ** 2)
+    r = (s_b - mu[smp.y])[~kept].ravel() @ (s - mu[smp.y])[~kept].ravel() / (
+        cfg.sigma ** 2 * (~kept).sum() * cfg.latent_dim)
+    assert abs(r) < Z / math.sqrt((~kept).sum() * cfg.latent_dim)
+
+
+@pytest.mark.parametrize("t", [0.25, 0.8])
+def test_mispair_law_and_pair_agreement(t):
+    """G7 mispair: P(y_B = y) = 1 - t (Binomial), y_B uniform given a flip over the other
+    classes (chi-square), s_B | y_B is N(mu_{y_B}, sigma^2 I) (so TV_latent = 0), s kept on
+    agreeing pairs."""
+    cfg = SMALL.replace(channel="mispair")
+    smp = sample(make_world(cfg), jax.random.key(32), N, t)
+    y, y_b = np.asarray(smp.y), np.asarray(smp.y_B)
+    s, s_b = np.asarray(smp.s, np.float64), np.asarray(smp.s_B, np.float64)
+    agree = y == y_b
+    assert _binomial_accept(int(agree.sum()), N, 1 - t)
+    assert np.all(s_b[agree] == s[agree])
+    K = cfg.num_classes
+    shift = ((y_b - y) % K)[~agree]
+    counts = np.bincount(shift, minlength=K)[1:]
+    assert stats.chisquare(counts).pvalue > ALPHA
+    assert stats.chisquare(np.bincount(y_b, minlength=K)).pvalue > ALPHA  # y_B uniform
+    mu = cfg.class_means()
+    for c in range(K):
+        _check_gaussian_moments(s_b[y_b == c], mu[c], cfg.sigma ** 2)
+        # and Gaussian in shape: KS of the standardised class coordinate
+        assert stats.kstest((s_b[y_b == c, c] - mu[c, c]) / cfg.sigma, "norm").pvalue > ALPHA
+
+
+NUIS = SMALL.replace(nuisance_dim=3, nuisance_scale=2.0, nuisance_rho=0.3, d_B=9, channel="noise", t=0.5)
+
+
+@pytest.mark.parametrize("changes, name", [
+    (dict(nuisance_dim=-1), "nuisance_dim"),
+    (dict(nuisance_dim=1.5), "nuisance_dim"),
+    (dict(nuisance_scale=0.0), "nuisance_scale"),
+    (dict(nuisance_rho=1.2), "nuisance_rho"),
+    (dict(nuisance_rho=-0.1), "nuisance_rho"),
+    (dict(nuisance_dim=3, d_B=7), "d_B"),
+])
+def test_nuisance_config_validation(changes, name):
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        SMALL.replace(**changes)
+
+
+def test_nuisance_world_defaults_and_bayes_error_of_x_B():
+    """G6: nonlinear maps by default; s_B (hence law(s_B, y), TV_latent) is the one of the world
+    without nuisance for the same key; nu ~ N(0, sigma_nu^2 I) independent of y; x_B determines
+    (s_B, nu) and the true posterior p(y | x_B) = p(y | s_B) errs Binomial(n, eps*_B)."""
+    from cmcd_theory import divergences
+    assert NUIS.observation == "nonlinear" and SMALL.replace(nuisance_dim=2, d_B=7).observation == "nonlinear"
+    world = make_world(NUIS)
+    key = jax.random.key(41)
+    smp = sample(world, key, N)
+    plain = sample(make_world(NUIS.replace(nuisance_dim=0, observation="nonlinear")), key, N)
+    np.testing.assert_array_equal(smp.s_B, plain.s_B)
+    np.testing.assert_array_equal(smp.y_B, plain.y_B)
+    k, q = NUIS.latent_dim, NUIS.nuisance_dim
+    nu = np.asarray(smp.u_B[:, k:], np.float64)
+    assert nu.shape == (N, q)
+    for c in range(NUIS.num_classes):
+        _check_gaussian_moments(nu[np.asarray(smp.y) == c], 0.0, NUIS.nuisance_scale ** 2)
+    # invert g_B = Q2 leaky(Q1 u) and classify with the true posterior of the latent part
+    z = np.asarray(smp.x_B, np.float64) @ np.asarray(world.maps["QB"], np.float64)
+    u = np.where(z >= 0, z, z / worlds.LEAKY_SLOPE) @ np.asarray(world.maps["QB1"], np.float64)
+    np.testing.assert_allclose(u, smp.u_B, atol=1e-4)
+    logp = np.stack([divergences.latent_logpdf(NUIS, "B", c, u[:, :k]) for c in range(NUIS.num_classes)], 1)
+    errors = int(np.sum(np.argmax(logp, 1) != np.asarray(smp.y_B)))
+    eps = divergences.bayes_error_exact(NUIS, "B")
+    assert eps == divergences.bayes_error_exact(NUIS.replace(nuisance_dim=0), "B")
+    assert divergences.tv_latent(NUIS) == divergences.tv_latent(NUIS.replace(nuisance_dim=0))
+    assert _binomial_accept(errors, N, eps), (errors / N, eps)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.3, 1.0])
+def test_nuisance_views_resample_a_fraction_rho(rho):
+    """Each view's nuisance is sqrt(1 - rho) nu + sqrt(rho) nu_new: law N(0, sigma_nu^2 I) and
+    correlation 1 - rho between two views (0 = shared, exactly equal)."""
+    cfg = NUIS.replace(nuisance_rho=rho, view_noise=0.0)
+    world = make_world(cfg)
+    smp = sample(world, jax.random.key(42), N)
+    v1, v2 = views(world, jax.random.key(43), smp.u_B, "B")
+    k = cfg.latent_dim
+    inv = lambda x: (lambda z: np.where(z >= 0, z, z / worlds.LEAKY_SLOPE) @ np.asarray(world.maps["QB1"], np.float64))(  # noqa: E731
+        np.asarray(x, np.float64) @ np.asarray(world.maps["QB"], np.float64))
+    n1, n2 = inv(v1)[:, k:], inv(v2)[:, k:]
+    np.testing.assert_allclose(inv(v1)[:, :k], smp.s_B, atol=1e-4)  # view noise 0
+    _check_gaussian_moments(n1, 0.0, cfg.nuisance_scale ** 2)
+    r = np.mean(n1 * n2) / cfg.nuisance_scale ** 2
+    if rho == 0.0:
+        np.testing.assert_allclose(n1, n2, atol=1e-4)
+    else:
+        assert abs(r - (1 - rho)) < Z * math.sqrt(2.0 / (N * cfg.nuisance_dim)), r
+    assert cfg.input_radius(1e-9) > np.linalg.norm(np.asarray(v1), axis=1).max()
