@@ -732,12 +732,20 @@ def _stats(cls, value, name):
 GAUSSIAN_CHANNELS = ("attenuate", "noise", "rotate", "resample", "mispair")
 
 
-def b1b_applies(world, cfg, method: str) -> bool:
-    """Whether the learned features' TV is certified (the Gaussian track of B1b)."""
+def b1b_applies(world, cfg, method: str, t: Optional[float] = None) -> bool:
+    """Whether the learned features' TV is certified (the Gaussian track of B1b): a CMCD
+    method, linear observation maps and encoders with p = k, and a channel whose exact law of
+    ``s_B | y_B`` at ``t`` is one Gaussian (:meth:`~cmcd_theory.worlds.Channel.law_B`; the
+    built-in attenuate, noise and rotate, and any registered channel that states such a law)."""
+    from cmcd_theory import worlds
     wc = world.config
-    return (method in ("cmc", "cmd", "l2") and cfg.encoder == "linear"
-            and wc.observation == "linear" and wc.channel in GAUSSIAN_CHANNELS
-            and (cfg.feature_dim or wc.latent_dim) == wc.latent_dim)
+    if not (method in ("cmc", "cmd", "l2") and cfg.encoder == "linear"
+            and wc.observation == "linear" and (cfg.feature_dim or wc.latent_dim) == wc.latent_dim):
+        return False
+    if wc.channel in GAUSSIAN_CHANNELS:
+        return True
+    law = worlds.get_channel(wc.channel).law_B(wc, wc.t if t is None else float(t))
+    return law is not None and len(law) == 1
 
 
 def probe_bounds_apply(method: str) -> bool:
@@ -791,13 +799,14 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
     na["B5"] = "the synthetic pipeline does not record the stage-1 statistics"
     tv = None
     if "B1b" not in na:
-        if b1b_applies(world, cfg, method):
+        if b1b_applies(world, cfg, method, t):
             tv = divergences.gaussian_feature_tv(world, artifacts["teacher"]["W"],
                                                  artifacts["student"]["W"], t=t, n=n_tv_mc,
                                                  seed=seed, delta=delta)
         else:
             na["B1b"] = ("TV of learned features is certified only on the Gaussian track (linear "
-                         "maps and encoders, channels attenuate/noise/rotate, p = k, CMCD methods)")
+                         "maps and encoders, p = k, CMCD methods, a channel whose law of s_B given "
+                         "y_B is one Gaussian)")
     if not probe_bounds_apply(method):
         why = ("features trained on the labels" if method == "supervised"
                else "raw latents: not learned features of norm <= 1")
