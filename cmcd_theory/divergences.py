@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, special, stats
 
+from cmcd_theory import validation as V
 from cmcd_theory.probe import fit_probe, probe_predict
 from cmcd_theory import worlds
 from cmcd_theory.worlds import WorldConfig, World
@@ -40,13 +41,11 @@ class Interval(NamedTuple):
 
 
 def _check_delta(delta):
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    V.probability("delta", delta)
 
 
 def _check_t(t):
-    if not 0.0 <= t <= 1.0:
-        raise ValueError(f"t must be in [0, 1], got {t!r}")
+    V.unit_interval("t", t)
 
 
 def _law_B(config: WorldConfig, t: float) -> list:

@@ -55,6 +55,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special, stats
 
+from cmcd_theory import validation as V
+
 OBSERVATIONS = ("linear", "nonlinear")
 LEAKY_SLOPE = 0.2  # slope of the strictly monotone leaky activation of the nonlinear map (G3)
 
@@ -105,17 +107,10 @@ class WorldConfig:
 
     def __post_init__(self):
         def _int(name, lo):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+            V.integer(name, getattr(self, name), lo=lo)
 
         def _pos(name, allow_zero=False):
-            v = getattr(self, name)
-            ok = isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(v) and (
-                v >= 0 if allow_zero else v > 0)
-            if not ok:
-                rng = "[0, inf)" if allow_zero else "(0, inf)"
-                raise ValueError(f"{name} must be a finite number in {rng}, got {v!r}")
+            V.real(name, getattr(self, name), lo=0.0, lo_open=not allow_zero)
 
         _int("num_classes", 2)
         _int("latent_dim", 1)
@@ -125,29 +120,20 @@ class WorldConfig:
                 "with the default means mu_c = (Delta/sqrt 2) e_c")
         _pos("separation")
         _pos("sigma")
-        if not isinstance(self.channel, str) or self.channel not in CHANNELS:
+        if not isinstance(self.channel, str):
             raise ValueError(f"channel must be one of {CHANNELS}, got {self.channel!r}")
-        if isinstance(self.t, bool) or not (isinstance(self.t, (int, float, np.floating, np.integer))
-                                            and 0.0 <= self.t <= 1.0):
-            raise ValueError(f"t must be a number in [0, 1], got {self.t!r}")
+        V.choice("channel", self.channel, tuple(CHANNELS))
+        V.unit_interval("t", self.t)
         if self.n_attenuated is None:
             object.__setattr__(self, "n_attenuated", self.latent_dim)
-        if (isinstance(self.n_attenuated, bool) or not isinstance(self.n_attenuated, (int, np.integer))
-                or not 1 <= self.n_attenuated <= self.latent_dim):
-            raise ValueError(
-                f"n_attenuated must be an integer in [1, latent_dim={self.latent_dim}], "
-                f"got {self.n_attenuated!r}")
+        V.integer("n_attenuated", self.n_attenuated, lo=1, hi=self.latent_dim)
         _pos("eta_max", allow_zero=True)
         _int("nuisance_dim", 0)
         _pos("nuisance_scale")
-        if isinstance(self.nuisance_rho, bool) or not (
-                isinstance(self.nuisance_rho, (int, float, np.floating, np.integer))
-                and 0.0 <= self.nuisance_rho <= 1.0):
-            raise ValueError(f"nuisance_rho must be a number in [0, 1], got {self.nuisance_rho!r}")
+        V.unit_interval("nuisance_rho", self.nuisance_rho)
         if self.observation is None:
             object.__setattr__(self, "observation", "nonlinear" if self.nuisance_dim > 0 else "linear")
-        if self.observation not in OBSERVATIONS:
-            raise ValueError(f"observation must be one of {OBSERVATIONS}, got {self.observation!r}")
+        V.choice("observation", self.observation, OBSERVATIONS)
         for name, need in (("d_A", self.latent_dim), ("d_B", self.latent_dim + self.nuisance_dim)):
             _int(name, 1)
             if getattr(self, name) < need:
