@@ -46,6 +46,8 @@ DELTA = 0.01  # level of the Monte Carlo intervals (Bayes errors, TV check)
 N_POINTS = 500  # points drawn per panel (source and target of the same latents)
 SEED = 0
 
+# the four G2 distance channels (worlds.DISTANCE_CHANNELS), not the live registry: the pairing
+# channels (G7) keep TV_latent = 0 and a user's registered channels have no panel text here
 CHANNEL_TEXT = {
     "attenuate": "attenuate\n" + r"$s_J \to (1-t)\,s_J + \sqrt{1-(1-t)^2}\,\sigma\xi$",
     "noise": "noise\n" + r"$s \to s + t\,\eta_{max}\,\xi$",
@@ -64,7 +66,7 @@ def ground_truth(config: worlds.WorldConfig, t_values=T_VALUES, *, n_bayes: int,
                  seed: int = SEED, delta: float = DELTA) -> pd.DataFrame:
     """One row per (channel, t): TV_latent (exact and Monte Carlo), eps*_A, eps*_B, B1a."""
     rows = []
-    for channel in worlds.CHANNELS:
+    for channel in worlds.DISTANCE_CHANNELS:
         cfg = config.replace(channel=channel)
         # eps*_A depends on neither the channel nor t; one seed for A and B (common random
         # numbers): at t = 0, eps*_B is then eps*_A to the last digit, and the t-dependence
@@ -95,7 +97,7 @@ def draw_latents(config: worlds.WorldConfig, t_values=T_VALUES, n: int = N_POINT
     """
     key = jax.random.key(seed)
     out = {}
-    for channel in worlds.CHANNELS:
+    for channel in worlds.DISTANCE_CHANNELS:
         world = worlds.make_world(config.replace(channel=channel))
         for t in t_values:
             smp = worlds.sample(world, key, n, float(t))
@@ -150,11 +152,11 @@ def plot_gallery(config: worlds.WorldConfig, truth: pd.DataFrame, latents: dict,
     plt = common.pyplot()
     from matplotlib.lines import Line2D
 
-    nrow, ncol = len(worlds.CHANNELS), len(t_values)
+    nrow, ncol = len(worlds.DISTANCE_CHANNELS), len(t_values)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.0 * ncol, 3.55 * nrow), squeeze=False,
                              layout="constrained")
     mu = config.class_means()
-    for i, channel in enumerate(worlds.CHANNELS):
+    for i, channel in enumerate(worlds.DISTANCE_CHANNELS):
         # one scale per row (the noise channel spreads far), equal aspect
         pts = np.concatenate([np.concatenate([s[y < 2, :2], sb[y < 2, :2]])
                               for (ch, _), (y, s, sb) in latents.items() if ch == channel])
@@ -235,7 +237,7 @@ def main(argv=None) -> pd.DataFrame:
     fig = plot_gallery(config, truth, draw_latents(config, T_VALUES), T_VALUES, sz["n_bayes"])
     common.save_fig(fig, NAME, args)
     world = {k: v for k, v in config.as_dict().items() if k not in ("channel", "t")}
-    meta = {"world": world, "channels": list(worlds.CHANNELS), "t_values": list(T_VALUES),
+    meta = {"world": world, "channels": list(worlds.DISTANCE_CHANNELS), "t_values": list(T_VALUES),
             "delta": DELTA, "n_points_per_panel": N_POINTS, "seed": SEED, **sz,
             "projection": "first two latent coordinates (s_1, s_2); classes 0 and 1 shown",
             "bayes": ("closed form" if config.num_classes == 2 else
