@@ -97,7 +97,7 @@ from cmcd_theory import bounds, validation as V
 __all__ = ["ROW_KEYS", "WIDE_KEYS", "Stage1Stats", "Stage2Stats", "Certificate",
            "certify_features", "certify", "transfer_rows", "probe_rows", "stage2_rows",
            "stage1_rows", "load_npz", "main", "PART_KEYS", "SPENDING", "GAUSSIAN_CHANNELS", "b1b_applies",
-           "probe_bounds_apply", "b4_applies"]
+           "probe_bounds_apply", "b4_applies", "b4n_applies", "stage2_normalized_rows"]
 
 #: Fixed keys of every row of a :class:`Certificate` (a bound's own named terms follow them).
 ROW_KEYS = ("bound", "form", "bounds", "statement", "kind", "measured", "value", "empirical",
@@ -112,7 +112,10 @@ WIDE_KEYS = ("tv_features", "tv_features_upper", "tv_features_lower", "b2_sample
              "b2_sample_empirical", "b2_sample_complexity", "b2_sample_confidence",
              "b2_data_free_empirical", "b2_data_free_complexity", "b2_data_free_confidence",
              "b3_empirical", "b3_empirical_upper", "b3_kl_over_n", "b3_confidence",
-             "b4_data_free_gap", "b4_sample_gap", "b4_gap", "b4_pop_slack")
+             "b4_data_free_gap", "b4_sample_gap", "b4_gap", "b4_pop_slack",
+             # B4n: normalised student features (stochastic student, per-pair PAC-Bayes-kl)
+             "b4n_total", "b4n_empirical", "b4n_empirical_exact_mgf", "b4n_kl_over_n",
+             "b4n_pop_loss_stochastic", "b4n_nu")
 #: The :attr:`Certificate.wide` columns of each part of :func:`certify` (experiments' sweeps).
 PART_KEYS = {
     "B1b": ("tv_features", "tv_features_upper"),
@@ -121,7 +124,8 @@ PART_KEYS = {
     "B3": ("b3_total", "b3_total_deterministic", "b3_empirical", "b3_empirical_upper",
            "b3_kl_over_n", "b3_confidence"),
     "B4": ("b4_data_free_total", "b4_data_free_gap", "b4_sample_total", "b4_sample_gap",
-           "b4_total", "b4_gap", "b4_pop_slack"),
+           "b4_total", "b4_gap", "b4_pop_slack", "b4n_total", "b4n_empirical",
+           "b4n_empirical_exact_mgf", "b4n_kl_over_n", "b4n_pop_loss_stochastic", "b4n_nu"),
 }
 #: Bound columns of ``wide`` and the rows whose ``delta`` each one's value spends (union bound:
 #: a minimum over forms spends the sum of the forms' deltas).
@@ -135,6 +139,7 @@ SPENDING = {
     "b4_sample_gap": ("B4_sample",), "b4_gap": ("B4_data_free", "B4_sample"),
     "b5_data_free_total": ("B5_data_free",), "b5_sample_total": ("B5_sample",),
     "b5_total": ("B5_data_free", "B5_sample"),
+    "b4n_total": ("B4n",),
 }
 
 NAN = float("nan")
@@ -467,6 +472,61 @@ def stage1_rows(stats: Optional[Stage1Stats], *, delta: float, delta_test: float
                        delta=delta, delta_test=delta_test, K=K, reason=reason)
 
 
+def _cmc_tuple_loss_np(u, z, tau, N) -> float:
+    """Mean B->A CMC per-anchor loss over the disjoint tuples of N rows (float64, log-sum-exp)."""
+    n_t = u.shape[0] // N
+    uu = u[: n_t * N].reshape(n_t, N, -1)
+    zz = z[: n_t * N].reshape(n_t, N, -1)
+    logits = np.einsum("tik,tjk->tij", uu, zz) / tau
+    lse = np.logaddexp.reduce(logits, axis=2)
+    return float(np.mean(lse - np.einsum("tii->ti", logits)))
+
+
+def stage2_normalized_rows(s: Optional[Mapping], *, delta: float, delta_test: float, K=NAN,
+                           reason: str = "", seed: int = 0) -> tuple:
+    """B4n row: the CMC (B->A) population loss of the normalised linear student, bounded for
+    the Gaussian-perturbed student Q (docs/theory.md, B4n). Returns (rows, wide).
+
+    ``s`` holds ``x`` (n, d) target inputs and ``z`` (n, k) teacher features of the pairs the
+    prior did not see, ``W`` the student, ``W_prior`` the prior mean (a student fitted on the
+    other pairs), ``bank`` teacher features of source samples independent of the teacher,
+    ``tau``, ``tuple_size``, and optional ``x_pop``, ``z_pop`` fresh pairs on which the
+    stochastic student's population loss is measured (one independent posterior draw per
+    tuple).
+    """
+    what = "E_{W~Q} L_pop(W): stage-2 population CMC (B->A) tuple loss of the perturbed student"
+    st = "E_Q L_pop <= b kl^-1(g_hat_up / b, (KL(Q||P) + ln(2 sqrt n G / delta)) / n), g per pair"
+    keys = ("b4n_total", "b4n_empirical", "b4n_empirical_exact_mgf", "b4n_kl_over_n",
+            "b4n_pop_loss_stochastic", "b4n_nu")
+    wide = dict.fromkeys(keys, NAN)
+    if reason or s is None:
+        return [_row("B4n", "", what, st, reason=reason or "needs the stage-2 pair arrays", K=K)], wide
+    nb = bounds.normalized_distillation_bound(s["x"], s["z"], s["W"], s["W_prior"], s["bank"],
+                                              tau=s["tau"], tuple_size=s["tuple_size"], seed=seed,
+                                              delta=delta)
+    wide.update(b4n_total=nb.total, b4n_empirical=nb.empirical,
+                b4n_empirical_exact_mgf=nb.empirical_exact_mgf, b4n_kl_over_n=nb.complexity,
+                b4n_nu=nb.nu)
+    measured = slack = NAN
+    if s.get("x_pop") is not None:
+        x, z = np.asarray(s["x_pop"], np.float64), np.asarray(s["z_pop"], np.float64)
+        N = int(s["tuple_size"])
+        rng = np.random.default_rng([seed, 7])
+        n_t = x.shape[0] // N
+        W = np.asarray(s["W"], np.float64)
+        # one posterior draw per tuple: normalize(W' x) = normalize(W x + nu ||x|| xi) in law
+        v = x @ W.T
+        xi = rng.standard_normal(v.shape)
+        v = v + nb.nu * np.linalg.norm(x, axis=1, keepdims=True) * xi
+        u = v / np.linalg.norm(v, axis=1, keepdims=True)
+        measured = _cmc_tuple_loss_np(u, z, nb.tau, N)
+        slack = nb.loss_range * bounds.hoeffding_slack(n_t, delta_test)
+        wide["b4n_pop_loss_stochastic"] = measured
+    row = _bound_row(nb, "B4n", "", what, st, nb.total, measured, slack, n=nb.n, K=K, delta=delta)
+    row["vacuous"] = nb.vacuous
+    return [row], wide
+
+
 # ---- the certificate -------------------------------------------------------------------------
 
 
@@ -540,6 +600,7 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
                      source_test_features=None, source_test_labels=None, pair_source=None,
                      pair_target=None, pair_labels=None,
                      stage2: Optional[Stage2Stats | Mapping] = None,
+                     stage2_normalized: Optional[Mapping] = None,
                      stage1: Optional[Stage1Stats | Mapping] = None,
                      feature_norm_bound: Optional[float] = 1.0, label_free: bool = True,
                      tv_features_upper: Optional[float] = None,
@@ -612,7 +673,7 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
     label_free = V.boolean("label_free", label_free)
     na = dict(not_applicable or {})
     for fam in na:
-        V.choice("not_applicable key", fam, ("B1b", "B2", "B3", "B4", "B5"))
+        V.choice("not_applicable key", fam, ("B1b", "B2", "B3", "B4", "B4n", "B5"))
     if feature_norm_bound is not None:
         feature_norm_bound = V.real("feature_norm_bound", feature_norm_bound, lo=0.0, lo_open=True)
 
@@ -685,6 +746,8 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
                    feature_norm_bound=feature_norm_bound,
                    reason_b2=na.get("B2", not_label_free), reason_b3=na.get("B3", not_label_free)),
         stage2_rows(stage2, delta=delta, delta_test=delta_test, K=K, reason=na.get("B4", "")),
+        stage2_normalized_rows(stage2_normalized, delta=delta, delta_test=delta_test, K=K,
+                               reason=na.get("B4n", ""), seed=seed),
         stage1_rows(stage1, delta=delta, delta_test=delta_test, K=K, reason=na.get("B5", "")),
         transfer_rows(err_B=err_B, n_test=n_test, err_A_head=err_A_head,
                       n_test_source=n_test_source, tv_features_upper=tv_features_upper,
@@ -758,6 +821,41 @@ def b4_applies(cfg, method: str) -> bool:
     return method in ("cmc", "cmd") and cfg.encoder == "linear" and cfg.distill.student_features == "raw"
 
 
+def b4n_applies(cfg, method: str) -> bool:
+    """B4n covers the linear student with normalised features in the CMC (B->A) loss."""
+    return (method == "cmc" and cfg.encoder == "linear"
+            and cfg.distill.student_features == "normalized")
+
+
+def _stage2_normalized_inputs(world, cfg, seed, artifacts) -> dict:
+    """B4n's arrays for a synthetic run: the prior mean is a student trained, with a key of its
+    own, on the first half S1 of the m pairs; the bound uses the second half; the bank is the
+    teacher features of all m pairs (independent of the teacher, which saw only stage-1 data).
+    Both means are projected on the span of the S1 inputs (``W Pi``): on inputs in that span
+    (all of them on the linear worlds, whose inputs lie in a k-dimensional subspace) the
+    student ``W Pi`` is the trained one."""
+    import jax
+    import jax.numpy as jnp
+    from cmcd_theory.pipeline import encoders
+    from cmcd_theory.training import train_distill
+    st = artifacts["stage2"]
+    x, z = np.asarray(st["x_B"]), np.asarray(st["z_A"])
+    h = x.shape[0] // 2
+    _, enc_b = encoders(world, cfg)
+    key = jax.random.fold_in(jax.random.key(seed), 4_000_004)
+    prior = train_distill(key, enc_b, jnp.asarray(x[:h]), jnp.asarray(z[:h]), "cmc", cfg.distill)
+    # projection on the span of the S1 inputs (a function of S1 only): weight directions the
+    # inputs never reach are left at their random initialisation by training; both means drop them
+    x1 = np.asarray(x[:h], np.float64)
+    _, sv, vt = np.linalg.svd(x1, full_matrices=False)
+    basis = vt[sv > 1e-6 * sv[0]]
+    proj = basis.T @ basis
+    return {"x": x[h:], "z": z[h:], "W": np.asarray(artifacts["student"]["W"], np.float64) @ proj,
+            "W_prior": np.asarray(prior["W"], np.float64) @ proj, "bank": z, "tau": cfg.distill.tau,
+            "tuple_size": cfg.tuple_size, "x_pop": np.asarray(st["x_B_pop"]),
+            "z_pop": np.asarray(st["z_A_pop"])}
+
+
 def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifacts: dict, *,
             delta: float = 0.05, delta_test: float = 0.05, n_tv_mc: int = 50_000,
             n_weight_samples: int = 1000, parts: tuple = ("B1b", "B2", "B3", "B4")) -> dict:
@@ -825,6 +923,12 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
                 pop_loss=float(metrics["distill_pop_loss"]), n_pop=cfg.n_pop)
         else:
             na["B4"] = "B4 covers the linear student W clip(x) with raw features in the CMC/CMD loss"
+    stage2n = None
+    if "B4" in parts and b4n_applies(cfg, method):
+        stage2n = _stage2_normalized_inputs(world, cfg, seed, artifacts)
+    else:
+        na["B4n"] = ("not requested (parts)" if "B4" not in parts else
+                     "B4n covers the linear student normalize(W clip(x)) in the CMC loss")
     err_a = metrics.get("err_A_head", NAN)
     has_a = method in ("cmc", "cmd", "l2") and err_a is not None and np.isfinite(err_a)
     gt = {k: float(metrics[k]) for k in ("tv_latent", "bayes_A", "bayes_B") if k in metrics}
@@ -833,7 +937,7 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
     cert = certify_features(
         np.asarray(artifacts["z_train"], np.float64), np.asarray(artifacts["y_train"]),
         probe_weights=np.asarray(probe["W"], np.float64), probe_bias=np.asarray(probe["b"], np.float64),
-        stage2=stage2, tv_features_upper=None if tv is None else tv.upper,
+        stage2=stage2, stage2_normalized=stage2n, tv_features_upper=None if tv is None else tv.upper,
         tv_features_estimate=None if tv is None else tv.estimate, ground_truth=gt,
         err_B=float(metrics["err_B"]), n_test=cfg.n_test,
         err_A_head=float(err_a) if has_a else None, n_test_source=cfg.n_test,

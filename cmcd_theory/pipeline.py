@@ -339,6 +339,10 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
         out["artifacts"] = {"probe": probe, "z_train": o.z_lab, "y_train": d.lab.y_B,
                             "student": o.student,
                             "teacher": teacher if ROUTES[method].uses_teacher else None}
+        if "distill_pop_loss" in o.metrics:
+            # the stage-2 pairs and population pairs (B4n needs the per-pair arrays)
+            out["artifacts"]["stage2"] = {"x_B": d.pairs.x_B, "z_A": d.za_pairs,
+                                          "x_B_pop": d.pop.x_B, "z_A_pop": d.za_pop}
         results[method] = out
     return results
 

@@ -636,3 +636,93 @@ def test_as_dict_rows_are_flat():
     row = B.distillation_bound(0.5, 10, 4, 1.0, 1.0, 1.0, 2).as_dict()
     assert row["bound"] == "B4" and row["total"] > row["empirical"] and "vacuous" in row
     assert all(np.isscalar(v) for v in row.values())
+
+
+# ---- B4n: normalised student features (per-pair PAC-Bayes-kl) -------------------------------
+
+def test_b4n_candidate_mgf_upper_covers_the_exact_mgf_on_the_sphere():
+    """Uniform z on S^2: M(u) = E exp(u.z/tau) = sinh(s)/s with s = 1/tau, for every unit u."""
+    rng = np.random.default_rng(0)
+    tau = 0.5
+    bank = rng.standard_normal((20_000, 3))
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    u = rng.standard_normal((200, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    exact = math.sinh(1 / tau) * tau
+    up = B.candidate_mgf_upper(u, bank, tau, 0.05)
+    assert np.all(up >= exact)
+    assert np.all(up <= 1.5 * exact)          # informative at this bank size
+    # hand arithmetic: a bank of copies of u gives fbar = 1, so M+ = e^{(1 + eps)/tau}
+    one = np.array([[1.0, 0.0, 0.0]])
+    assert B.candidate_mgf_upper(one, np.repeat(one, 10, 0), tau, 0.05, eps=0.01)[0] == \
+        pytest.approx(math.exp(1.01 / tau))
+    with pytest.raises(ValueError, match="unit"):
+        B.candidate_mgf_upper(2 * one, one, tau, 0.05)
+
+
+def test_b4n_jensen_over_candidates_upper_bounds_the_anchor_loss():
+    """Lemma 1: E over i.i.d. candidates of the CMC anchor loss <= log(1 + (N-1) M(u) e^{-a})."""
+    rng = np.random.default_rng(1)
+    tau, N, k = 0.2, 16, 4
+    cands = rng.standard_normal((200_000, k))
+    cands /= np.linalg.norm(cands, axis=1, keepdims=True)
+    for _ in range(3):
+        u, z = rng.standard_normal(k), rng.standard_normal(k)
+        u, z = u / np.linalg.norm(u), z / np.linalg.norm(z)
+        a = u @ z / tau
+        M = np.mean(np.exp(cands @ u / tau))
+        others = cands[: (len(cands) // (N - 1)) * (N - 1)].reshape(-1, N - 1, k)
+        loss = np.logaddexp(a, np.logaddexp.reduce(others @ u / tau, axis=1)) - a
+        assert loss.mean() <= math.log1p((N - 1) * M * math.exp(-a)) + 1e-3
+
+
+def test_b4n_terms_by_hand():
+    rng = np.random.default_rng(2)
+    n, d, k, N, tau, delta = 400, 6, 3, 8, 0.5, 0.05
+    x = rng.standard_normal((n, d))
+    W = rng.standard_normal((k, d))
+    Wp = W + 0.1 * rng.standard_normal((k, d))
+    z = x @ W.T
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    nb = B.normalized_distillation_bound(x, z, W, Wp, z, tau=tau, tuple_size=N, seed=0,
+                                         delta=delta, kappa_grid=(0.25, 0.5))
+    D, G = W.size, 2
+    c = np.sum(W * Wp) / np.sum(W * W)
+    sigma = nb.kappa * np.linalg.norm(Wp) / math.sqrt(D)
+    assert nb.centre_scale == pytest.approx(c)
+    assert nb.sigma == pytest.approx(sigma) and nb.nu == pytest.approx(sigma / c)
+    assert nb.kl == pytest.approx(np.sum((c * W - Wp) ** 2) / (2 * sigma ** 2))
+    assert nb.loss_range == pytest.approx(math.log(1 + (N - 1) * math.exp(2 / tau)))
+    assert nb.confidence == pytest.approx(math.log(2 * math.sqrt(n) * G / (delta / 3)) / n)
+    b = nb.loss_range
+    up = b * B.kl_inverse_upper(nb.empirical / b, math.log(G / (delta / 3)) / (n * 2))
+    assert nb.empirical_upper == pytest.approx(up)
+    assert nb.total == pytest.approx(b * B.kl_inverse_upper(up / b, nb.kl / n + nb.confidence))
+    assert nb.empirical_exact_mgf <= nb.empirical
+    assert nb.delta_mgf + nb.delta_mc + nb.delta_pac_bayes == pytest.approx(delta)
+    with pytest.raises(ValueError, match="inner product"):
+        B.normalized_distillation_bound(x, z, W, -W, z, tau=tau, tuple_size=N, seed=0)
+
+
+@pytest.mark.slow
+def test_b4n_holds_on_a_trained_normalised_student():
+    """The certified stochastic-student bound is above the measured population loss."""
+    import jax
+    from cmcd_theory import worlds
+    from cmcd_theory.certify import certify
+    from cmcd_theory.pipeline import PipelineConfig, ground_truth, run_pipeline_jit
+    from cmcd_theory.training import TrainConfig
+    cfg = PipelineConfig(M=512, m=1024, n=128, n_pop=2048, n_test=2000, tuple_size=64,
+                         ssl=TrainConfig(steps=100, batch_size=128, tau=0.1),
+                         distill=TrainConfig(steps=100, batch_size=128, tau=0.1), probe_steps=50)
+    w = worlds.make_world(worlds.WorldConfig())
+    out = jax.device_get(run_pipeline_jit(w, jax.random.key(0), "cmc", cfg, 0.0))
+    arts = out.pop("artifacts")
+    row = {kk: float(v) for kk, v in out.items()}
+    row.update(ground_truth(w.config, 0.0))
+    res = certify(w, cfg, "cmc", 0.0, 0, row, arts, parts=("B4",))
+    wide = res["wide"]
+    assert np.isfinite(wide["b4n_total"]) and np.isnan(wide["b4_total"])
+    assert wide["b4n_pop_loss_stochastic"] <= wide["b4n_total"]
+    assert row["distill_pop_loss"] <= wide["b4n_total"]
+    assert res["spent"]["b4n_total"] == pytest.approx(0.05)
