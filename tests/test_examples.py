@@ -22,7 +22,7 @@ def test_certify_mfeat_end_to_end_through_the_npz(tmp_path, capfd):
     assert ex.main(["--steps", "20", "--out-dir", str(tmp_path)]) == 0
     out = capfd.readouterr().out
     report = pd.read_csv(tmp_path / "report.csv")
-    expected = ["B2_sample", "B2_data_free", "B3", "B4_data_free", "B4_sample", "B5_data_free",
+    expected = ["B2_sample", "B2_data_free", "B3", "B4_data_free", "B4_sample", "B4n", "B5_data_free",
                 "B5_sample", "B1b", "TV_lower", "B1a", "floor"]
     assert report["bound"].tolist() == expected
     for name in expected:
