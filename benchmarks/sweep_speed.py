@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import use_host_cores
+from cmcd_theory.devices import setup_jax
 from cmcd_theory.pipeline import PipelineConfig, ground_truth, run_cell
 from cmcd_theory.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig, make_world
@@ -95,5 +95,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    use_host_cores()  # one XLA CPU device per core, set before JAX starts
+    setup_jax()  # persistent compile cache, before any JAX computation
     main()

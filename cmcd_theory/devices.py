@@ -1,60 +1,66 @@
-"""Use every CPU core for sweeps: one XLA host device per core.
+"""How every entry point of the toolkit sets JAX up: :func:`setup_jax`, called first thing.
 
-XLA runs one jitted program on one device. On a CPU, JAX exposes a single device by default,
-and a program made of many small operations (a sweep cell's training loop) keeps one core
-busy. With ``n`` host devices, :func:`cmcd_theory.sweep.run_sweep` splits each chunk of cells
-across them and ``n`` cores work at once. The number of host devices is fixed when JAX
-starts its backends, so :func:`use_host_cores` must run before the first JAX computation;
-the command-line entry points of the toolkit call it first thing.
+It points JAX's persistent compilation cache at one folder on disk, so that a program compiled
+once (by this process, an earlier run, or another sweep worker process) is read back instead of
+compiled again. The settings go into the environment as well as into ``jax.config``, so the
+processes a sweep starts (Dask workers, :mod:`cmcd_theory.cluster`) inherit them.
 
-On a GPU machine the flag only concerns the host platform: ``jax.local_devices()`` still
-lists the GPU(s), and sweeps run there.
+A sweep runs one XLA program at a time per process on the default device; parallelism over CPU
+cores comes from worker processes (:func:`cmcd_theory.sweep.run_sweep` with ``cluster=``), each
+of which can fail alone without taking the sweep down.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import pathlib
+import sys
 
-_FLAG = "--xla_force_host_platform_device_count"
-
-
-def _backends_started() -> bool:
-    try:
-        from jax._src import xla_bridge
-        return bool(xla_bridge.backends_are_initialized())
-    except (ImportError, AttributeError):  # pragma: no cover - older/newer JAX internals
-        return False
+CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 
 
-def use_host_cores(n: int | None = None) -> int:
-    """Ask XLA for ``n`` CPU devices (default: the cores this process may use).
+def default_cache_dir() -> str:
+    """``.jax_cache`` in the repository of a source checkout, else ``~/.cache/cmcd_theory/jax``."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    if (root / "setup.cfg").exists():
+        return str(root / ".jax_cache")
+    return str(pathlib.Path.home() / ".cache" / "cmcd_theory" / "jax")
+
+
+def jax_env(cache_dir: str | None = None) -> dict:
+    """The environment variables of :func:`setup_jax` (for processes a sweep starts).
 
     Args:
-      n: number of host devices, an integer >= 1; ``None`` for ``len(os.sched_getaffinity(0))``.
+      cache_dir: the cache folder; ``None`` keeps ``$JAX_COMPILATION_CACHE_DIR`` if set, else
+        :func:`default_cache_dir`. An empty ``$JAX_COMPILATION_CACHE_DIR`` turns the cache off.
+    """
+    if cache_dir is None:
+        cache_dir = os.environ.get(CACHE_ENV, default_cache_dir())
+    # programs of a sweep compile in 0.1-3 s each: cache them all, not only those over 1 s
+    return {CACHE_ENV: cache_dir,
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS":
+                os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES":
+                os.environ.get("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")}
+
+
+def setup_jax(cache_dir: str | None = None) -> str:
+    """Turn on JAX's persistent compilation cache (every program, however fast to compile),
+    in this process and the processes it starts; call it before any JAX computation.
+
+    Args:
+      cache_dir: as in :func:`jax_env`.
 
     Returns:
-      the number of host devices requested (an existing ``XLA_FLAGS`` setting is kept).
-
-    Raises:
-      ValueError: ``n`` is not an integer >= 1.
-      RuntimeError: JAX has already started its backends with another device count.
+      the cache folder in use ('' when off).
     """
-    if n is None:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    flags = os.environ.get("XLA_FLAGS", "")
-    found = re.search(_FLAG + r"=(\d+)", flags)
-    if found:  # the user's choice wins
-        return int(found.group(1))
-    if _backends_started():
+    env = jax_env(cache_dir)
+    os.environ.update(env)
+    if "jax" in sys.modules:  # JAX read the environment when imported: tell it directly
         import jax
-        have = len(jax.devices("cpu"))
-        if have != n:
-            raise RuntimeError(f"JAX already started with {have} CPU device(s); call "
-                               "use_host_cores before any JAX computation (or set XLA_FLAGS="
-                               f"{_FLAG}={n} in the environment)")
-        return n
-    os.environ["XLA_FLAGS"] = (flags + f" {_FLAG}={n}").strip()
-    return n
+        jax.config.update("jax_compilation_cache_dir", env[CACHE_ENV] or None)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                          float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                          int(env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+    return env[CACHE_ENV]

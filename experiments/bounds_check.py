@@ -24,7 +24,7 @@ import pandas as pd
 from experiments import common  # sets the compile cache before jax loads
 
 from cmcd_theory.certify import certify
-from cmcd_theory.devices import use_host_cores
+from cmcd_theory.devices import setup_jax
 from cmcd_theory.pipeline import PipelineConfig
 from cmcd_theory.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig
@@ -127,5 +127,5 @@ def _plain(d):
 
 
 if __name__ == "__main__":
-    use_host_cores()  # one XLA CPU device per core, set before JAX starts
+    setup_jax()  # persistent compile cache, before any JAX computation
     main(sys.argv[1:])

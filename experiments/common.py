@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import pathlib
 import time
 
 import numpy as np
@@ -265,15 +264,7 @@ class Timer:
         return time.perf_counter() - self.t0
 
 
-def setup_cache() -> None:
-    """Persistent XLA compile cache in the repository (``.jax_cache``), set before jax loads."""
-    root = pathlib.Path(__file__).resolve().parent.parent
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(root / ".jax_cache"))
-
-
-setup_cache()
-
-# fixed column sets of the postprocesses (certify's, imported after the cache is set)
+# fixed column sets of the postprocesses (certify's)
 PROBE_BOUND_KEYS = _keys("B2", "B3")
 DISTILL_BOUND_KEYS = _keys("B4")
 FEATURE_TV_KEYS = _keys("B1b")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from cmcd_theory import divergences, worlds
-from cmcd_theory.devices import use_host_cores
+from cmcd_theory.devices import setup_jax
 from cmcd_theory.discomkd import DiscomConfig, discomkd_features, discomkd_model, discomkd_predict, train_discomkd
 from cmcd_theory.models import normalize
 from cmcd_theory.pipeline import encoders
@@ -143,5 +143,5 @@ def _plot(df, args):
 
 
 if __name__ == "__main__":
-    use_host_cores()  # one XLA CPU device per core, set before JAX starts
+    setup_jax()  # persistent compile cache, before any JAX computation
     main()

@@ -18,7 +18,7 @@ from experiments.tv_vs_gain import grid, run_feature_sweep
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import use_host_cores
+from cmcd_theory.devices import setup_jax
 
 NAME = "loss_comparison"
 
@@ -82,5 +82,5 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    use_host_cores()  # one XLA CPU device per core, set before JAX starts
+    setup_jax()  # persistent compile cache, before any JAX computation
     main()

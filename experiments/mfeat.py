@@ -54,9 +54,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from experiments import common  # noqa: F401  (sets the persistent compile cache first)
+from experiments import common
 from cmcd_theory import divergences, mfeat
-from cmcd_theory.devices import use_host_cores
+from cmcd_theory.devices import setup_jax
 from cmcd_theory.discomkd import (
     DiscomConfig,
     discomkd_features,
@@ -569,5 +569,5 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    use_host_cores()  # one XLA CPU device per core, set before JAX starts
+    setup_jax()  # persistent compile cache, before any JAX computation
     main()

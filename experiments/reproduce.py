@@ -2,25 +2,22 @@
 
 Each experiment module exposes ``main(argv) -> DataFrame`` and writes its CSV, JSON and
 figures; this runner imports each one, calls it with the shared arguments and prints a table of
-wall times and their total. A persistent XLA compile cache (``.jax_cache`` in the repository,
-or ``$JAX_COMPILATION_CACHE_DIR``) makes a second run skip compilation.
+wall times and their total. A persistent XLA compile cache
+(:func:`cmcd_theory.devices.setup_jax`: ``.jax_cache`` in the repository, or
+``$JAX_COMPILATION_CACHE_DIR``) makes a second run skip compilation. An experiment of the list
+that cannot be imported is an error.
 """
 
 from __future__ import annotations
 
-import os
-import pathlib
+import argparse
+import importlib
+import sys
+import time
+import traceback
 
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      str(pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"))
-
-import importlib  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-
-from cmcd_theory import validation as V  # noqa: E402
-from cmcd_theory.devices import use_host_cores  # noqa: E402
+from cmcd_theory import validation as V
+from cmcd_theory.devices import setup_jax
 
 EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "generalization_n", "tv_vs_gain",
                "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat",
@@ -58,14 +55,7 @@ def main(argv=None) -> dict:
     times: dict = {}
     t_all = time.perf_counter()
     for name in names:
-        try:
-            mod = importlib.import_module(f"experiments.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"experiments.{name}":
-                print(f"[reproduce] skipping {name}: experiments/{name}.py does not exist yet")
-                times[name] = None
-                continue
-            raise
+        mod = importlib.import_module(f"experiments.{name}")  # a missing experiment is an error
         print(f"[reproduce] {name} {' '.join(sub)}", flush=True)
         t0 = time.perf_counter()
         try:
@@ -80,14 +70,14 @@ def main(argv=None) -> dict:
     total = time.perf_counter() - t_all
     print("\n| experiment | wall time (s) |\n|---|---|")
     for name, t in times.items():
-        print(f"| {name} | {'skipped' if t is None else f'{t:.1f}'} |")
+        print(f"| {name} | {t:.1f} |")
     print(f"| **total** | **{total:.1f}** |")
     return times
 
 
 def cli(argv=None) -> int:
     """``cmcd-reproduce``: exit status 0; invalid input: one line on stderr, status 2."""
-    use_host_cores()  # one XLA CPU device per core, set before JAX starts
+    setup_jax()  # persistent compile cache, before any JAX computation
     V.cli(main, argv, prog="cmcd-reproduce")
     return 0
 

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from cmcd_theory import divergences, worlds
-from cmcd_theory.devices import use_host_cores
+from cmcd_theory.devices import setup_jax
 
 NAME = "world_gallery"
 T_VALUES = (0.0, 0.5, 1.0)
@@ -247,5 +247,5 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    use_host_cores()  # one XLA CPU device per core, set before JAX starts
+    setup_jax()  # persistent compile cache, before any JAX computation
     main()

@@ -1,4 +1,4 @@
-"""Pipeline, training stages and sweeps: shapes, validation, determinism, resume."""
+"""Pipeline and training stages: shapes, validation, determinism (sweeps: test_sweep.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -78,78 +78,6 @@ def test_same_seed_same_numbers_and_sweep_matches_pipeline():
     assert df["distill_train_loss"].iloc[0] == pytest.approx(float(a["distill_train_loss"]), rel=1e-3)
 
 
-def test_sweep_writes_config_and_resumes(tmp_path):
-    out = tmp_path / "s.csv"
-    grid = {"t": [0.0, 1.0], "method": ["l2"]}
-    df1 = sweep.run_sweep(grid, pipeline=TINY, seeds=2, out=str(out), progress=False)
-    assert len(df1) == 4 and (tmp_path / "s.json").exists()
-    for col in ("channel", "t", "method", "seed", "M", "m", "n", "tv_latent", "bayes_A", "bayes_B",
-                "err_B", "err_A_head"):
-        assert col in df1.columns
-    # a rerun with a larger grid computes only the new cells and keeps the old ones untouched
-    df2 = sweep.run_sweep({"t": [0.0, 0.5, 1.0], "method": ["l2"]}, pipeline=TINY, seeds=2,
-                          out=str(out), progress=False)
-    assert len(df2) == 6 and len(pd.read_csv(out)) == 6
-    old = df1.sort_values(["t", "seed"]).reset_index(drop=True)
-    again = df2[df2.t != 0.5].sort_values(["t", "seed"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(old[list(old.columns)], again[list(old.columns)], check_dtype=False)
-    # a different base configuration is refused rather than mixed in
-    with pytest.raises(ValueError, match="another base configuration"):
-        sweep.run_sweep(grid, pipeline=TINY.replace(n=65), seeds=2, out=str(out), progress=False)
-
-
-def test_sweep_killed_midway_keeps_finished_chunks(tmp_path, monkeypatch):
-    out = tmp_path / "k.csv"
-    calls = {"n": 0}
-    real = sweep._DOWNSTREAM_JIT
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(sweep, "_DOWNSTREAM_JIT", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        sweep.run_sweep({"t": [0.0, 1.0], "method": ["random"]}, pipeline=TINY, seeds=2, out=str(out),
-                        chunk_size=2, progress=False)
-    assert len(pd.read_csv(out)) == 2  # the first chunk survived
-    monkeypatch.setattr(sweep, "_DOWNSTREAM_JIT", real)
-    df = sweep.run_sweep({"t": [0.0, 1.0], "method": ["random"]}, pipeline=TINY, seeds=2, out=str(out),
-                         chunk_size=2, progress=False)
-    assert len(df) == 4 and len(pd.read_csv(out)) == 4
-
-
-def test_sweep_rejects_bad_grid():
-    with pytest.raises(ValueError, match="grid axes"):
-        sweep.run_sweep({"temperature": [1]}, pipeline=TINY, progress=False)
-    with pytest.raises(ValueError, match="t must be in"):
-        sweep.run_sweep({"t": [1.5]}, pipeline=TINY, progress=False)
-    with pytest.raises(ValueError, match="method"):
-        sweep.run_sweep({"method": ["byol"]}, pipeline=TINY, progress=False)
-
-
-def test_cli_help_and_quick(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        sweep.main(["--help"])
-    assert "--channel" in capsys.readouterr().out
-
-
-def test_sweep_csv_stays_aligned_when_columns_differ(tmp_path):
-    """Rows whose postprocess adds other columns are aligned, not appended under a wrong header."""
-    out = tmp_path / "a.csv"
-
-    def post(w, c, method, t, seed, row, arts):
-        return {"extra_" + method: 1.0}
-
-    sweep.run_sweep({"t": [0.0], "method": ["random", "oracle"]}, pipeline=TINY, seeds=1, out=str(out),
-                    postprocess=post, progress=False)
-    df = pd.read_csv(out)
-    assert df.set_index("method").loc["random", "extra_random"] == 1.0
-    assert np.isnan(df.set_index("method").loc["random", "extra_oracle"])
-    assert df.set_index("method").loc["oracle", "extra_oracle"] == 1.0
-
-
 def test_multi_method_downstream_equals_each_method_alone():
     """All methods in one program on shared data compute what each computes alone."""
     w = make_world(WorldConfig(t=0.4))
@@ -178,64 +106,6 @@ def test_multi_method_downstream_rejects_bad_methods():
         pipeline.run_downstream_multi(w, jax.random.key(0), None, (), TINY)
     with pytest.raises(ValueError, match="teacher"):
         pipeline.run_downstream_multi(w, jax.random.key(0), None, ("cmd",), TINY)
-
-
-@pytest.mark.parametrize("n_cells,chunk_size,n_dev", [(40, 16, 2), (40, 10, 2), (7, 64, 1), (5, 1, 2),
-                                                       (1, 16, 2), (33, 8, 3)])
-def test_chunk_plan_covers_every_cell_with_one_shape(n_cells, chunk_size, n_dev):
-    n_chunks, size = sweep.chunk_plan(n_cells, chunk_size, n_dev)
-    assert size % n_dev == 0 and size <= max(chunk_size, n_dev) + n_dev - 1
-    assert n_chunks * size >= n_cells > (n_chunks - 1) * size
-    assert n_chunks * size - n_cells < n_chunks * n_dev  # padding: under n_dev cells per chunk
-
-
-def test_sweep_rejects_bad_devices_and_chunks():
-    with pytest.raises(ValueError, match=r"n_devices must be an integer in \[1, "):
-        sweep.run_sweep({"method": ["random"]}, pipeline=TINY, n_devices=len(jax.local_devices()) + 1,
-                        progress=False)
-    with pytest.raises(ValueError, match="chunk_size"):
-        sweep.run_sweep({"method": ["random"]}, pipeline=TINY, chunk_size=0, progress=False)
-
-
-_SHARDED_SCRIPT = """
-import sys
-from cmcd_theory.devices import use_host_cores
-assert use_host_cores(2) == 2
-import jax
-from cmcd_theory import sweep, training
-TINY = sweep.quick_pipeline().replace(
-    M=256, m=256, n=64, n_test=512, n_pop=256, probe_steps=50,
-    ssl=training.TrainConfig(steps=20, batch_size=64), distill=training.TrainConfig(steps=20, batch_size=64),
-    supervised=training.TrainConfig(steps=20, batch_size=32), tuple_size=64)
-assert len(jax.local_devices()) == 2
-df = sweep.run_sweep({"t": [0.0, 0.5, 1.0], "method": ["cmd", "l2", "random"]}, pipeline=TINY,
-                     seeds=[0, 1, 2], chunk_size=4, progress=False)
-df.to_csv(sys.argv[1], index=False)
-print(repr(TINY))
-"""
-
-
-def test_sweep_split_across_host_devices_matches_one_device(tmp_path):
-    """Cells split across two XLA CPU devices (padded chunks) give the one-device numbers."""
-    import os
-    import subprocess
-    import sys
-    out = tmp_path / "two.csv"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT, str(out)], check=True, cwd=root,
-                          env=env, timeout=300, capture_output=True, text=True)
-    assert proc.stdout.strip() == repr(TINY)  # the script's sizes are this module's
-    two = pd.read_csv(out)
-    one = sweep.run_sweep({"t": [0.0, 0.5, 1.0], "method": ["cmd", "l2", "random"]}, pipeline=TINY,
-                          seeds=[0, 1, 2], chunk_size=4, n_devices=1, progress=False)
-    keys = ["method", "t", "seed"]
-    assert len(two) == len(one) == 27
-    a = one.sort_values(keys).reset_index(drop=True)
-    b = two.sort_values(keys).reset_index(drop=True)
-    pd.testing.assert_frame_equal(a[keys], b[keys], check_dtype=False)
-    for k in ("err_B", "err_A_head", "distill_train_loss", "student_norm"):
-        np.testing.assert_allclose(b[k].values, a[k].values, rtol=1e-4, atol=2e-3, equal_nan=True)
 
 
 def test_run_cell_is_one_sweep_row():

@@ -341,16 +341,6 @@ def test_input_radius_exceeds_observation_norms(channel):
         assert norms.max() < r, (norms.max(), r)
 
 
-def test_use_host_cores_validates_and_respects_existing_flag(monkeypatch):
-    from cmcd_theory import devices
-    with pytest.raises(ValueError, match="n must be an integer >= 1"):
-        devices.use_host_cores(0)
-    with pytest.raises(ValueError, match="n must be an integer >= 1"):
-        devices.use_host_cores(True)
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
-    assert devices.use_host_cores(2) == 3  # the user's setting wins
-
-
 # ---------------------------------------------------------------------------------------------
 # channels as an extension point; G7 pairing channels; G6 nuisance
 # ---------------------------------------------------------------------------------------------
