@@ -3,11 +3,11 @@
 The headline grid: attenuate channel, 8 values of t, 5 seeds, CMD / CMC / L2, default sizes
 (120 cells). In one process, one after the other:
 
-* ``sweep``: :func:`cmcd_theory.sweep.run_sweep` -- one jitted program for the three methods,
-  vmapped over the (t, seed) cells in equal chunks, each chunk split across the machine's
-  cores (one XLA host device per core, :func:`cmcd_theory.devices.use_host_cores`); the
-  stage-1 teacher is trained once per seed, the samples, the teacher's features and the
-  source probe once per (t, seed), and the ground truth once per t;
+* ``sweep``: :func:`cmcd_theory.sweep.run_sweep` in this process -- one jitted program for the
+  three methods, vmapped over the (t, seed) cells in equal chunks run one after the other on
+  the default device (worker processes: ``benchmarks.sweep_cluster``); the stage-1 teacher is
+  trained once per seed, the samples, the teacher's features and the source probe once per
+  (t, seed), and the ground truth once per t;
 * ``loop``: a Python loop of single pipeline calls, :func:`cmcd_theory.pipeline.run_cell`
   (the jitted :func:`~cmcd_theory.pipeline.run_pipeline`, compiled once per method with t and
   the key traced, plus the world's ground truth, memoised per (world, t) for both paths):

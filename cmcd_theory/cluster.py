@@ -87,7 +87,10 @@ class OnDask:
                 f.release()
                 yield chunks[i], rows
                 continue
-            exc = f.exception()
+            try:
+                exc = f.exception()
+            except BaseException as e:  # noqa: BLE001 - a cancelled future raises here
+                exc = e
             f.release()
             if attempt >= retries:
                 for other in futures:
@@ -113,7 +116,7 @@ def local_cluster(n_workers: int | None = None, **kwargs):
     from cmcd_theory.devices import jax_env
     n_workers = n_cores() if n_workers is None else n_workers
     opts = dict(n_workers=n_workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR,
+                dashboard_address=None, silence_logs=logging.CRITICAL,
                 env=jax_env())  # the workers share the persistent compile cache
     opts.update(kwargs)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
