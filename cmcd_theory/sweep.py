@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cmcd_theory import validation as V
 from cmcd_theory.pipeline import (METHODS, TEACHER_METHODS, PipelineConfig, ground_truth,
                                   run_downstream_multi,
                                   source_world_config, teacher_config, train_teacher)
@@ -375,72 +376,74 @@ def _jsonable(d):
 PROG = "cmcd-sweep"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line on stderr (``cmcd-sweep: error: ...``), status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+def _items(text: str) -> tuple:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def _list_of(convert, what):
-    def parse(s):
-        vals = []
-        for x in s.split(","):
-            x = x.strip()
-            if not x:
-                continue
-            try:
-                vals.append(convert(x))
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"a comma list of {what}, got {s!r}") from None
-        if not vals:
-            raise argparse.ArgumentTypeError(f"a non-empty comma list of {what}, got {s!r}")
-        return vals
-    return parse
+def _parsed(text: str, cast) -> list:
+    """The comma items of ``text`` cast by ``cast`` where they parse (else left as strings,
+    for the check to reject by name)."""
+    out = []
+    for x in _items(text):
+        try:
+            out.append(cast(x))
+        except ValueError:
+            out.append(x)
+    return out
 
 
-def _positive_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"an integer >= 1, got {s!r}")
-    return v
+def _floats_in(check):
+    return lambda name, text: V.nonempty(name, _parsed(text, float), check)
 
 
-COLUMNS_HELP = (
-    "Output: one CSV row per (cell, method, seed) with the grid columns (channel, M, m, n, method, "
-    "tau, encoder, t, seed), the world's ground truth (tv_latent, bayes_A, bayes_B, ...) and the "
-    "metrics (err_B, err_A_head, err_A_probe, distill_train_loss, distill_pop_loss, distill_gap, "
-    "student_norm, sum_sq_inputs, ...); the grid and configuration go to the .json beside it. "
-    "Resume: rerunning with the same --out skips the cells already there (a row cut by a crash "
-    "is dropped and recomputed). Another grid or configuration at the same --out is refused, "
-    "unless --extend (the grid grows, every axis keeping its values, same configuration) or "
-    "--overwrite (start afresh).")
+def _ints(name, text):
+    return V.nonempty(name, _parsed(text, int), V.positive_int)
+
+
+def _choices_of(allowed):
+    return lambda name, text: V.choices(name, _items(text), allowed)
+
+
+def _positive_real(name, value):
+    return V.real(name, value, lo=0.0, lo_open=True)
+
+
+def _scheduler(name, text):
+    if text in ("local", "none") or "://" in text:
+        return text
+    raise ValueError(f"{name} must be 'local', 'none' or a scheduler address such as "
+                     f"tcp://HOST:8786, got {text!r}")
+
+
+COLUMNS_HELP = """\
+Output: one CSV row per (cell, method, seed) with the grid columns (channel, M, m, n, method,
+tau, encoder, t, seed), the world's ground truth (tv_latent, bayes_A, bayes_B, ...) and the
+metrics (err_B, err_A_head, err_A_probe, distill_train_loss, distill_pop_loss, distill_gap,
+student_norm, sum_sq_inputs, ...); the grid and configuration go to the .json beside it.
+Resume: rerunning with the same --out skips the cells already there (a row cut by a crash is
+dropped and recomputed). Another grid or configuration at the same --out is refused, unless
+--extend (the grid grows, every axis keeping its values, same configuration) or --overwrite
+(start afresh). Invalid values: one line on stderr, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cmcd_theory import __version__
-    p = _Parser(prog=PROG, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                description="Run a grid of CMCD pipelines (vmapped over t and seeds) to a tidy CSV.",
-                epilog=COLUMNS_HELP)
-    p.add_argument("--channel", type=_list_of(str, f"channels among {CHANNELS}"), default=["attenuate"],
-                   help=f"comma list of channels among {CHANNELS}")
-    p.add_argument("--t", type=_list_of(float, "numbers in [0, 1]"), default=[0.0, 0.25, 0.5, 0.75, 1.0],
+    """The ``cmcd-sweep`` argument parser."""
+    p = V.parser(PROG, "Run a grid of CMCD pipelines (vmapped over t and seeds) to a tidy CSV.",
+                 COLUMNS_HELP)
+    p.add_argument("--channel", type=V.arg(_choices_of(CHANNELS), "--channel"), default=("attenuate",),
+                   help=f"comma list of channels among {', '.join(CHANNELS)}")
+    p.add_argument("--t", type=V.arg(_floats_in(V.unit_interval), "--t"), default=(0.0, 0.25, 0.5, 0.75, 1.0),
                    help="comma list of distance knobs in [0, 1]")
-    p.add_argument("--methods", type=_list_of(str, f"methods among {METHODS}"), default=["cmc", "cmd", "l2"],
-                   help=f"comma list of methods among {METHODS}")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (0..S-1), >= 1")
-    p.add_argument("--M", type=_list_of(_positive_int, "integers >= 1"), default=None,
-                   help="comma list of stage-1 sizes (default: the pipeline's)")
-    p.add_argument("--m", type=_list_of(_positive_int, "integers >= 1"), default=None,
-                   help="comma list of pair counts (default: the pipeline's)")
-    p.add_argument("--n", type=_list_of(_positive_int, "integers >= 1"), default=None,
-                   help="comma list of label counts (default: the pipeline's)")
-    p.add_argument("--tau", type=_list_of(float, "numbers > 0"), default=None,
-                   help="comma list of temperatures (default: the pipeline's)")
-    p.add_argument("--encoder", type=_list_of(str, "linear,mlp"), default=None,
+    p.add_argument("--methods", type=V.arg(_choices_of(METHODS), "--methods"), default=("cmc", "cmd", "l2"),
+                   help=f"comma list of methods among {', '.join(METHODS)}")
+    p.add_argument("--seeds", type=V.arg(V.positive_int, "--seeds"), default=3,
+                   help="number of seeds (0..S-1)")
+    for name, what in (("M", "stage-1 sizes"), ("m", "pair counts"), ("n", "label counts")):
+        p.add_argument(f"--{name}", type=V.arg(_ints, f"--{name}"), default=None,
+                       help=f"comma list of {what}, integers >= 1 (default: the pipeline's)")
+    p.add_argument("--tau", type=V.arg(_floats_in(_positive_real), "--tau"), default=None,
+                   help="comma list of temperatures > 0 (default: the pipeline's)")
+    p.add_argument("--encoder", type=V.arg(_choices_of(("linear", "mlp")), "--encoder"), default=None,
                    help="comma list of linear,mlp (default: the pipeline's)")
     p.add_argument("--quick", action="store_true", help="small fast sizes")
     p.add_argument("--out", default="results/sweep.csv", help="CSV path (grid and config saved as .json beside it)")
@@ -448,67 +451,44 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--extend", action="store_true",
                       help="let the grid at --out grow (every axis keeps its values, same configuration)")
     mode.add_argument("--overwrite", action="store_true", help="discard what --out holds and start afresh")
-    p.add_argument("--scheduler", default="local",
+    p.add_argument("--scheduler", type=V.arg(_scheduler, "--scheduler"), default="local",
                    help="where chunks run: 'local' (an embedded Dask LocalCluster, one worker process "
                         "per core), 'none' (this process, one chunk after the other) or a Dask "
                         "scheduler address such as tcp://HOST:8786")
-    p.add_argument("--workers", type=_positive_int, default=None,
+    p.add_argument("--workers", type=V.arg(V.positive_int, "--workers"), default=None,
                    help="worker processes of the embedded LocalCluster (default: one per core)")
-    p.add_argument("--chunk-size", type=_positive_int, default=16, help="at most this many (t, seed) cells per vmapped call")
+    p.add_argument("--chunk-size", type=V.arg(V.positive_int, "--chunk-size"), default=16,
+                   help="at most this many (t, seed) cells per vmapped call")
     p.add_argument("--no-progress", action="store_true", help="no progress bar and no summary line")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 
-def _check_args(p: argparse.ArgumentParser, args) -> None:
-    """One-line errors naming the parameter and what it allows."""
-    for c in args.channel:
-        if c not in CHANNELS:
-            p.error(f"--channel: each value must be one of {', '.join(CHANNELS)}; got {c!r}")
-    for t in args.t:
-        if not 0.0 <= t <= 1.0:
-            p.error(f"--t: each value must be a number in [0, 1]; got {t!r}")
-    for m in args.methods:
-        if m not in METHODS:
-            p.error(f"--methods: each value must be one of {', '.join(METHODS)}; got {m!r}")
-    if len(set(args.methods)) != len(args.methods):
-        p.error(f"--methods: each method at most once; got {','.join(args.methods)}")
-    for e in args.encoder or ():
-        if e not in ("linear", "mlp"):
-            p.error(f"--encoder: each value must be linear or mlp; got {e!r}")
-    for x in args.tau or ():
-        if not x > 0:
-            p.error(f"--tau: each value must be a number > 0; got {x!r}")
-    s = args.scheduler
-    if not (s in ("local", "none") or "://" in s):
-        p.error(f"--scheduler: must be 'local', 'none' or a scheduler address such as "
-                f"tcp://HOST:8786; got {s!r}")
-    if args.workers is not None and s != "local":
-        p.error(f"--workers: only with --scheduler local; got --scheduler {s}")
-
-
 def main(argv=None) -> int:
-    """``cmcd-sweep``: parse, run the sweep, print the summary; returns 0 (errors exit 2)."""
+    """``cmcd-sweep``: parse, run the sweep, print where the rows are; returns 0. Invalid input
+    (here or found by the sweep, e.g. another grid at ``--out``): one line on stderr, status 2."""
     p = build_parser()
     args = p.parse_args(argv)
-    _check_args(p, args)
+    if args.workers is not None and args.scheduler != "local":
+        p.error(f"argument --workers: only with --scheduler local, got --scheduler {args.scheduler}")
     from cmcd_theory import sweep_io
     from cmcd_theory.devices import setup_jax
     setup_jax()
     pipe = quick_pipeline() if args.quick else PipelineConfig()
-    grid = {"channel": args.channel, "t": args.t, "method": args.methods}
+    grid = {"channel": list(args.channel), "t": list(args.t), "method": list(args.methods)}
     for name in ("M", "m", "n", "tau", "encoder"):
         if getattr(args, name) is not None:
-            grid[name] = getattr(args, name)
-    cluster = "local" if args.scheduler == "local" and args.workers is None else (
-        args.workers if args.scheduler == "local" else args.scheduler)
-    try:
-        df = run_sweep(grid, pipeline=pipe, seeds=args.seeds, out=args.out, overwrite=args.overwrite,
-                       extend=args.extend, progress=not args.no_progress, cluster=cluster, chunk_size=args.chunk_size)
-    except sweep_io.SweepConfigError as e:
-        p.exit(2, f"{p.prog}: error: --out: {e}\n")
-    except (ValueError, sweep_io.SweepFileError) as e:
-        p.exit(2, f"{p.prog}: error: {e}\n")
+            grid[name] = list(getattr(args, name))
+    cluster = (args.workers or "local") if args.scheduler == "local" else args.scheduler
+
+    def run(_argv):
+        try:
+            return run_sweep(grid, pipeline=pipe, seeds=args.seeds, out=args.out, overwrite=args.overwrite,
+                             extend=args.extend, progress=not args.no_progress, cluster=cluster,
+                             chunk_size=args.chunk_size)
+        except sweep_io.SweepConfigError as e:
+            raise ValueError(f"--out: {e}") from None
+
+    df = V.cli(run, None, prog=PROG)
     print(f"{len(df)} rows in {args.out}")
     return 0
 
