@@ -339,8 +339,8 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
             bar.update(chunk.n_rows)
         bar.close()
         retried = eng.retried
-    if store is not None:
-        store.write_config(complete=True)
+    if store is not None:  # every cell asked for is in; the recorded grid may be larger
+        store.write_config(complete=store.asked_whole_grid or store.was_complete)
     df = pd.DataFrame(new_rows)
     if old is not None and len(old):
         df = pd.concat([old, df], ignore_index=True) if len(df) else old

@@ -151,8 +151,13 @@ class SweepStore:
         self.rows = rows  # the complete rows found on opening (None: none)
         self._n_bytes = n_bytes
         self._header: list | None = list(rows.columns) if rows is not None else None
+        # False when the sweep asked for a part of the recorded grid: finishing it does not
+        # complete the file; ``was_complete`` is what the file's JSON said on opening
+        self.asked_whole_grid = True
+        self.was_complete = False
 
     def write_config(self, complete: bool) -> None:
+        """Record the grid and configs; ``complete``: every cell of the grid is in the CSV."""
         write_atomic(config_path(self.out),
                      json.dumps({**self.config, "complete": bool(complete), "format": FORMAT},
                                 indent=2) + "\n")
@@ -217,12 +222,17 @@ def open_store(out: str, config: dict, *, extend: bool = False,
             raise SweepConfigError(f"{out} holds a sweep with {_describe_difference(prev, config)}; "
                                    "pass --overwrite (overwrite=True) or another --out")
         grows = _grid_contains(config["grid"], prev["grid"])
-        if _grid_contains(prev["grid"], config["grid"]):
+        part = _grid_contains(prev["grid"], config["grid"])
+        if part:
+            asked_whole = grows
             config = {**config, "grid": prev["grid"]}  # a part of the recorded grid: resume
         elif not (extend and grows):
             hint = "pass --extend (extend=True) to grow it, " if grows else ""
             raise SweepConfigError(f"{out} holds a sweep with {_describe_difference(prev, config)}; "
                                    f"{hint}--overwrite (overwrite=True) to discard it, or another --out")
     store = SweepStore(out, config, rows, n_bytes if rows is not None else None)
-    store.write_config(complete=False)
+    if prev is not None and (rows is not None or os.path.exists(out)):
+        store.was_complete = bool(prev.get("complete", False))
+        store.asked_whole_grid = asked_whole if part else True
+    store.write_config(complete=store.was_complete and not store.asked_whole_grid)
     return store

@@ -99,6 +99,8 @@ def test_sweep_writes_config_resumes_and_extends(tmp_path):
     assert again.attrs["sweep"]["computed"] == 0 and len(again) == 8
     part = sweep.run_sweep({"t": [1.0], "method": ["l2"]}, pipeline=TINY, seeds=[1], out=str(out), progress=False)
     assert len(part) == 1 and part.attrs["sweep"]["computed"] == 0
+    cfg = json.loads((tmp_path / "s.json").read_text())
+    assert cfg["complete"] is True and cfg["grid"]["t"] == [0.0, 1.0]  # still the whole grid's record
     # a larger grid is refused without extend ...
     big = {"t": [0.0, 0.5, 1.0], "method": ["l2", "random"]}
     with pytest.raises(sweep_io.SweepConfigError, match="another grid.*--extend"):
