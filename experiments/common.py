@@ -102,6 +102,14 @@ def base_pipeline(args, **changes):
     return cfg.replace(**changes) if changes else cfg
 
 
+def budget_pipeline(encoder: str):
+    """The quick pipeline's training budget (200 steps per stage, M = 2048, m = 1024) with the
+    given encoder, in both modes: the grids of the nuisance and pairing experiments fit the
+    reproduce time budget with it; their --quick shrinks the grid, not the training."""
+    from cmcd_theory.sweep import quick_pipeline
+    return quick_pipeline().replace(encoder=encoder)
+
+
 def raw_path(args, name: str) -> str:
     """Path of a sweep's raw (resumable) CSV; quick and full runs never share one."""
     return os.path.join(args.out_dir, f"{name}_{'quick' if args.quick else 'full'}_raw.csv")
@@ -271,7 +279,7 @@ FEATURE_TV_KEYS = _keys("B1b")
 
 
 def run_experiment(argv, doc: str, name: str, run, findings, plot, config, *,
-                   resumes: bool = True) -> pd.DataFrame:
+                   resumes: bool = True, default_seeds: tuple = (2, 3)) -> pd.DataFrame:
     """What every figure experiment's ``main`` does: parse the common arguments, run, compute the
     findings, plot, and save CSV + JSON (config, findings, wall time).
 
@@ -282,8 +290,9 @@ def run_experiment(argv, doc: str, name: str, run, findings, plot, config, *,
       run: ``args -> DataFrame``; findings: ``DataFrame -> dict``; plot: ``(df, args, findings)``.
       config: ``args -> dict`` saved in the JSON beside the CSV.
       resumes: whether ``run`` keeps a raw resumable CSV (:func:`raw_path`), for ``--help``.
+      default_seeds: ``--seeds`` default in (quick, full) mode.
     """
-    args = parse_args(argv, doc.splitlines()[0], prog=f"python -m experiments.{name}",
+    args = parse_args(argv, doc.splitlines()[0], default_seeds, prog=f"python -m experiments.{name}",
                       epilog=OUTPUTS + (RESUMES if resumes else NO_RESUME))
     with Timer() as tm:
         df = run(args)

@@ -21,7 +21,7 @@ from cmcd_theory.devices import setup_jax
 
 EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "generalization_n", "tv_vs_gain",
                "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat",
-               "discomkd_synthetic")
+               "discomkd_synthetic", "when_distillation_pays", "pairing_vs_distance", "nuisance_ablation")
 
 
 EPILOG = """\
