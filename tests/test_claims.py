@@ -130,35 +130,34 @@ NEW_WORLD_PIPE = _T.replace(M=512, m=512, n=256, n_pop=1024, probe_steps=100,
 
 @pytest.fixture(scope="module")
 def new_world_sweeps():
-    """Nuisance world (q = 4, rho = 0, MLP encoders): CMC, target SSL and supervised at t = 0.25;
-    pairing channels (linear track): CMC and L2 on mispair and resample at t in {0, 0.5, 1},
-    every bound certified."""
+    """Nuisance world (q = 4, rho = 0, MLP encoders): CMC and target SSL at t = 0.25; the mispair
+    channel (linear track): CMC at t in {0, 1}, B1b and B2 certified (resample and the other
+    bounds are covered by the unit tests and the experiments)."""
     rows = []
 
     def post(w, c, method, t, seed, row, arts):
-        res = certify(w, c, method, t, seed, row, arts, n_weight_samples=200, parts=("B1b", "B2", "B3"))
+        res = certify(w, c, method, t, seed, row, arts, parts=("B1b", "B2"))
         rows.extend({"channel": w.config.channel, "t": t, "method": method, **r} for r in res["rows"])
         return {}
 
     nuis = WorldConfig(nuisance_dim=4, nuisance_rho=0.0)
-    a = run_sweep({"t": [0.25], "method": ["cmc", "target_ssl", "supervised"]}, world=nuis,
+    a = run_sweep({"t": [0.25], "method": ["cmc", "target_ssl"]}, world=nuis,
                   pipeline=NEW_WORLD_PIPE.replace(encoder="mlp"), seeds=1, progress=False)
-    b = run_sweep({"channel": ["mispair", "resample"], "t": [0.0, 0.5, 1.0], "method": ["cmc", "l2"]},
+    b = run_sweep({"channel": ["mispair"], "t": [0.0, 1.0], "method": ["cmc"]},
                   pipeline=NEW_WORLD_PIPE, seeds=1, postprocess=post, progress=False)
     return a, b, rows
 
 
 def test_new_worlds_ground_truth_floor_and_bounds(new_world_sweeps):
-    """G6/G7 ground truth on every row; no learner beats eps*_B; B1a, B1b, B2, B3 hold."""
+    """G6/G7 ground truth on every row; no learner beats eps*_B; B1a, B1b, B2 hold."""
     nuis, pairing, rows = new_world_sweeps
     assert (nuis.bayes_B == divergences.bayes_error_exact(WorldConfig(t=0.25), "B")).all()
     assert (pairing.tv_latent == 0).all() and (pairing.bayes_B == pairing.bayes_A).all()
     mp = pairing[pairing.channel == "mispair"]
     np.testing.assert_allclose(mp.pair_agreement, 1 - mp.t, atol=1e-15)
-    assert (pairing[pairing.channel == "resample"].pair_agreement == 1.0).all()
     slack = bounds.hoeffding_slack(NEW_WORLD_PIPE.n_test, 0.001)
     for df in (nuis, pairing):
         assert (df.err_B + slack >= df.bayes_B).all(), df[["method", "t", "err_B", "bayes_B"]]
-    assert {"B1a", "B1b", "B2_sample", "B3"} <= {r["bound"] for r in rows}
+    assert {"B1a", "B1b", "B2_sample"} <= {r["bound"] for r in rows}
     failed = [r for r in rows if not r["holds"]]
     assert not failed, failed
