@@ -65,8 +65,10 @@ def run(args) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True)
     # the routes that do not use the target's views are the same at every rho (same seeds, same
     # data): the rho = 0 rows stand for them at rho = 1, so each setting has all its routes
+    # (flagged by shared_from_rho0: they are copies, not further runs)
     shared = df[(df["rho"] == 0.0) & (df["method"] != "target_ssl")]
-    return pd.concat([df, shared.assign(rho=1.0)], ignore_index=True)
+    return pd.concat([df.assign(shared_from_rho0=False), shared.assign(rho=1.0, shared_from_rho0=True)],
+                     ignore_index=True)
 
 
 def _paired(df: pd.DataFrame, a: str, b: str) -> pd.Series:
