@@ -130,7 +130,8 @@ def _bars(ax, df, settings, eps, ch):
     ax.set_xticks(np.arange(len(settings)))
     ax.set_xticklabels([f"q={q}\n$\\sigma_\\nu$={sn:g}\n$\\rho$={r:g}" for q, sn, r in settings], fontsize=8)
     ax.set_ylabel("target test error $R_B$ (fraction)")
-    ax.set_title(f"Nuisance world, {ch} t={T}, n=64: routes and stage-2 losses (95% intervals)")
+    ax.set_title(f"Nuisance world, {ch} t={T}, n=64: routes and stage-2 losses "
+                 f"({common.interval_note(args)})")
     ax.legend(fontsize=7, ncol=2)
 
 

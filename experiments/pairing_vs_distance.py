@@ -105,7 +105,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
         row[1].set_ylabel("bound value (fraction; > 1 vacuous)")
         row[0].set_title(f"{ch}: measured error (TV_latent = 0 for every t)")
         row[1].set_title(f"{ch}: what the bounds say")
-    fig.suptitle("Pairing vs distance (linear maps and encoders; mean and 95% interval over seeds)")
+    fig.suptitle(f"Pairing vs distance (linear maps and encoders; {common.interval_note(args)})")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 

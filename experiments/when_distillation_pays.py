@@ -150,7 +150,8 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
         ax.set_yticklabels([f"{t:g} (TV {tvs[t]:.2f})" for t in ts], fontsize=8)
         ax.set_xlabel("labeled target samples n (count)")
         ax.set_ylabel("attenuate knob t (TV_latent, exact)")
-        ax.set_title(f"gain of {me.upper()} over best target-only route\n(* : 95% interval excludes 0)")
+        ax.set_title(f"gain of {me.upper()} over best target-only route\n"
+                     + ("(* : 95% interval excludes 0)" if args.seeds > 1 else "(one seed, no interval)"))
         ax.grid(False)
         ax.legend(fontsize=7, loc="upper right")
         fig.colorbar(im, ax=ax, label="error(best target-only) - error(CMCD) (fraction)")
