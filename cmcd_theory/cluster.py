@@ -18,6 +18,11 @@ worker keeps its compiled programs and stage-1 teachers across chunks (module-le
 the worker process), and every process shares JAX's persistent compilation cache on disk
 (:func:`cmcd_theory.devices.setup_jax`). Rows come back to the driver, which alone writes them.
 
+Workers import the toolkit afresh: a channel registered at run time
+(:func:`cmcd_theory.worlds.register_channel`) exists in the driver only, so register it in the
+workers too (a Dask ``WorkerPlugin`` whose ``setup`` registers it, so that a restarted worker
+has it as well, or a module the workers preload) before the sweep.
+
 On an HPC cluster, start workers with dask-jobqueue and pass the cluster object (or its
 scheduler address), e.g. ``SLURMCluster(cores=1, processes=1, memory="4GB")`` then
 ``cluster.scale(jobs=32)``; see the README.
@@ -116,7 +121,7 @@ def local_cluster(n_workers: int | None = None, **kwargs):
     from cmcd_theory.devices import jax_env
     n_workers = n_cores() if n_workers is None else n_workers
     opts = dict(n_workers=n_workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.CRITICAL,
+                dashboard_address=":0", silence_logs=logging.CRITICAL,
                 env=jax_env())  # the workers share the persistent compile cache
     opts.update(kwargs)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
