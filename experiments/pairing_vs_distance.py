@@ -20,7 +20,7 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import use_host_cores
+from cmcd_theory.devices import setup_jax
 
 NAME = "pairing_vs_distance"
 METHODS = ("cmc", "cmd", "l2")
@@ -121,5 +121,5 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    use_host_cores()  # one XLA CPU device per core, set before JAX starts
+    setup_jax()  # persistent compile cache, before any JAX computation
     main()
