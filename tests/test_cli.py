@@ -20,7 +20,15 @@ def _cases(tmp):
     wrong = os.path.join(tmp, "wrong.npz")
     np.savez(wrong, train_features=np.eye(3), train_labels=np.array([0, 1]))
     certify = ["-m", "cmcd_theory.certify"]
+    sweep = ["-m", "cmcd_theory.sweep", "--quick", "--no-progress", "--out",
+             os.path.join(tmp, "s.csv")]
     return {
+        "bad channel": (sweep + ["--channel", "nope"], "--channel"),
+        "t above 1": (sweep + ["--t", "0.5,1.5"], "--t"),
+        "empty t": (sweep + ["--t", ""], "--t"),
+        "seeds 0": (sweep + ["--seeds", "0"], "--seeds"),
+        "unknown method": (sweep + ["--methods", "cmc,nope"], "--methods"),
+        "empty methods": (sweep + ["--methods", ""], "--methods"),
         "unreadable npz": (certify + [bad], "junk.npz"),
         "missing npz": (certify + [os.path.join(tmp, "absent.npz")], "absent.npz"),
         "missing array": (certify + [partial], "train_labels"),
@@ -33,7 +41,9 @@ def _cases(tmp):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """All cases at once (each is a fresh interpreter that stops at argument checking)."""
+    """All cases at once (each is a fresh interpreter that stops at argument checking; the
+    sweep cases cover every invalid value of the acceptance list once: a sweep interpreter
+    costs seconds)."""
     tmp = str(tmp_path_factory.mktemp("cli"))
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     procs = {name: (subprocess.Popen([sys.executable, *args], cwd=tmp, env=env, text=True,
