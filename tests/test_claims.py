@@ -129,8 +129,8 @@ NEW_WORLD_PIPE = _T.replace(M=512, m=512, n=256, n_pop=1024, probe_steps=100,
 
 
 @pytest.fixture(scope="module")
-def new_world_sweeps():
-    """Nuisance world (q = 4, rho = 0, MLP encoders): CMC and target SSL at t = 0.25; the mispair
+def new_world_sweeps():  # about 75 s of CPU (2 programs compiled and run) on the 2-core host
+    """Nuisance world (q = 4, rho = 0, MLP encoders): CMC at t = 0.25; the mispair
     channel (linear track): CMC at t in {0, 1}, B1b and B2 certified (resample and the other
     bounds are covered by the unit tests and the experiments)."""
     rows = []
@@ -141,13 +141,14 @@ def new_world_sweeps():
         return {}
 
     nuis = WorldConfig(nuisance_dim=4, nuisance_rho=0.0)
-    a = run_sweep({"t": [0.25], "method": ["cmc", "target_ssl"]}, world=nuis,
+    a = run_sweep({"t": [0.25], "method": ["cmc"]}, world=nuis,
                   pipeline=NEW_WORLD_PIPE.replace(encoder="mlp"), seeds=1, progress=False)
     b = run_sweep({"channel": ["mispair"], "t": [0.0, 1.0], "method": ["cmc"]},
                   pipeline=NEW_WORLD_PIPE, seeds=1, postprocess=post, progress=False)
     return a, b, rows
 
 
+@pytest.mark.slow
 def test_new_worlds_ground_truth_floor_and_bounds(new_world_sweeps):
     """G6/G7 ground truth on every row; no learner beats eps*_B; B1a, B1b, B2 hold."""
     nuis, pairing, rows = new_world_sweeps
