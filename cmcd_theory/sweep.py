@@ -326,6 +326,8 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
     if old is not None:
         old = old[_in_grid(old, g)].reset_index(drop=True)
     done = {_cell_id(r) for r in old.to_dict("records")} if old is not None else set()
+    if not plan_chunks(g, done, chunk_size):
+        cluster = None  # everything is in the file: start no cluster
     with cluster_mod.engine(cluster) as eng:
         chunks = plan_chunks(g, done, chunk_size, min_chunks=2 * eng.n_workers if eng.n_workers > 1 else 1)
         total = sum(c.n_rows for c in chunks)
