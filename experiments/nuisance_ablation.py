@@ -108,12 +108,13 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     fig, axes = plt.subplots(len(chans), 1, figsize=(max(6.4, 1.3 * len(settings) + 2), 4.4 * len(chans)),
                              squeeze=False)
     for ax, ch in zip(axes[:, 0], chans):
-        _bars(ax, df[df["channel"] == ch], settings, f["eps_star_B"][ch], ch)
+        _bars(ax, df[df["channel"] == ch], settings, f["eps_star_B"][ch], ch,
+              common.interval_note(args))
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 
 
-def _bars(ax, df, settings, eps, ch):
+def _bars(ax, df, settings, eps, ch, note):
     s = common.summarize(df, ["q", "sigma_nu", "rho", "method"], ["err_B"])
     methods = [m for m in METHODS if m in set(df["method"])]
     width = 0.8 / len(methods)
@@ -131,7 +132,7 @@ def _bars(ax, df, settings, eps, ch):
     ax.set_xticklabels([f"q={q}\n$\\sigma_\\nu$={sn:g}\n$\\rho$={r:g}" for q, sn, r in settings], fontsize=8)
     ax.set_ylabel("target test error $R_B$ (fraction)")
     ax.set_title(f"Nuisance world, {ch} t={T}, n=64: routes and stage-2 losses "
-                 f"({common.interval_note(args)})")
+                 f"({note})")
     ax.legend(fontsize=7, ncol=2)
 
 
