@@ -818,7 +818,7 @@ class PacBayesBound(_Terms):
     confidence: float             # ln(2 sqrt(n) / delta_pb') / n
     total: float                  # bound on the stochastic risk L(Q)
     total_deterministic: float    # 2 * total: bound on R(W_hat) (unclipped)
-    empirical_upper: float        # kl_inv_up(empirical, ln(2 G_q / delta_mc) / N_w)
+    empirical_upper: float        # kl_inv_up(empirical, ln(2 G_q / delta_mc) / (n N_w))
     mc_correction: float          # empirical_upper - empirical
     kl: float                     # KL(Q || P)
     sigma_p: float
@@ -837,19 +837,22 @@ class PacBayesBound(_Terms):
 
 
 def _stochastic_errors(z, y, w, sigma_q, rng, n_draws, chunk):
-    """Mean 0-1 loss (margin <= 0) of W = W_hat + sigma_q * eps over the sample, per sigma_q.
+    """Mean 0-1 loss (margin <= 0) of W = W_hat + sigma_q * eps over the sample, per sigma_q,
+    with an independent weight draw for every (sample point, draw): the scores of point i
+    under W are ``W_hat z_i + sigma_q eps z_i`` and ``eps z_i ~ N(0, ||z_i||^2 I_K)``, so each
+    point's draw is ``||z_i|| xi`` with xi standard normal (no weight matrix is formed).
 
-    The same standard normal draws eps serve every sigma_q (the union bound over sigma_q
-    does not need independent draws). Returns (G_q,) floats.
+    The same standard normal draws serve every sigma_q (the union bound over sigma_q does
+    not need independent draws). Returns (G_q,) floats.
     """
-    K, Dz = w.shape
+    K = w.shape[0]
     base = z @ w.T                                   # (n, K)
+    norms = np.linalg.norm(z, axis=1)[None, :, None]
     errors = np.zeros(sigma_q.size)
     done = 0
     while done < n_draws:
         c = min(chunk, n_draws - done)
-        eps = rng.standard_normal((c, K, Dz))
-        noise = np.einsum("nd,ckd->cnk", z, eps)     # (c, n, K)
+        noise = norms * rng.standard_normal((c, z.shape[0], K))     # (c, n, K)
         for g, s in enumerate(sigma_q):
             errors[g] += np.count_nonzero(_margins(base[None] + s * noise, y) <= 0)
         done += c
@@ -876,7 +879,7 @@ def pac_bayes_kl_bound(features, labels, weights, bias=None, *, seed,
     .. math::
 
       \hat L^{up} = \mathrm{kl}^{-1}_{\rm up}\Big(\hat L_{S,N_w}(Q),
-          \frac{\ln(2G_q/\delta_{mc})}{N_w}\Big),\qquad
+          \frac{\ln(2G_q/\delta_{mc})}{n N_w}\Big),\qquad
       L(Q) \le \mathrm{kl}^{-1}_{\rm up}\Big(\hat L^{up},
           \frac{\mathrm{KL}(Q\|P) + \ln(2\sqrt n\, G_p/\delta_{pb})}{n}\Big),
 
@@ -942,7 +945,8 @@ def pac_bayes_kl_bound(features, labels, weights, bias=None, *, seed,
 
     delta_mc, delta_pb = frac * delta, (1.0 - frac) * delta
     emp_mc = _stochastic_errors(z, y, w, sqs, rng, n_w, chunk_size)
-    emp_up = kl_inverse_upper(emp_mc, math.log(2.0 * sqs.size / delta_mc) / n_w)
+    # n * N_w independent 0-1 values (one weight draw per point and draw): Chernoff-kl
+    emp_up = kl_inverse_upper(emp_mc, math.log(2.0 * sqs.size / delta_mc) / (n * n_w))
     d_pb = delta_pb / sps.size
     conf = math.log(2.0 * math.sqrt(n) / d_pb) / n
 

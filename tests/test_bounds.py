@@ -275,7 +275,7 @@ def test_pac_bayes_hand_computed_certificate():
                               sigma_q_grid=[1e-3], n_weight_samples=n_w, delta_mc_fraction=frac)
     assert pb.empirical == 0.0 and pb.empirical_deterministic == 0.0
     d_mc, d_pb = frac * delta, (1 - frac) * delta
-    emp_up = 1 - math.exp(-math.log(2 / d_mc) / n_w)          # kl(0 || p) = -ln(1 - p)
+    emp_up = 1 - math.exp(-math.log(2 / d_mc) / (n * n_w))   # kl(0 || p) = -ln(1 - p)
     assert pb.empirical_upper == pytest.approx(emp_up, abs=1e-11)
     kl = (4 / 2) * (1e-8 - 1 - math.log(1e-8)) + 40000.0 / (2 * 100.0)
     assert pb.kl == pytest.approx(kl, rel=1e-13) and pb.D == 4 and pb.weight_norm == 200.0

@@ -64,3 +64,22 @@ def test_error_vs_distance_quick(tmp_path):
     # claim (i) on this grid: the error is increasing in the distance (seed-averaged)
     e = b.groupby("t")["err_B"].mean().to_numpy()
     assert np.all(np.diff(e) > 0)
+
+
+def test_convergence_slope_interval_and_unresolved_points():
+    """The fitted slope comes with its 95% interval; points whose interval contains 0 are
+    reported (as upper limits), not dropped silently."""
+    from experiments import convergence_m
+    m = np.array([256.0, 1024.0, 4096.0, 16384.0])
+    slope, half = convergence_m.slope_with_interval(m, 2.0 * m ** -0.7)
+    assert slope == pytest.approx(-0.7) and half == pytest.approx(0.0, abs=1e-9)
+    rng = np.random.default_rng(0)
+    slope, half = convergence_m.slope_with_interval(m, m ** -0.5 * np.exp(0.1 * rng.standard_normal(4)))
+    assert half > 0 and abs(slope + 0.5) < 3 * half
+    rows = [{"method": "cmc", "m": mm, "seed": s, "t": 0.0, "distill_gap": g + e, "b4_gap": 1.0,
+             "distill_pop_loss": 1.0, "b4_pop_slack": 0.0, "b4_total": 2.0, "err_B": 0.1,
+             "bayes_B": 0.1}
+            for mm, g in ((256, 0.1), (1024, 0.03), (4096, 0.0)) for s, e in enumerate((-0.01, 0.0, 0.01))]
+    f = convergence_m.findings(pd.DataFrame(rows))
+    assert f["gap_unresolved_m_shown_as_upper_limits[cmc]"] == [4096]
+    assert f["gap_slope_fitted_on_m[cmc]"] == [256, 1024]
