@@ -108,7 +108,9 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
                     yerr=[g["distill_gap_mean"][pos] - g["distill_gap_lo"][pos],
                           g["distill_gap_hi"][pos] - g["distill_gap_mean"][pos]],
                     color=st["color"], marker=st["marker"], capsize=3,
-                    label=f"{st['label']} measured gap (slope {slope:.2f} +- {half:.2f})")
+                    label=f"{st['label']} measured gap (slope {slope:.2f} "
+                          + (f"+- {half:.2f})" if np.isfinite(half) else
+                             f"from {int(pos.sum())} points: no interval)"))
         a1.plot(g["m"][pos], g["distill_gap_mean"][pos], color=st["color"])
         up = ~pos
         if up.any():
