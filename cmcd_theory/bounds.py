@@ -1512,8 +1512,17 @@ def candidate_mgf_upper(u, bank, tau: float, delta: float, eps: float = COVER_EP
     k, n_b = u.shape[1], bank.shape[0]
     fbar = _mean_exp(u, bank, tau)
     c = (k * math.log1p(2.0 / eps) + math.log(1.0 / delta)) / n_b
+    return _mgf_upper(fbar, c, tau, eps)
+
+
+def _mgf_upper(fbar, c: float, tau: float, eps: float):
+    """:math:`M^+` from the bank averages ``fbar`` and the kl budget ``c`` (B4n, Lemma 2).
+
+    Capped at :math:`e^{1/\tau}`, which bounds :math:`M(u)` for every unit u (``|u . z| <= 1``):
+    the cap keeps the per-pair loss g of B4n in :math:`[0, b]`, as its Monte Carlo step needs.
+    """
     q = np.minimum(1.0, math.exp(eps / tau) * fbar)
-    return math.exp((1.0 + eps) / tau) * kl_inverse_upper(q, c)
+    return np.minimum(math.exp(1.0 / tau), math.exp((1.0 + eps) / tau) * kl_inverse_upper(q, c))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1644,8 +1653,7 @@ def normalized_distillation_bound(x, z, W, W_prior, bank, *, tau: float, tuple_s
             u = v / np.linalg.norm(v, axis=1, keepdims=True)
             a = np.sum(u * z[rows], axis=1) / tau
             fbar = _mean_exp(u, bank[bank_rows], tau)
-            m_up = math.exp((1.0 + eps) / tau) * kl_inverse_upper(
-                np.minimum(1.0, math.exp(eps / tau) * fbar), c_mgf)
+            m_up = _mgf_upper(fbar, c_mgf, tau, eps)
             g.append(np.logaddexp(0.0, math.log(N - 1) + np.log(m_up) - a))
             g0.append(np.logaddexp(0.0, math.log(N - 1) + np.log(fbar) + 1.0 / tau - a))
         emp = float(np.mean(g))

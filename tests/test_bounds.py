@@ -652,10 +652,15 @@ def test_b4n_candidate_mgf_upper_covers_the_exact_mgf_on_the_sphere():
     up = B.candidate_mgf_upper(u, bank, tau, 0.05)
     assert np.all(up >= exact)
     assert np.all(up <= 1.5 * exact)          # informative at this bank size
-    # hand arithmetic: a bank of copies of u gives fbar = 1, so M+ = e^{(1 + eps)/tau}
+    # hand arithmetic: a bank of copies of u gives fbar = 1, so the cover term is
+    # e^{(1 + eps)/tau} > e^{1/tau}; M+ is capped at e^{1/tau}, which bounds M(u) for every
+    # unit u and keeps B4n's per-pair loss in [0, b]
     one = np.array([[1.0, 0.0, 0.0]])
     assert B.candidate_mgf_upper(one, np.repeat(one, 10, 0), tau, 0.05, eps=0.01)[0] == \
-        pytest.approx(math.exp(1.01 / tau))
+        pytest.approx(math.exp(1.0 / tau))
+    assert np.all(up <= math.exp(1.0 / tau))
+    small = B.candidate_mgf_upper(u, bank[:5], tau, 0.05)  # a tiny bank: the cap acts
+    assert np.all(small <= math.exp(1.0 / tau)) and np.all(small >= exact)
     with pytest.raises(ValueError, match="unit"):
         B.candidate_mgf_upper(2 * one, one, tau, 0.05)
 
