@@ -7,7 +7,6 @@ objective is checked against the gradients of the un-reversed terms; the trainin
 run on a separable toy problem.
 """
 
-import doctest
 import math
 
 import jax
@@ -365,26 +364,4 @@ def test_input_checks():
         train_discomkd(jax.random.key(0), model, xs, y, {"steps": 3})
 
 
-# examples that build and run a model op by op: seconds of compilation each
-_HEAVY_EXAMPLES = ("init_discomkd", "discomkd_predict", "discomkd_loss", "train_discomkd")
-
-
-def _run_examples(select):
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    attempted = 0
-    for test in finder.find(discomkd, extraglobs={"jax": jax, "jnp": jnp}):
-        if test.examples and select(test.name.rsplit(".", 1)[-1]):
-            result = runner.run(test)
-            assert result.failed == 0, test.name
-            attempted += result.attempted
-    assert attempted > 0
-
-
-def test_docstring_examples():
-    _run_examples(lambda name: name not in _HEAVY_EXAMPLES)
-
-
-@pytest.mark.slow
-def test_docstring_examples_of_the_objective_and_the_training_loop():
-    _run_examples(lambda name: name in _HEAVY_EXAMPLES)
+# The docstring examples of this module run as doctests (pytest --doctest-modules, setup.cfg).

@@ -65,7 +65,7 @@ def test_every_method_runs_and_reports(method):
 
 
 def test_same_seed_same_numbers_and_sweep_matches_pipeline():
-    w = make_world(WorldConfig())
+    w = make_world(WorldConfig(t=0.3))  # reuses the cmd program of test_every_method_runs
     a = pipeline.run_pipeline_jit(w, jax.random.key(5), "cmd", TINY, 0.5)
     b = pipeline.run_pipeline_jit(w, jax.random.key(5), "cmd", TINY, 0.5)
     c = pipeline.run_pipeline_jit(w, jax.random.key(6), "cmd", TINY, 0.5)
@@ -80,7 +80,9 @@ def test_same_seed_same_numbers_and_sweep_matches_pipeline():
 
 def test_multi_method_downstream_equals_each_method_alone():
     """All methods in one program on shared data compute what each computes alone."""
-    w = make_world(WorldConfig(t=0.4))
+    # the world of test_every_method_runs_and_reports (its own t is not used: t = 0.4 is
+    # passed), so the single-method programs compiled there are reused here
+    w = make_world(WorldConfig(t=0.3))
     key = jax.random.key(7)
     k_teacher, k_down = jax.random.split(key)
     teacher = pipeline.train_teacher(w, k_teacher, TINY)
