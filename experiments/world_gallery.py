@@ -11,8 +11,9 @@ the knob grows from 0 to t. Each panel is titled with the world's ground truth (
 
 * ``TV_latent`` -- the exact modality distance of G2 (:func:`cmcd_theory.divergences.tv_latent`);
 * ``eps*_A``, ``eps*_B`` -- Bayes errors of predicting y from s and from s_B
-  (:func:`cmcd_theory.divergences.bayes_error`: Monte Carlo of the posterior argmax for K > 2,
-  with a Hoeffding interval at ``DELTA``, in the CSV).
+  (:func:`cmcd_theory.divergences.bayes_error`: exact by one-dimensional quadrature, G5b,
+  for every channel shown; Monte Carlo of the posterior argmax with a Hoeffding interval at
+  ``DELTA`` only where no exact form exists).
 
 ``results/world_gallery.csv`` has one row per (channel, t): the three numbers with their
 intervals, a Monte Carlo check of TV_latent
@@ -129,6 +130,8 @@ def _suptitle(config: worlds.WorldConfig, n_bayes: int | None) -> str:
          else f"the first {config.n_attenuated} coordinates")
     if config.num_classes == 2:
         how = "closed form"
+    elif not n_bayes:
+        how = "exact (one-dimensional quadrature, G5b)"
     else:
         how = "Monte Carlo of the posterior argmax" + (f", n = {n_bayes:,}" if n_bayes else "")
     return (f"Modality channels on the default world (K = {config.num_classes}, "
@@ -234,13 +237,15 @@ def main(argv=None) -> pd.DataFrame:
     config = worlds.WorldConfig()
     sz = sizes(args.quick)
     truth = ground_truth(config, T_VALUES, **sz)
-    fig = plot_gallery(config, truth, draw_latents(config, T_VALUES), T_VALUES, sz["n_bayes"])
+    n_mc = int(truth.n_bayes.max())  # 0 where every Bayes error is exact
+    fig = plot_gallery(config, truth, draw_latents(config, T_VALUES), T_VALUES, n_mc)
     common.save_fig(fig, NAME, args)
     world = {k: v for k, v in config.as_dict().items() if k not in ("channel", "t")}
     meta = {"world": world, "channels": list(worlds.DISTANCE_CHANNELS), "t_values": list(T_VALUES),
             "delta": DELTA, "n_points_per_panel": N_POINTS, "seed": SEED, **sz,
             "projection": "first two latent coordinates (s_1, s_2); classes 0 and 1 shown",
             "bayes": ("closed form" if config.num_classes == 2 else
+                      "exact (one-dimensional quadrature, G5b)" if n_mc == 0 else
                       "Monte Carlo of the posterior argmax, Hoeffding interval at delta")}
     common.save_results(truth, NAME, args, meta, findings(truth), time.perf_counter() - t0)
     return truth
