@@ -96,7 +96,7 @@ from cmcd_theory import bounds, validation as V
 
 __all__ = ["ROW_KEYS", "WIDE_KEYS", "Stage1Stats", "Stage2Stats", "Certificate",
            "certify_features", "certify", "transfer_rows", "probe_rows", "stage2_rows",
-           "stage1_rows", "load_npz", "main", "PART_KEYS", "SPENDING", "GAUSSIAN_CHANNELS", "b1b_applies",
+           "stage1_rows", "probe_certificate_rows", "PROBE_SPLIT", "PROBE_FORMS", "load_npz", "main", "PART_KEYS", "SPENDING", "GAUSSIAN_CHANNELS", "b1b_applies",
            "probe_bounds_apply", "b4_applies", "b4n_applies", "stage2_normalized_rows"]
 
 #: Fixed keys of every row of a :class:`Certificate` (a bound's own named terms follow them).
@@ -115,7 +115,9 @@ WIDE_KEYS = ("tv_features", "tv_features_upper", "tv_features_lower", "b2_sample
              "b4_data_free_gap", "b4_sample_gap", "b4_gap", "b4_pop_slack",
              # B4n: normalised student features (stochastic student, per-pair PAC-Bayes-kl)
              "b4n_total", "b4n_empirical", "b4n_empirical_exact_mgf", "b4n_kl_over_n",
-             "b4n_pop_loss_stochastic", "b4n_nu")
+             "b4n_pop_loss_stochastic", "b4n_nu",
+             # the probe certificate: min(B2 forms, 2 L(Q) of B3), delta split over the three
+             "probe_total", "probe_form")
 #: The :attr:`Certificate.wide` columns of each part of :func:`certify` (experiments' sweeps).
 PART_KEYS = {
     "B1b": ("tv_features", "tv_features_upper"),
@@ -126,6 +128,7 @@ PART_KEYS = {
     "B4": ("b4_data_free_total", "b4_data_free_gap", "b4_sample_total", "b4_sample_gap",
            "b4_total", "b4_gap", "b4_pop_slack", "b4n_total", "b4n_empirical",
            "b4n_empirical_exact_mgf", "b4n_kl_over_n", "b4n_pop_loss_stochastic", "b4n_nu"),
+    "probe": ("probe_total", "probe_form"),
 }
 #: Bound columns of ``wide`` and the rows whose ``delta`` each one's value spends (union bound:
 #: a minimum over forms spends the sum of the forms' deltas).
@@ -140,6 +143,7 @@ SPENDING = {
     "b5_data_free_total": ("B5_data_free",), "b5_sample_total": ("B5_sample",),
     "b5_total": ("B5_data_free", "B5_sample"),
     "b4n_total": ("B4n",),
+    "probe_total": ("probe",),
 }
 
 NAN = float("nan")
@@ -411,6 +415,57 @@ def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test:
     return rows, wide
 
 
+#: Shares of delta of the three bounds behind the probe certificate (``probe_total``).
+PROBE_SPLIT = {"B2_sample": 0.25, "B2_data_free": 0.25, "B3": 0.5}
+#: ``probe_form`` codes: which bound attains ``probe_total``.
+PROBE_FORMS = ("B2_sample", "B2_data_free", "B3")
+
+
+def probe_certificate_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float,
+                           delta_test: float, seed: int = 0, n_weight_samples: int = 1000,
+                           feature_norm_bound: Optional[float] = 1.0, reason: str = "") -> tuple:
+    """One certified upper bound on R_B from the probe alone: the smallest of B2 (sample form,
+    at ``delta / 4``), B2 (data-free form, ``delta / 4``) and B3's deterministic form
+    ``2 L(Q)`` (``delta / 2``), so it holds with probability >= 1 - delta (union bound over
+    the three; a form that does not apply leaves its share unspent). Returns (rows, wide)
+    with one row ``probe`` and the columns ``probe_total`` and ``probe_form`` (index into
+    :data:`PROBE_FORMS` of the form that attains it).
+
+    The three bounds are recomputed at their shares: the ``b2_*`` and ``b3_*`` columns of
+    :func:`probe_rows` spend ``delta`` each (B2's two forms ``delta / 2`` each), so a minimum
+    of those columns would hold only with probability 1 - 2 delta.
+    """
+    n = int(z.shape[0]) if z is not None else NAN
+    K = int(W.shape[0]) if W is not None else NAN
+    statement = ("R_B <= min(B2 sample (delta/4), B2 data-free (delta/4), 2 L(Q) of B3 "
+                 "(delta/2))")
+    if reason:
+        return ([_row("probe", "min", _RISK, statement, reason=reason, n=n, K=K)],
+                {"probe_total": NAN, "probe_form": NAN})
+    values, spent = {}, 0.0
+    for form in ("sample", "data_free"):
+        kw = {}
+        if form == "data_free":
+            if feature_norm_bound is None or (np.linalg.norm(z, axis=1).max()
+                                              > feature_norm_bound * (1 + 1e-6)):
+                continue
+            kw = {"feature_norm_bound": feature_norm_bound}
+        mb = bounds.margin_bound(z, y, W, b, delta * PROBE_SPLIT[f"B2_{form}"], form=form, **kw)
+        values[f"B2_{form}"] = mb.total
+        spent += mb.delta
+    pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=delta * PROBE_SPLIT["B3"],
+                                   n_weight_samples=n_weight_samples)
+    values["B3"] = pb.total_deterministic
+    spent += pb.delta
+    form = min(values, key=values.get)
+    total = values[form]
+    s = _slack(n_test, delta_test)
+    row = _row("probe", "min", _RISK, statement, measured=err_B, value=total, delta=spent,
+               slack=s, n=n, K=K, vacuous=total >= 1.0,
+               terms={f"{k}_at_share": v for k, v in values.items()} | {"attained_by": form})
+    return [row], {"probe_total": total, "probe_form": float(PROBE_FORMS.index(form))}
+
+
 def _tuple_rows(family: str, stats, bound_fn, what: str, *, delta: float, delta_test: float,
                 K, reason: str) -> tuple:
     """Data-free and sample forms of B4 / B5 (``delta / 2`` each) and their minimum."""
@@ -644,7 +699,8 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
         ``test_features``.
       err_A_head, n_test_source: likewise for the source error of the head.
       not_applicable: ``{family: reason}`` for families known not to apply (``"B1b"``,
-        ``"B2"``, ``"B3"``, ``"B4"``, ``"B5"``).
+        ``"B2"``, ``"B3"``, ``"B4"``, ``"B4n"``, ``"B5"``, ``"probe"``: the probe certificate,
+        min of B2 and B3 at a split delta, :func:`probe_certificate_rows`).
       delta: confidence of each bound, in (0, 1) (forms combined by min spend delta / 2 each).
       delta_test: failure probability of each held-out check, in (0, 1).
       seed: seeds B3's weight draws and the two-sample classifier's split.
@@ -673,7 +729,7 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
     label_free = V.boolean("label_free", label_free)
     na = dict(not_applicable or {})
     for fam in na:
-        V.choice("not_applicable key", fam, ("B1b", "B2", "B3", "B4", "B4n", "B5"))
+        V.choice("not_applicable key", fam, ("B1b", "B2", "B3", "B4", "B4n", "B5", "probe"))
     if feature_norm_bound is not None:
         feature_norm_bound = V.real("feature_norm_bound", feature_norm_bound, lo=0.0, lo_open=True)
 
@@ -754,6 +810,11 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
                       tv_features_estimate=tv_features_estimate, tv_lower=tv_lower,
                       ground_truth=ground_truth, delta=delta, delta_test=delta_test, n=n, K=K,
                       reason_b1b=na.get("B1b", "")),
+        probe_certificate_rows(z, y, W, b, err_B=err_B, n_test=n_test, delta=delta,
+                               delta_test=delta_test, seed=seed,
+                               n_weight_samples=n_weight_samples,
+                               feature_norm_bound=feature_norm_bound,
+                               reason=na.get("probe", not_label_free)),
     ):
         rows.extend(part[0])
         wide.update(part[1])
@@ -880,7 +941,8 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
       n_tv_mc: Monte Carlo draws per class for the Gaussian-track TV.
       n_weight_samples: weight draws for B3's Monte Carlo term.
       parts: which of the data-dependent bounds to compute (B1a and the Bayes floor, which
-        cost nothing, are always reported).
+        cost nothing, are always reported); ``"probe"`` is the probe certificate
+        (:func:`probe_certificate_rows`: min of B2 and B3 with delta split over them).
 
     Returns:
       ``wide``: :data:`WIDE_KEYS` (NaN where not applicable); ``rows``: the applicable rows
@@ -888,12 +950,13 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
       ``spent``: the confidence spent by each bound column (:attr:`Certificate.spent`).
     """
     from cmcd_theory import divergences
-    unknown = set(parts) - {"B1b", "B2", "B3", "B4"}
+    allowed = ("B1b", "B2", "B3", "B4", "probe")
+    unknown = set(parts) - set(allowed)
     if unknown:
-        raise ValueError(f"parts must be among ('B1b', 'B2', 'B3', 'B4'), got {sorted(unknown)}")
+        raise ValueError(f"parts must be among {allowed}, got {sorted(unknown)}")
     wc = world.config
     K = wc.num_classes
-    na = {p: "not requested (parts)" for p in ("B1b", "B2", "B3", "B4") if p not in parts}
+    na = {p: "not requested (parts)" for p in allowed if p not in parts}
     na["B5"] = "the synthetic pipeline does not record the stage-1 statistics"
     tv = None
     if "B1b" not in na:
@@ -910,6 +973,7 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
                else "raw latents: not learned features of norm <= 1")
         na.setdefault("B2", why)
         na.setdefault("B3", why)
+        na.setdefault("probe", why)
     stage2 = None
     if "B4" not in na:
         if b4_applies(cfg, method):

@@ -239,9 +239,14 @@ def _certify_columns(parts, world, cfg, method, t, seed, row, arts, **kw) -> dic
     return {k: wide[k] for part in parts for k in PART_KEYS[part]}
 
 
-def probe_bounds(world, cfg, method, t, seed, row, arts, *, n_weight_samples: int = 500) -> dict:
-    """B2 (both forms, and their minimum) and B3 of the probe, with terms, from ``certify``."""
-    return _certify_columns(("B2", "B3"), world, cfg, method, t, seed, row, arts,
+def probe_bounds(world, cfg, method, t, seed, row, arts, *, n_weight_samples: int = 500,
+                 certificate: bool = False) -> dict:
+    """B2 (both forms, and their minimum) and B3 of the probe, with terms, from ``certify``;
+    with ``certificate`` also the probe certificate ``probe_total`` (the minimum of B2 and
+    B3 with delta split over them, :func:`cmcd_theory.certify.probe_certificate_rows`; a
+    minimum of the ``b2_total`` and ``b3_*`` columns would spend 2 delta)."""
+    parts = ("B2", "B3", "probe") if certificate else ("B2", "B3")
+    return _certify_columns(parts, world, cfg, method, t, seed, row, arts,
                             n_weight_samples=n_weight_samples)
 
 
@@ -274,6 +279,7 @@ class Timer:
 
 # fixed column sets of the postprocesses (certify's)
 PROBE_BOUND_KEYS = _keys("B2", "B3")
+PROBE_CERTIFICATE_KEYS = _keys("probe")
 DISTILL_BOUND_KEYS = _keys("B4")
 FEATURE_TV_KEYS = _keys("B1b")
 

@@ -7,7 +7,8 @@ another instance of the same class). On both, TV_latent = 0 and eps*_B = eps*_A 
 so B1a (eps*_B <= eps*_A + TV_latent) is flat by construction. Beside the measured target
 error of each stage-2 loss: B1b, ``R_A(same head) + TV(learned features)`` with the certified
 Gaussian-track TV of the learned features (linear maps and encoders), and the end-to-end
-certificate of the probe, min(B2, B3) (:func:`cmcd_theory.certify.certify`). Does any bound
+certificate of the probe, ``probe_total`` = min(B2, 2 L(Q) of B3) with delta split over the
+three bounds (:func:`cmcd_theory.certify.probe_certificate_rows`). Does any bound
 track the degradation?
 
 Run: ``python -m experiments.pairing_vs_distance [--quick] [--seeds S]``.
@@ -33,7 +34,7 @@ def grid(quick: bool) -> dict:
 
 
 def _post(*a):
-    return {**common.feature_tv(*a), **common.probe_bounds(*a, n_weight_samples=200)}
+    return {**common.feature_tv(*a), **common.probe_bounds(*a, n_weight_samples=200, certificate=True)}
 
 
 def run(args) -> pd.DataFrame:
@@ -44,7 +45,7 @@ def run(args) -> pd.DataFrame:
                    out=common.raw_path(args, NAME), progress=not args.no_progress, postprocess=_post)
     df["b1a"] = df["bayes_A"] + df["tv_latent"]
     df["b1b"] = df["err_A_head"] + df["tv_features_upper"]
-    df["certificate"] = df[["b2_total", "b3_total_deterministic"]].min(axis=1, skipna=True)
+    df["certificate"] = df["probe_total"]
     return df.assign(K=wc.num_classes, separation=wc.separation, sigma=wc.sigma)
 
 
@@ -94,7 +95,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
             common.band(row[1], g["t"], g["b1b_mean"], g["b1b_lo"], g["b1b_hi"],
                         **{**st, "label": f"B1b {st['label']}"})
             row[1].plot(g["t"], g["certificate_mean"], color=st["color"], linestyle=":", marker=st["marker"],
-                        label=f"min(B2,B3) {st['label']}")
+                        label=f"probe certificate {st['label']}")
         g = sc.drop_duplicates("t").sort_values("t")
         for ax in row:
             ax.plot(g["t"], g["b1a_mean"], "k--", label=r"B1a: $\varepsilon^*_A + TV_{latent}$ (flat)")
@@ -113,7 +114,8 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
 def config(args) -> dict:
     return {"grid": grid(args.quick), "encoder": "linear", "world": "WorldConfig() defaults",
             "b1b": "err_A_head + tv_features_upper (certify B1b)",
-            "certificate": "min(b2_total, b3_total_deterministic) (certify B2, B3)"}
+            "certificate": "probe_total: min(B2 sample, B2 data-free, 2 L(Q) of B3) at delta/4, "
+                           "delta/4, delta/2 (cmcd_theory.certify.probe_certificate_rows)"}
 
 
 def main(argv=None) -> pd.DataFrame:

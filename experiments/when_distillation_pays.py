@@ -8,8 +8,9 @@ probe) and the target-only routes supervised (encoder and head on the n labels) 
 (InfoNCE on target views -> probe). Gain of a CMCD route in a cell = error of the best
 target-only route there (the one with the lower mean error) - error of the CMCD route, paired
 per seed; cells whose 95% t-interval excludes 0 are marked. Overlaid: the break-even curve the
-toolkit's own bounds predict, where the certified bound of the CMCD route's probe
-(min of B2 and B3, :func:`cmcd_theory.certify.certify`) meets that of the target-only route
+toolkit's own bounds predict, where the certificate of the CMCD route's probe (``probe_total``,
+min of B2 and B3 with delta split over them, :func:`cmcd_theory.certify.probe_certificate_rows`)
+meets that of the target-only route
 that has one (target SSL; supervised features see the labels, so B2/B3 do not apply to it).
 
 Run: ``python -m experiments.when_distillation_pays [--quick] [--seeds S]``.
@@ -46,8 +47,9 @@ def run(args) -> pd.DataFrame:
     wc = world()
     df = run_sweep(grid(args.quick), world=wc, pipeline=common.budget_pipeline("mlp"),
                    seeds=args.seeds, out=common.raw_path(args, NAME), progress=not args.no_progress,
-                   postprocess=lambda *a: common.probe_bounds(*a, n_weight_samples=200))
-    df["route_bound"] = df[["b2_total", "b3_total_deterministic"]].min(axis=1, skipna=True)
+                   postprocess=lambda *a: common.probe_bounds(*a, n_weight_samples=200,
+                                                              certificate=True))
+    df["route_bound"] = df["probe_total"]
     return df.assign(K=wc.num_classes, separation=wc.separation, sigma=wc.sigma,
                      q=wc.nuisance_dim, sigma_nu=wc.nuisance_scale, rho=wc.nuisance_rho)
 
@@ -162,7 +164,8 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
 
 def config(args) -> dict:
     return {"world": world().as_dict(), "grid": grid(args.quick), "encoder": "mlp",
-            "route_bound": "min(b2_total, b3_total_deterministic) from cmcd_theory.certify"}
+            "route_bound": "probe_total: min(B2 sample, B2 data-free, 2 L(Q) of B3) at delta/4, "
+                           "delta/4, delta/2 (cmcd_theory.certify.probe_certificate_rows)"}
 
 
 def main(argv=None) -> pd.DataFrame:

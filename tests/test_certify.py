@@ -34,7 +34,7 @@ def cert():
 def test_every_bound_reported_with_fixed_keys(cert):
     names = [r["bound"] for r in cert.rows]
     assert names == ["B2_sample", "B2_data_free", "B3", "B4_data_free", "B4_sample", "B4n",
-                     "B5_data_free", "B5_sample", "B1b", "TV_lower", "B1a", "floor"]
+                     "B5_data_free", "B5_sample", "B1b", "TV_lower", "B1a", "floor", "probe"]
     for r in cert.rows:
         assert tuple(r)[:len(ROW_KEYS)] == ROW_KEYS
         assert r["applicable"] == (r["reason"] == "")

@@ -45,10 +45,11 @@ def test_every_bound_column_spends_at_most_delta(method):
     cfg = base.replace(distill=base.distill.replace(student_features="raw"))
     metrics, arts = _fake_run(cfg, world, np.random.default_rng(0))
     res = certify_mod.certify(world, cfg, method, 0.0, 0, metrics, arts, delta=DELTA,
-                              n_tv_mc=2000, n_weight_samples=50)
+                              n_tv_mc=2000, n_weight_samples=50,
+                              parts=("B1b", "B2", "B3", "B4", "probe"))
     wide, spent = res["wide"], res["spent"]
     bound_cols = [c for c in wide if c.endswith(BOUND_SUFFIXES) and np.isfinite(wide[c])]
-    assert {"b2_total", "b3_total", "b4_total", "tv_features_upper"} <= set(bound_cols)
+    assert {"b2_total", "b3_total", "b4_total", "tv_features_upper", "probe_total"} <= set(bound_cols)
     for col in bound_cols:
         assert col in spent, f"{col} is reported without its confidence accounted"
         assert spent[col] <= DELTA * (1 + 1e-12), f"{col} spends {spent[col]} > delta = {DELTA}"
@@ -78,3 +79,35 @@ def test_experiment_postprocesses_return_certify_columns():
     # not applicable: NaN in every fixed column
     nan = common.probe_bounds(world, cfg, "supervised", 0.0, 3, metrics, arts)
     assert set(nan) == set(common.PROBE_BOUND_KEYS) and all(np.isnan(v) for v in nan.values())
+
+
+def test_probe_certificate_splits_delta_over_b2_and_b3():
+    """probe_total (the minimum of B2's two forms and B3's 2 L(Q)) recomputes each at its share
+    of delta: it spends delta in all, and is never below the same bounds at their larger
+    shares (a smaller delta only loosens a bound; the B3 weight draws share the seed)."""
+    rng = np.random.default_rng(2)
+    n, k, K = 400, 4, 3
+    y = rng.integers(0, K, n)
+    z = np.eye(k)[y] + 0.4 * rng.standard_normal((n, k))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    W, b = 4.0 * np.eye(k)[:K], np.zeros(K)
+    rows, wide = certify_mod.probe_rows(z, y, W, b, delta=DELTA, delta_test=DELTA, seed=1,
+                                        n_weight_samples=50)
+    prow, pwide = certify_mod.probe_certificate_rows(z, y, W, b, delta=DELTA, delta_test=DELTA,
+                                                     seed=1, n_weight_samples=50)
+    (row,) = prow
+    assert row["delta"] == pytest.approx(DELTA)
+    assert sum(certify_mod.PROBE_SPLIT.values()) == pytest.approx(1.0)
+    naive = min(wide["b2_total"], wide["b3_total_deterministic"])
+    assert pwide["probe_total"] >= naive
+    assert pwide["probe_total"] == pytest.approx(min(row[f"{f}_at_share"] for f in certify_mod.PROBE_FORMS))
+    assert certify_mod.PROBE_FORMS[int(pwide["probe_form"])] == row["attained_by"]
+    # B2 at delta/4 is exactly the B2 formula at that delta
+    from cmcd_theory import bounds
+    mb = bounds.margin_bound(z, y, W, b, DELTA / 4, form="sample")
+    assert row["B2_sample_at_share"] == pytest.approx(mb.total, rel=1e-12)
+    # a form that does not apply leaves its share unspent
+    prow2, _ = certify_mod.probe_certificate_rows(2 * z, y, W, b, delta=DELTA, delta_test=DELTA,
+                                                  seed=1, n_weight_samples=50)
+    assert prow2[0]["delta"] == pytest.approx(0.75 * DELTA)
+    assert "B2_data_free_at_share" not in prow2[0]
