@@ -25,10 +25,10 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile
 
 reproduce: $(STAMP)
-	$(PY) -m experiments.reproduce
+	$(PY) -m experiments.reproduce --jobs 2
 
 quick: $(STAMP)
-	$(PY) -m experiments.reproduce --quick
+	$(PY) -m experiments.reproduce --quick --jobs 2
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,8 +1,12 @@
-"""Every experiment in order, timed: ``python -m experiments.reproduce [--quick] [--seeds S]``.
+"""Every experiment, timed: ``python -m experiments.reproduce [--quick] [--seeds S] [--jobs J]``.
 
 Each experiment module exposes ``main(argv) -> DataFrame`` and writes its CSV, JSON and
-figures; this runner imports each one, calls it with the shared arguments and prints a table of
-wall times and their total. A persistent XLA compile cache
+figures; this runner calls each one with the shared arguments and prints a table of wall times
+and their total. With ``--jobs 1`` the experiments run in order in this process; with
+``--jobs J > 1`` each runs in its own process, at most J at once, longest first (by the wall
+time its last JSON recorded), its output in ``<results>/logs/<name>.log``: on 2 cores two
+experiments overlap one's single-threaded XLA compilation with the other's execution. The
+experiments write disjoint files and their numbers do not depend on the schedule. A persistent XLA compile cache
 (:func:`cmcd_theory.devices.setup_jax`: ``.jax_cache`` in the repository, or
 ``$JAX_COMPILATION_CACHE_DIR``) makes a second run skip compilation. An experiment of the list
 that cannot be imported is an error.
@@ -12,6 +16,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
+import subprocess
 import sys
 import time
 import traceback
@@ -44,7 +51,54 @@ def build_parser():
     p.add_argument("--only", type=V.arg(_names, "--only"), default=None,
                    help=f"comma list of experiments to run (default: all of {', '.join(EXPERIMENTS)})")
     p.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
+    p.add_argument("--jobs", type=V.arg(V.positive_int, "--jobs"), default=1,
+                   help="experiments run at once, each in its own process (1: in order, here)")
     return p
+
+
+def _last_wall_time(name: str, quick: bool) -> float:
+    """Wall time the experiment's last JSON recorded (0 if none): the schedule's cost hint."""
+    path = os.path.join("results", "quick" if quick else "", f"{name}.json")
+    try:
+        with open(path) as fh:
+            return float(json.load(fh).get("wall_time_s", 0.0))
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
+def _run_parallel(names, sub, jobs: int, keep_going: bool, quick: bool) -> dict:
+    """Each experiment in its own process, at most ``jobs`` at once, longest first."""
+    log_dir = os.path.join("results", "quick" if quick else "", "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    queue = sorted(names, key=lambda nm: -_last_wall_time(nm, quick))
+    running, times, failed = {}, {}, []
+    while queue or running:
+        while queue and len(running) < jobs and not (failed and not keep_going):
+            name = queue.pop(0)
+            log = open(os.path.join(log_dir, f"{name}.log"), "w")
+            print(f"[reproduce] {name} {' '.join(sub)} (log: {log.name})", flush=True)
+            proc = subprocess.Popen([sys.executable, "-m", f"experiments.{name}", "--no-progress",
+                                     *sub], stdout=log, stderr=subprocess.STDOUT)
+            running[name] = (proc, log, time.perf_counter())
+        if failed and not keep_going and not running:
+            break
+        time.sleep(0.5)
+        for name, (proc, log, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            if proc.returncode == 0:
+                times[name] = time.perf_counter() - t0
+                print(f"[reproduce] {name} done in {times[name]:.1f} s", flush=True)
+            else:
+                times[name] = float("nan")
+                failed.append(name)
+                print(f"[reproduce] {name} FAILED (exit {proc.returncode}); see {log.name}",
+                      file=sys.stderr, flush=True)
+    if failed and not keep_going:
+        raise RuntimeError(f"experiments failed: {', '.join(failed)} (logs in {log_dir})")
+    return times
 
 
 def main(argv=None) -> dict:
@@ -54,7 +108,9 @@ def main(argv=None) -> dict:
     sub = (["--quick"] if args.quick else []) + ([] if args.seeds is None else ["--seeds", str(args.seeds)])
     times: dict = {}
     t_all = time.perf_counter()
-    for name in names:
+    if args.jobs > 1:
+        times = _run_parallel(names, sub, args.jobs, args.keep_going, args.quick)
+    for name in (names if args.jobs == 1 else ()):
         mod = importlib.import_module(f"experiments.{name}")  # a missing experiment is an error
         print(f"[reproduce] {name} {' '.join(sub)}", flush=True)
         t0 = time.perf_counter()
@@ -71,7 +127,7 @@ def main(argv=None) -> dict:
     print("\n| experiment | wall time (s) |\n|---|---|")
     for name, t in times.items():
         print(f"| {name} | {t:.1f} |")
-    print(f"| **total** | **{total:.1f}** |")
+    print(f"| **total** (wall, --jobs {args.jobs}) | **{total:.1f}** |")
     return times
 
 

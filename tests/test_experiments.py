@@ -37,6 +37,37 @@ def test_reproduce_rejects_unknown_experiment(capsys):
     assert "--only: must be one of" in capsys.readouterr().err
 
 
+def test_reproduce_jobs_schedules_longest_first_and_reports_failures(tmp_path, monkeypatch):
+    """--jobs > 1: one process per experiment, longest recorded wall time first, a failure is
+    an error naming the experiment (or, with --keep-going, a NaN time while the rest run)."""
+    import json
+    import subprocess
+    import sys
+    from experiments import reproduce
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    for name, wall in (("world_gallery", 5.0), ("mfeat", 50.0)):
+        (tmp_path / "results" / "quick" / f"{name}.json").write_text(json.dumps({"wall_time_s": wall}))
+    started, real_popen = [], subprocess.Popen
+
+    def fake_popen(cmd, stdout, stderr):
+        name = cmd[2].split(".")[1]
+        started.append(name)
+        code = 3 if name == "convergence_m" else 0
+        return real_popen([sys.executable, "-c", f"import sys; sys.exit({code})"],
+                          stdout=stdout, stderr=stderr)
+
+    monkeypatch.setattr(reproduce.subprocess, "Popen", fake_popen)
+    times = reproduce.main(["--quick", "--jobs", "2", "--only", "world_gallery,mfeat"])
+    assert started == ["mfeat", "world_gallery"] and set(times) == {"mfeat", "world_gallery"}
+    assert (tmp_path / "results" / "quick" / "logs" / "mfeat.log").exists()
+    with pytest.raises(RuntimeError, match="convergence_m"):
+        reproduce.main(["--quick", "--jobs", "2", "--only", "convergence_m"])
+    times = reproduce.main(["--quick", "--jobs", "2", "--keep-going", "--only",
+                            "convergence_m,world_gallery"])
+    assert np.isnan(times["convergence_m"]) and times["world_gallery"] >= 0
+
+
 def test_error_vs_distance_quick(tmp_path):
     from experiments import error_vs_distance
     out, fig = tmp_path / "r", tmp_path / "f"
