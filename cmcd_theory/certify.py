@@ -97,7 +97,8 @@ from cmcd_theory import bounds, validation as V
 __all__ = ["ROW_KEYS", "WIDE_KEYS", "Stage1Stats", "Stage2Stats", "Certificate",
            "certify_features", "certify", "transfer_rows", "probe_rows", "stage2_rows",
            "stage1_rows", "probe_certificate_rows", "PROBE_SPLIT", "PROBE_FORMS", "load_npz", "main", "PART_KEYS", "SPENDING", "GAUSSIAN_CHANNELS", "b1b_applies",
-           "probe_bounds_apply", "b4_applies", "b4n_applies", "stage2_normalized_rows"]
+           "probe_bounds_apply", "b4_applies", "b4n_applies", "stage2_normalized_rows",
+           "stage1_normalized_rows", "b5n_applies", "N_POP_SSL", "certify_stage1"]
 
 #: Fixed keys of every row of a :class:`Certificate` (a bound's own named terms follow them).
 ROW_KEYS = ("bound", "form", "bounds", "statement", "kind", "measured", "value", "empirical",
@@ -117,7 +118,11 @@ WIDE_KEYS = ("tv_features", "tv_features_upper", "tv_features_lower", "b2_sample
              "b4n_total", "b4n_empirical", "b4n_empirical_exact_mgf", "b4n_kl_over_n",
              "b4n_pop_loss_stochastic", "b4n_nu",
              # the probe certificate: min(B2 forms, 2 L(Q) of B3), delta split over the three
-             "probe_total", "probe_form")
+             "probe_total", "probe_form",
+             # stage 1: measured O1 losses and B5n (normalised features, per-sample PAC-Bayes-kl)
+             "ssl_train_loss", "ssl_pop_loss", "ssl_gap", "ssl_pop_loss_se", "b5n_total",
+             "b5n_empirical", "b5n_empirical_mean_encoder", "b5n_kl_over_n",
+             "b5n_pop_loss_stochastic", "b5n_nu")
 #: The :attr:`Certificate.wide` columns of each part of :func:`certify` (experiments' sweeps).
 PART_KEYS = {
     "B1b": ("tv_features", "tv_features_upper"),
@@ -129,6 +134,9 @@ PART_KEYS = {
            "b4_total", "b4_gap", "b4_pop_slack", "b4n_total", "b4n_empirical",
            "b4n_empirical_exact_mgf", "b4n_kl_over_n", "b4n_pop_loss_stochastic", "b4n_nu"),
     "probe": ("probe_total", "probe_form"),
+    "B5": ("ssl_train_loss", "ssl_pop_loss", "ssl_gap", "ssl_pop_loss_se", "b5n_total",
+           "b5n_empirical", "b5n_empirical_mean_encoder", "b5n_kl_over_n",
+           "b5n_pop_loss_stochastic", "b5n_nu"),
 }
 #: Bound columns of ``wide`` and the rows whose ``delta`` each one's value spends (union bound:
 #: a minimum over forms spends the sum of the forms' deltas).
@@ -143,6 +151,7 @@ SPENDING = {
     "b5_data_free_total": ("B5_data_free",), "b5_sample_total": ("B5_sample",),
     "b5_total": ("B5_data_free", "B5_sample"),
     "b4n_total": ("B4n",),
+    "b5n_total": ("B5n",),
     "probe_total": ("probe",),
 }
 
@@ -582,6 +591,77 @@ def stage2_normalized_rows(s: Optional[Mapping], *, delta: float, delta_test: fl
     return [row], wide
 
 
+def _infonce_tuple_loss_stochastic(x1, x2, W, sigma, tau, N, rng) -> tuple:
+    """Symmetric O1 tuple loss of the stochastic encoder ``normalize((W + sigma E) x)``, one
+    independent ``E`` (i.i.d. N(0, 1) entries) per tuple of N consecutive view pairs (float64,
+    log-sum-exp). Returns (mean over tuples, number of tuples)."""
+    n_t = x1.shape[0] // N
+    out = np.empty(n_t)
+    for t0 in range(0, n_t, 64):
+        tt = min(n_t, t0 + 64) - t0
+        Ws = W[None] + sigma * rng.standard_normal((tt,) + W.shape)
+        a = x1[t0 * N:(t0 + tt) * N].reshape(tt, N, -1)
+        bb = x2[t0 * N:(t0 + tt) * N].reshape(tt, N, -1)
+        u = np.einsum("tkd,tnd->tnk", Ws, a)
+        v = np.einsum("tkd,tnd->tnk", Ws, bb)
+        u /= np.linalg.norm(u, axis=-1, keepdims=True)
+        v /= np.linalg.norm(v, axis=-1, keepdims=True)
+        logits = np.einsum("tik,tjk->tij", u, v) / tau
+        diag = np.einsum("tii->ti", logits)
+        row = np.logaddexp.reduce(logits, axis=2) - diag
+        col = np.logaddexp.reduce(logits, axis=1) - diag
+        out[t0:t0 + tt] = 0.5 * (row.mean(axis=1) + col.mean(axis=1))
+    return float(out.mean()), n_t
+
+
+#: B5n keys of :attr:`Certificate.wide` (stage-1 statistics and the bound's terms).
+STAGE1_KEYS = PART_KEYS["B5"]
+
+
+def stage1_normalized_rows(s: Optional[Mapping], *, delta: float, delta_test: float, K=NAN,
+                           reason: str = "", seed: int = 0) -> tuple:
+    """B5n row: the stage-1 population O1 (symmetric InfoNCE) loss of the normalised linear
+    encoder, bounded for the Gaussian-perturbed encoder Q (docs/theory.md, B5n). Returns
+    (rows, wide).
+
+    ``s`` holds ``x``, ``x_pos`` (n, d) the two views of the samples the prior did not see,
+    ``W`` the trained encoder, ``W_prior`` the prior mean (an encoder trained on the other
+    samples), ``sample_candidates`` (fresh view inputs, see
+    :func:`~cmcd_theory.bounds.normalized_ssl_bound`), ``tau``, ``tuple_size``, ``n_draws``;
+    optional ``x_pop``, ``x_pop_pos`` (fresh view pairs on which the stochastic encoder's
+    population loss is measured, one weight draw per tuple) and the stage-1 statistics
+    ``ssl_train_loss``, ``ssl_pop_loss``, ``ssl_gap``, ``ssl_pop_loss_se`` (reported as they are).
+    """
+    what = "E_{W~Q} L_pop(W): stage-1 population O1 (symmetric InfoNCE) tuple loss of the perturbed encoder"
+    st = "E_Q L_pop <= b kl^-1(Y_up / b, (KL(Q||P) + ln(2 sqrt n G / delta)) / n), Y per sample, fresh candidates"
+    wide = dict.fromkeys(STAGE1_KEYS, NAN)
+    if s is not None:
+        for k in ("ssl_train_loss", "ssl_pop_loss", "ssl_gap", "ssl_pop_loss_se"):
+            if s.get(k) is not None:
+                wide[k] = float(s[k])
+    if reason or s is None:
+        return [_row("B5n", "", what, st, reason=reason or "needs the stage-1 sample arrays", K=K)], wide
+    nb = bounds.normalized_ssl_bound(s["x"], s["x_pos"], s["W"], s["W_prior"],
+                                     s["sample_candidates"], tau=s["tau"],
+                                     tuple_size=s["tuple_size"], seed=seed, delta=delta,
+                                     n_draws=s.get("n_draws", 1))
+    wide.update(b5n_total=nb.total, b5n_empirical=nb.empirical,
+                b5n_empirical_mean_encoder=nb.empirical_mean_encoder, b5n_kl_over_n=nb.complexity,
+                b5n_nu=nb.nu)
+    measured = slack = NAN
+    if s.get("x_pop") is not None:
+        W = nb.centre_scale * np.asarray(s["W"], np.float64)
+        measured, n_t = _infonce_tuple_loss_stochastic(
+            np.asarray(s["x_pop"], np.float64), np.asarray(s["x_pop_pos"], np.float64), W,
+            nb.sigma, nb.tau, nb.tuple_size, np.random.default_rng([seed, 11]))
+        # the population estimate: n_t fresh tuples of a [0, b] loss
+        slack = nb.loss_range * bounds.hoeffding_slack(n_t, delta_test)
+        wide["b5n_pop_loss_stochastic"] = measured
+    row = _bound_row(nb, "B5n", "", what, st, nb.total, measured, slack, n=nb.n, K=K, delta=delta)
+    row["vacuous"] = nb.vacuous
+    return [row], wide
+
+
 # ---- the certificate -------------------------------------------------------------------------
 
 
@@ -657,6 +737,7 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
                      stage2: Optional[Stage2Stats | Mapping] = None,
                      stage2_normalized: Optional[Mapping] = None,
                      stage1: Optional[Stage1Stats | Mapping] = None,
+                     stage1_normalized: Optional[Mapping] = None,
                      feature_norm_bound: Optional[float] = 1.0, label_free: bool = True,
                      tv_features_upper: Optional[float] = None,
                      tv_features_estimate: Optional[float] = None,
@@ -686,6 +767,8 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
       pair_labels: (n_p,) labels of the pairs (the TV of the joint laws, B1's quantity).
       stage2: :class:`Stage2Stats` (or a mapping of its fields) for B4; None: not applicable.
       stage1: :class:`Stage1Stats` (or a mapping) for B5; None: not applicable.
+      stage1_normalized: the arrays of B5n (:func:`stage1_normalized_rows`); None: not
+        applicable.
       feature_norm_bound: almost-sure bound on the probe features' norm (B2 data-free form);
         None: unknown.
       label_free: False if the encoder was trained on the n labeled samples (B2, B3 then do
@@ -699,7 +782,7 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
         ``test_features``.
       err_A_head, n_test_source: likewise for the source error of the head.
       not_applicable: ``{family: reason}`` for families known not to apply (``"B1b"``,
-        ``"B2"``, ``"B3"``, ``"B4"``, ``"B4n"``, ``"B5"``, ``"probe"``: the probe certificate,
+        ``"B2"``, ``"B3"``, ``"B4"``, ``"B4n"``, ``"B5"``, ``"B5n"``, ``"probe"``: the probe certificate,
         min of B2 and B3 at a split delta, :func:`probe_certificate_rows`).
       delta: confidence of each bound, in (0, 1) (forms combined by min spend delta / 2 each).
       delta_test: failure probability of each held-out check, in (0, 1).
@@ -729,7 +812,7 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
     label_free = V.boolean("label_free", label_free)
     na = dict(not_applicable or {})
     for fam in na:
-        V.choice("not_applicable key", fam, ("B1b", "B2", "B3", "B4", "B4n", "B5", "probe"))
+        V.choice("not_applicable key", fam, ("B1b", "B2", "B3", "B4", "B4n", "B5", "B5n", "probe"))
     if feature_norm_bound is not None:
         feature_norm_bound = V.real("feature_norm_bound", feature_norm_bound, lo=0.0, lo_open=True)
 
@@ -805,6 +888,8 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
         stage2_normalized_rows(stage2_normalized, delta=delta, delta_test=delta_test, K=K,
                                reason=na.get("B4n", ""), seed=seed),
         stage1_rows(stage1, delta=delta, delta_test=delta_test, K=K, reason=na.get("B5", "")),
+        stage1_normalized_rows(stage1_normalized, delta=delta, delta_test=delta_test, K=K,
+                               reason=na.get("B5n", ""), seed=seed),
         transfer_rows(err_B=err_B, n_test=n_test, err_A_head=err_A_head,
                       n_test_source=n_test_source, tv_features_upper=tv_features_upper,
                       tv_features_estimate=tv_features_estimate, tv_lower=tv_lower,
@@ -917,6 +1002,96 @@ def _stage2_normalized_inputs(world, cfg, seed, artifacts) -> dict:
             "z_pop": np.asarray(st["z_A_pop"])}
 
 
+#: Fresh source samples (two views each) behind the stage-1 population losses of a certified run.
+N_POP_SSL = 65536
+#: B5n Monte Carlo: about this many (sample, weight draw) pairs in all (n_draws = ceil(this / n)).
+B5N_MC_DRAWS = 16384
+
+
+_FRESH_VIEWS = []
+
+
+def _fresh_views():
+    """Jitted ``(world, key, count) -> two views of count fresh source latents`` (built once)."""
+    if not _FRESH_VIEWS:
+        import functools
+        import jax
+        from cmcd_theory import worlds
+
+        @functools.partial(jax.jit, static_argnums=2)
+        def f(w, k, count):
+            kl, kv = jax.random.split(k)
+            return worlds.views(w, kv, worlds.sample_source(w, kl, count))
+        _FRESH_VIEWS.append(f)
+    return _FRESH_VIEWS[0]
+
+
+def b5n_applies(cfg) -> bool:
+    """B5n covers the linear encoder normalize(W clip(x)) that stage 1 trains with O1."""
+    return cfg.encoder == "linear"
+
+
+def _stage1_normalized_inputs(world, cfg, seed, teacher, n_pop: int = N_POP_SSL) -> dict:
+    """B5n's arrays and the stage-1 statistics for a synthetic run (docs/theory.md, B5n).
+
+    The teacher's key is the one :func:`~cmcd_theory.sweep.seed_keys` gives the seed (as
+    :func:`~cmcd_theory.pipeline.run_pipeline` splits it); the M training latents are redrawn
+    from it. Everything new comes from ``fold_in(teacher key, STAGE1_STATS_TAG + 1)``: the prior
+    encoder, trained on the first half S1 of the M latents; one pair of views of each latent
+    of the other half S2 (the bound's sample); the fresh candidates; the fresh population
+    pairs. Both the trained and the prior weight are projected on the span of the S1 views
+    (a function of S1 only; on every input in that span, which on the linear worlds is every
+    input, the projected encoder is the trained one)."""
+    import jax
+    from cmcd_theory import worlds
+    from cmcd_theory.pipeline import (STAGE1_STATS_TAG, source_world_config, stage1_statistics,
+                                      train_teacher_on)
+    from cmcd_theory.sweep import seed_keys
+    sw = worlds.make_world(source_world_config(world.config))
+    kt = seed_keys([seed])[0][0]
+    stats = {k: float(v) for k, v in stage1_statistics(sw, kt, teacher, cfg, n_pop=n_pop).items()}
+    lat = np.asarray(worlds.sample_source(sw, jax.random.split(kt)[0], cfg.M))
+    h = cfg.M // 2
+    k_prior, k_v1, k_v2, k_cand, k_pop = jax.random.split(
+        jax.random.fold_in(kt, STAGE1_STATS_TAG + 1), 5)
+    prior = train_teacher_on(sw, k_prior, jax.numpy.asarray(lat[:h]), cfg)
+    a1, b1 = (np.asarray(v, np.float64) for v in worlds.views(sw, k_v1, jax.numpy.asarray(lat[:h])))
+    x, xp = (np.asarray(v, np.float64) for v in worlds.views(sw, k_v2, jax.numpy.asarray(lat[h:])))
+    _, sv, vt = np.linalg.svd(np.concatenate([a1, b1]), full_matrices=False)
+    basis = vt[sv > 1e-6 * sv[0]]
+    proj = basis.T @ basis
+
+    def fresh(k, count):
+        v1, v2 = _fresh_views()(sw, k, count)
+        return np.asarray(v1, np.float64), np.asarray(v2, np.float64)
+
+    xq, xq_pos = fresh(k_pop, n_pop)
+    n = cfg.M - h
+    return {"x": x, "x_pos": xp, "W": np.asarray(teacher["W"], np.float64) @ proj,
+            "W_prior": np.asarray(prior["W"], np.float64) @ proj,
+            "sample_candidates": lambda blk, count: fresh(jax.random.fold_in(k_cand, blk), count)[0],
+            "tau": cfg.ssl.tau, "tuple_size": cfg.tuple_size,
+            "n_draws": max(1, -(-B5N_MC_DRAWS // n)), "x_pop": xq, "x_pop_pos": xq_pos, **stats}
+
+
+def certify_stage1(world, cfg, seed: int, teacher, *, delta: float = 0.05,
+                   delta_test: float = 0.05) -> dict:
+    """Stage 1 alone (B5n and the stage-1 statistics) for a stage-1 teacher of the synthetic
+    pipeline trained with the key the seed gives (:func:`~cmcd_theory.sweep.seed_keys`), as
+    ``{"wide", "rows", "spent"}``: what :func:`certify` reports with ``parts=("B5",)``,
+    without stages 2 and 3 (the convergence-in-M experiment trains only stage 1)."""
+    delta = V.probability("delta", delta)
+    delta_test = V.probability("delta_test", delta_test)
+    if not b5n_applies(cfg):
+        rows, wide = stage1_normalized_rows(None, delta=delta, delta_test=delta_test,
+                                            reason="B5n covers the linear encoder normalize(W clip(x))")
+    else:
+        rows, wide = stage1_normalized_rows(_stage1_normalized_inputs(world, cfg, seed, teacher),
+                                            delta=delta, delta_test=delta_test, seed=seed)
+    full = {k: wide.get(k, NAN) for k in WIDE_KEYS}
+    return {"wide": wide, "rows": [r for r in rows if r["applicable"]], "spent": _spent(rows, full)}
+
+
 def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifacts: dict, *,
             delta: float = 0.05, delta_test: float = 0.05, n_tv_mc: int = 50_000,
             n_weight_samples: int = 1000, parts: tuple = ("B1b", "B2", "B3", "B4")) -> dict:
@@ -942,7 +1117,9 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
       n_weight_samples: weight draws for B3's Monte Carlo term.
       parts: which of the data-dependent bounds to compute (B1a and the Bayes floor, which
         cost nothing, are always reported); ``"probe"`` is the probe certificate
-        (:func:`probe_certificate_rows`: min of B2 and B3 with delta split over them).
+        (:func:`probe_certificate_rows`: min of B2 and B3 with delta split over them);
+        ``"B5"`` records the stage-1 statistics and B5n (:func:`stage1_normalized_rows`; it
+        trains a prior encoder on half the M samples, so it is not among the defaults).
 
     Returns:
       ``wide``: :data:`WIDE_KEYS` (NaN where not applicable); ``rows``: the applicable rows
@@ -950,14 +1127,21 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
       ``spent``: the confidence spent by each bound column (:attr:`Certificate.spent`).
     """
     from cmcd_theory import divergences
-    allowed = ("B1b", "B2", "B3", "B4", "probe")
+    allowed = ("B1b", "B2", "B3", "B4", "probe", "B5")
     unknown = set(parts) - set(allowed)
     if unknown:
         raise ValueError(f"parts must be among {allowed}, got {sorted(unknown)}")
     wc = world.config
     K = wc.num_classes
     na = {p: "not requested (parts)" for p in allowed if p not in parts}
-    na["B5"] = "the synthetic pipeline does not record the stage-1 statistics"
+    na["B5"] = ("B5 covers raw features in the O1 loss; stage 1 trains normalised features "
+                "(B5n covers them)")
+    stage1n = None
+    if "B5" in parts and b5n_applies(cfg) and artifacts.get("teacher") is not None:
+        stage1n = _stage1_normalized_inputs(world, cfg, seed, artifacts["teacher"])
+    else:
+        na["B5n"] = ("not requested (parts)" if "B5" not in parts else
+                     "B5n covers the linear encoder normalize(W clip(x)) of a run with a teacher")
     tv = None
     if "B1b" not in na:
         if b1b_applies(world, cfg, method, t):
@@ -1001,7 +1185,8 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
     cert = certify_features(
         np.asarray(artifacts["z_train"], np.float64), np.asarray(artifacts["y_train"]),
         probe_weights=np.asarray(probe["W"], np.float64), probe_bias=np.asarray(probe["b"], np.float64),
-        stage2=stage2, stage2_normalized=stage2n, tv_features_upper=None if tv is None else tv.upper,
+        stage2=stage2, stage2_normalized=stage2n, stage1_normalized=stage1n,
+        tv_features_upper=None if tv is None else tv.upper,
         tv_features_estimate=None if tv is None else tv.estimate, ground_truth=gt,
         err_B=float(metrics["err_B"]), n_test=cfg.n_test,
         err_A_head=float(err_a) if has_a else None, n_test_source=cfg.n_test,

@@ -128,6 +128,72 @@ def train_teacher(world: worlds.World, key: jax.Array, cfg: PipelineConfig):
     return train_ssl(k_train, enc_a, s, lambda k, b: worlds.views(world, k, b, "A"), cfg.ssl)
 
 
+#: ``fold_in`` tag of the stage-1 statistics' own key stream: they draw their views and fresh
+#: samples from ``fold_in(teacher_key, STAGE1_STATS_TAG)``, never from the keys of
+#: :func:`train_teacher`, so recording them changes no other number of a run.
+STAGE1_STATS_TAG = 1_000_001
+
+
+def _infonce_tuple_losses(enc, params, x1, x2, tau, N):
+    """O1 (symmetric InfoNCE) of each disjoint tuple of N consecutive view pairs, shape (n_t,)."""
+    from cmcd_theory.objectives import infonce
+    n_t = x1.shape[0] // N
+    u = normalize(enc.apply(params, x1[: n_t * N])).reshape(n_t, N, -1)
+    v = normalize(enc.apply(params, x2[: n_t * N])).reshape(n_t, N, -1)
+    return jax.vmap(lambda a, b: infonce(a, b, tau))(u, v)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "n_pop", "n_view_draws"))
+def stage1_statistics(world: worlds.World, key: jax.Array, teacher, cfg: PipelineConfig,
+                      n_pop: int = 65536, n_view_draws: int = 4) -> dict:
+    """Stage-1 statistics of a trained teacher (B5, B5n): the O1 tuple loss on its M training
+    samples and on ``n_pop`` fresh ones, in tuples of ``cfg.tuple_size`` samples.
+
+    Args:
+      world: the world the teacher was trained on (its source side; :func:`train_teacher`).
+      key: the key :func:`train_teacher` was given (it redraws the M training latents with it).
+      teacher: the trained encoder params.
+      cfg: the run's :class:`PipelineConfig` (``M``, ``tuple_size``, ``ssl.tau``).
+      n_pop: fresh source samples (two views each) for the population loss, >= tuple_size.
+      n_view_draws: independent view draws of the M training latents averaged in the training
+        loss (the training loss is a mean over the latents; views are redrawn every step).
+
+    Returns:
+      ``ssl_train_loss`` (mean tuple loss over the ``floor(M / N)`` tuples of training latents,
+      averaged over the view draws), ``ssl_pop_loss`` (over ``floor(n_pop / N)`` fresh tuples),
+      ``ssl_gap`` (their difference) and ``ssl_pop_loss_se`` (the standard error of the
+      population estimate, the tuple losses' standard deviation over sqrt of their number).
+      Every draw comes from ``fold_in(key, STAGE1_STATS_TAG)``.
+    """
+    N = cfg.tuple_size
+    if cfg.M < N or n_pop < N:
+        raise ValueError(f"M and n_pop must be >= tuple_size = {N}, got M = {cfg.M}, n_pop = {n_pop}")
+    enc_a, _ = encoders(world, cfg)
+    k_data, _ = jax.random.split(key)
+    s = worlds.sample_source(world, k_data, cfg.M)  # the teacher's M training latents
+    k_views, k_pop, k_pop_views = jax.random.split(jax.random.fold_in(key, STAGE1_STATS_TAG), 3)
+    tau = cfg.ssl.tau
+
+    def on(latents, kv):
+        x1, x2 = worlds.views(world, kv, latents, "A")
+        return _infonce_tuple_losses(enc_a, teacher, x1, x2, tau, N)
+
+    train = jnp.mean(jax.vmap(lambda kv: jnp.mean(on(s, kv)))(jax.random.split(k_views, n_view_draws)))
+    pop_t = on(worlds.sample_source(world, k_pop, n_pop), k_pop_views)
+    pop = jnp.mean(pop_t)
+    return {"ssl_train_loss": train, "ssl_pop_loss": pop, "ssl_gap": pop - train,
+            "ssl_pop_loss_se": jnp.std(pop_t, ddof=1) / jnp.sqrt(pop_t.shape[0])}
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def train_teacher_on(world: worlds.World, key: jax.Array, latents: jax.Array, cfg: PipelineConfig):
+    """Stage 1 (O1) on given source latents with the run's encoder and ``cfg.ssl``, jitted:
+    what :func:`train_teacher` does after drawing its M latents (B5n trains its prior encoder
+    with it on a half of them)."""
+    enc_a, _ = encoders(world, cfg)
+    return train_ssl(key, enc_a, latents, lambda k, b: worlds.views(world, k, b, "A"), cfg.ssl)
+
+
 def _sq_norm_tree(params):
     return sum(jnp.sum(leaf ** 2) for leaf in jax.tree_util.tree_leaves(params))
 

@@ -45,11 +45,37 @@ def run(args) -> pd.DataFrame:
                      progress=not args.no_progress)
 
 
+def gap_summary(g: pd.DataFrame, by: str = "m", col: str = "distill_gap") -> pd.DataFrame:
+    """Per value of ``by``: the mean of ``col``, its 95% t-interval over seeds, and whether
+    the interval excludes 0 (``resolved``)."""
+    s = common.summarize(g, [by], [col]).sort_values(by)
+    s["resolved"] = (s[f"{col}_lo"] > 0) | (s[f"{col}_hi"] < 0)
+    return s
+
+
 def _resolved(g: pd.DataFrame) -> pd.DataFrame:
     """Per m: the mean gap, its 95% t-interval over seeds, and whether the interval excludes 0."""
-    s = common.summarize(g, ["m"], ["distill_gap"]).sort_values("m")
-    s["resolved"] = (s["distill_gap_lo"] > 0) | (s["distill_gap_hi"] < 0)
-    return s
+    return gap_summary(g, "m", "distill_gap")
+
+
+def draw_gap(ax, g: pd.DataFrame, x: str, col: str, *, color, marker, label: str, slope, half) -> None:
+    """A measured gap on log axes from :func:`gap_summary` rows ``g``: resolved positive
+    points with their 95% interval (and the fitted slope in the legend); every other point
+    as an upper limit (a down triangle at the interval's upper end), never dropped."""
+    g = g.sort_values(x)
+    mean, lo, hi = g[f"{col}_mean"], g[f"{col}_lo"], g[f"{col}_hi"]
+    pos = ((lo > 0) | (hi < 0)) & (mean > 0)
+    if pos.any():
+        ax.errorbar(g[x][pos], mean[pos], yerr=[mean[pos] - lo[pos], hi[pos] - mean[pos]],
+                    color=color, marker=marker, capsize=3,
+                    label=f"{label} measured gap (slope {slope:.2f} "
+                          + (f"+- {half:.2f})" if np.isfinite(half) else
+                             f"from {int(pos.sum())} points: no interval)"))
+        ax.plot(g[x][pos], mean[pos], color=color)
+    up = ~pos
+    if up.any():
+        ax.plot(g[x][up], np.maximum(hi[up], 1e-6), color=color, marker="v", markersize=9,
+                linestyle="none", label=f"{label}: upper limit (95% interval contains 0)")
 
 
 def slope_with_interval(m, gap) -> tuple:
@@ -100,23 +126,8 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
         st = common.METHOD_STYLE[me]
         slope = f.get(f"gap_loglog_slope[{me}]", np.nan)
         half = f.get(f"gap_loglog_slope_ci95_halfwidth[{me}]", np.nan)
-        res = (g["distill_gap_lo"] > 0) | (g["distill_gap_hi"] < 0)
-        pos = res & (g["distill_gap_mean"] > 0)
-        # resolved points (95% interval excludes 0): mean and interval; the others are drawn
-        # as upper limits at the interval's upper end (no point is dropped)
-        a1.errorbar(g["m"][pos], g["distill_gap_mean"][pos],
-                    yerr=[g["distill_gap_mean"][pos] - g["distill_gap_lo"][pos],
-                          g["distill_gap_hi"][pos] - g["distill_gap_mean"][pos]],
-                    color=st["color"], marker=st["marker"], capsize=3,
-                    label=f"{st['label']} measured gap (slope {slope:.2f} "
-                          + (f"+- {half:.2f})" if np.isfinite(half) else
-                             f"from {int(pos.sum())} points: no interval)"))
-        a1.plot(g["m"][pos], g["distill_gap_mean"][pos], color=st["color"])
-        up = ~pos
-        if up.any():
-            a1.plot(g["m"][up], np.maximum(g["distill_gap_hi"][up], 1e-6), color=st["color"],
-                    marker="v", markersize=9, linestyle="none",
-                    label=f"{st['label']}: upper limit (95% interval contains 0)")
+        draw_gap(a1, g, "m", "distill_gap", color=st["color"], marker=st["marker"],
+                 label=st["label"], slope=slope, half=half)
         a1.plot(g["m"], g["b4_gap_mean"], color=st["color"], **b4_styles.get(me, {}),
                 mfc="none", label=f"{st['label']}: B4 certified gap")
     a1.set_xscale("log")
