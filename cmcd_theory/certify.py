@@ -28,6 +28,8 @@ transfer (B1)    ``B1a``, ``floor``: eps*_B <= eps*_A + TV_latent, exact latent 
 probe (B2, B3)   ``B2_sample``, ``B2_data_free``, ``B3``          probe features and labels
 stage 2 (B4)     ``B4_data_free``, ``B4_sample``                  :class:`Stage2Stats`
 stage 1 (B5)     ``B5_data_free``, ``B5_sample``                  :class:`Stage1Stats`
+stage 1 (B5n)    ``B5n``: normalised O1 loss of the perturbed     S2 views, trained and prior
+                 encoder (per-sample PAC-Bayes-kl)               weights, fresh candidates
 ===============  ==============================================  ===========================
 
 Confidence bookkeeping: each bound holds with probability >= 1 - ``delta``; where two forms
@@ -1031,7 +1033,8 @@ def b5n_applies(cfg) -> bool:
     return cfg.encoder == "linear"
 
 
-def _stage1_normalized_inputs(world, cfg, seed, teacher, n_pop: int = N_POP_SSL) -> dict:
+def _stage1_normalized_inputs(world, cfg, seed, teacher, n_pop: int = N_POP_SSL,
+                              mc_draws: int = B5N_MC_DRAWS) -> dict:
     """B5n's arrays and the stage-1 statistics for a synthetic run (docs/theory.md, B5n).
 
     The teacher's key is the one :func:`~cmcd_theory.sweep.seed_keys` gives the seed (as
@@ -1071,23 +1074,29 @@ def _stage1_normalized_inputs(world, cfg, seed, teacher, n_pop: int = N_POP_SSL)
             "W_prior": np.asarray(prior["W"], np.float64) @ proj,
             "sample_candidates": lambda blk, count: fresh(jax.random.fold_in(k_cand, blk), count)[0],
             "tau": cfg.ssl.tau, "tuple_size": cfg.tuple_size,
-            "n_draws": max(1, -(-B5N_MC_DRAWS // n)), "x_pop": xq, "x_pop_pos": xq_pos, **stats}
+            "n_draws": max(1, -(-mc_draws // n)), "x_pop": xq, "x_pop_pos": xq_pos, **stats}
 
 
 def certify_stage1(world, cfg, seed: int, teacher, *, delta: float = 0.05,
-                   delta_test: float = 0.05) -> dict:
+                   delta_test: float = 0.05, n_pop: int = N_POP_SSL,
+                   mc_draws: int = B5N_MC_DRAWS) -> dict:
     """Stage 1 alone (B5n and the stage-1 statistics) for a stage-1 teacher of the synthetic
     pipeline trained with the key the seed gives (:func:`~cmcd_theory.sweep.seed_keys`), as
     ``{"wide", "rows", "spent"}``: what :func:`certify` reports with ``parts=("B5",)``,
-    without stages 2 and 3 (the convergence-in-M experiment trains only stage 1)."""
+    without stages 2 and 3 (the convergence-in-M experiment trains only stage 1).
+    ``n_pop``: fresh samples behind the population losses; ``mc_draws``: about this many
+    (sample, weight draw) pairs in B5n's Monte Carlo."""
     delta = V.probability("delta", delta)
     delta_test = V.probability("delta_test", delta_test)
+    n_pop = V.integer("n_pop", n_pop, lo=cfg.tuple_size)
+    mc_draws = V.positive_int("mc_draws", mc_draws)
     if not b5n_applies(cfg):
         rows, wide = stage1_normalized_rows(None, delta=delta, delta_test=delta_test,
                                             reason="B5n covers the linear encoder normalize(W clip(x))")
     else:
-        rows, wide = stage1_normalized_rows(_stage1_normalized_inputs(world, cfg, seed, teacher),
-                                            delta=delta, delta_test=delta_test, seed=seed)
+        rows, wide = stage1_normalized_rows(
+            _stage1_normalized_inputs(world, cfg, seed, teacher, n_pop, mc_draws),
+            delta=delta, delta_test=delta_test, seed=seed)
     full = {k: wide.get(k, NAN) for k in WIDE_KEYS}
     return {"wide": wide, "rows": [r for r in rows if r["applicable"]], "spent": _spent(rows, full)}
 

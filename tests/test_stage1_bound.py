@@ -1,0 +1,113 @@
+"""B5n (docs/theory.md): stage-1 O1 loss of the normalised linear encoder, per-sample
+PAC-Bayes-kl with fresh candidates. Hand-computed arithmetic, the rotation invariance the
+posterior's alignment relies on, input errors, and the bound on a small certified run."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cmcd_theory import bounds
+
+
+def _setup(n=5, d=3, k=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    xp = x + 0.3 * rng.standard_normal((n, d))
+    W = rng.standard_normal((k, d))
+    Wp = W + 0.2 * rng.standard_normal((k, d))
+    return x, xp, W, Wp
+
+
+def _cands(d):
+    return lambda blk, count: np.random.default_rng([9, blk]).standard_normal((count, d))
+
+
+def test_b5n_arithmetic_by_hand():
+    """Every step recomputed directly: Procrustes alignment, c, sigma, the per-draw loss with
+    the same weight noise and candidates, both kl inversions, KL and the confidence term."""
+    n, d, k, N, tau, delta, kappa, n_draws = 5, 3, 2, 3, 0.5, 0.1, 0.25, 2
+    x, xp, W, Wp = _setup(n, d, k)
+    got = bounds.normalized_ssl_bound(x, xp, W, Wp, _cands(d), tau=tau, tuple_size=N, seed=4,
+                                      delta=delta, n_draws=n_draws, kappa_grid=[kappa])
+    U, _, Vt = np.linalg.svd(Wp @ W.T)
+    OW = U @ Vt @ W
+    c = np.sum(OW * Wp) / np.sum(OW * OW)
+    sigma = kappa * np.linalg.norm(Wp) / math.sqrt(k * d)
+    T = n * n_draws
+    E = np.random.default_rng(4).standard_normal((T, k, d))
+    cand = _cands(d)(0, T * (N - 1)).reshape(T, N - 1, d)
+    ys = []
+    for t in range(T):
+        i = t % n
+        Wd = c * OW + sigma * E[t]
+        f = lambda v: Wd @ v / np.linalg.norm(Wd @ v)
+        u, v = f(x[i]), f(xp[i])
+        ys.append(math.log(1 + sum(math.exp((u @ f(cj) - u @ v) / tau) for cj in cand[t])))
+    b = math.log(1 + (N - 1) * math.exp(2 / tau))
+    emp = float(np.mean(ys))
+    emp_up = b * bounds.kl_inverse_upper(emp / b, math.log(1 / (delta / 2)) / T)
+    kl = np.sum((c * OW - Wp) ** 2) / (2 * sigma ** 2)
+    conf = math.log(2 * math.sqrt(n) / (delta / 2)) / n
+    total = b * bounds.kl_inverse_upper(emp_up / b, kl / n + conf)
+    assert got.empirical == pytest.approx(emp, rel=1e-12)
+    assert got.empirical_upper == pytest.approx(emp_up, rel=1e-12)
+    assert got.kl == pytest.approx(kl, rel=1e-12)
+    assert got.confidence == pytest.approx(conf, rel=1e-12)
+    assert got.total == pytest.approx(total, rel=1e-12)
+    assert got.loss_range == pytest.approx(b, rel=1e-12)
+    assert got.centre_scale == pytest.approx(c, rel=1e-12)
+    assert got.delta_mc + got.delta_pac_bayes == pytest.approx(delta)
+    assert got.vacuous == (got.total >= math.log(N))
+
+
+def test_b5n_invariant_under_rotating_and_scaling_the_trained_weight():
+    """normalize(c O W x) = O normalize(W x): the certified object, hence the bound, is the
+    same for W and any scaled rotation of it (the posterior is aligned with the prior)."""
+    x, xp, W, Wp = _setup(n=6, d=4, k=3, seed=1)
+    R = np.linalg.qr(np.random.default_rng(2).standard_normal((3, 3)))[0]
+    kw = dict(tau=0.2, tuple_size=4, seed=0, n_draws=3)
+    a = bounds.normalized_ssl_bound(x, xp, W, Wp, _cands(4), **kw)
+    b_ = bounds.normalized_ssl_bound(x, xp, 2.5 * R @ W, Wp, _cands(4), **kw)
+    assert b_.total == pytest.approx(a.total, rel=1e-9)
+    assert b_.kl == pytest.approx(a.kl, rel=1e-9)
+
+
+def test_b5n_more_samples_tighter_and_errors():
+    x, xp, W, Wp = _setup(n=40, d=3, k=2, seed=3)
+    kw = dict(tau=0.5, tuple_size=3, seed=0, n_draws=2)
+    small = bounds.normalized_ssl_bound(x[:10], xp[:10], W, Wp, _cands(3), **kw)
+    assert small.confidence > bounds.normalized_ssl_bound(x, xp, W, Wp, _cands(3), **kw).confidence
+    with pytest.raises(ValueError, match="tuple_size"):
+        bounds.normalized_ssl_bound(x, xp, W, Wp, _cands(3), tau=0.5, tuple_size=1, seed=0)
+    with pytest.raises(ValueError, match="x and x_pos"):
+        bounds.normalized_ssl_bound(x, xp[:3], W, Wp, _cands(3), tau=0.5, tuple_size=3, seed=0)
+    with pytest.raises(ValueError, match="sample_candidates"):
+        bounds.normalized_ssl_bound(x, xp, W, Wp, None, tau=0.5, tuple_size=3, seed=0)
+    with pytest.raises(ValueError, match="sample_candidates must return"):
+        bounds.normalized_ssl_bound(x, xp, W, Wp, lambda b, c: np.zeros((c, 2)), tau=0.5,
+                                    tuple_size=3, seed=0)
+    with pytest.raises(ValueError, match="tau"):
+        bounds.normalized_ssl_bound(x, xp, W, Wp, _cands(3), tau=0.0, tuple_size=3, seed=0)
+
+
+@pytest.mark.slow
+def test_b5n_holds_on_a_small_certified_run():
+    """A trained stage 1 (small sizes): B5n holds against the measured population loss of the
+    perturbed encoder, spends exactly delta, and the statistics are recorded."""
+    import jax
+    from cmcd_theory import certify, worlds
+    from cmcd_theory.pipeline import PipelineConfig, source_world_config, train_teacher
+    from cmcd_theory.sweep import seed_keys
+    from cmcd_theory.training import TrainConfig
+    cfg = PipelineConfig(M=512, tuple_size=32, ssl=TrainConfig(steps=60, batch_size=64))
+    world = worlds.make_world(source_world_config(worlds.WorldConfig()))
+    teacher = train_teacher(world, seed_keys([0])[0][0], cfg)
+    res = certify.certify_stage1(world, cfg, 0, teacher, delta=0.05, n_pop=4096, mc_draws=2048)
+    w, (row,) = res["wide"], res["rows"]
+    assert row["bound"] == "B5n" and row["holds"]
+    assert w["b5n_pop_loss_stochastic"] <= w["b5n_total"]
+    assert w["b5n_total"] < math.log(32) + 20  # finite and in the loss's range
+    assert res["spent"]["b5n_total"] == pytest.approx(0.05)
+    assert w["ssl_gap"] == pytest.approx(w["ssl_pop_loss"] - w["ssl_train_loss"], abs=1e-6)
+    assert set(certify.PART_KEYS["B5"]) <= set(certify.WIDE_KEYS)
