@@ -21,7 +21,8 @@ Contents, by label of docs/theory.md:
 * B1 :func:`transfer_bound`
 * B2 :func:`margin_bound`
 * B3 :func:`gaussian_kl`, :func:`sample_convergence_upper`, :func:`maurer_bound`,
-  :func:`pac_bayes_kl_bound`
+  :func:`pac_bayes_kl_bound`; B3p :func:`pac_bayes_split_prior_bound`,
+  :func:`stochastic_error_rate`
 * B4 :func:`tuple_split`, :func:`distillation_tuple_lipschitz`,
   :func:`distillation_loss_range`, :func:`distillation_bound`
 * B5 :func:`infonce_tuple_lipschitz`, :func:`infonce_loss_range`, :func:`ssl_bound`
@@ -64,6 +65,9 @@ __all__ = [
     "maurer_bound",
     "PacBayesBound",
     "pac_bayes_kl_bound",
+    "stochastic_error_rate",
+    "SplitPriorPacBayesBound",
+    "pac_bayes_split_prior_bound",
     "tuple_split",
     "distillation_tuple_lipschitz",
     "distillation_loss_range",
@@ -966,6 +970,172 @@ def pac_bayes_kl_bound(features, labels, weights, bias=None, *, seed,
         sigma_q=float(sqs[gq]), empirical_deterministic=err_det, weight_norm=w_norm, n=n, K=K,
         D=D, delta=delta, delta_mc=delta_mc, delta_pac_bayes=delta_pb, n_weight_samples=n_w,
         sigma_p_grid_size=int(sps.size), sigma_q_grid_size=int(sqs.size))
+
+
+def stochastic_error_rate(features, labels, weights, bias=None, *, sigma: float, seed,
+                          n_draws: int = 1) -> float:
+    r"""Measured 0-1 error of the stochastic probe :math:`W\sim N(\hat W, \sigma^2 I_D)` (B3, B3p).
+
+    Each point gets ``n_draws`` independent weight draws (one fresh draw per use of the
+    stochastic classifier), ties counted as errors; the mean over points and draws is an
+    unbiased estimate of :math:`L(Q)` on held-out data, and the per-point averages are i.i.d.
+    in [0, 1], so Hoeffding's slack with the number of points applies (docs/theory.md, C).
+
+    Args:
+      features: (n, d) held-out features; labels: (n,) in [0, K).
+      weights, bias: the posterior mean (K, d), (K,) or None.
+      sigma: posterior standard deviation >= 0 (0: the deterministic probe).
+      seed: seed of the numpy Generator of the draws.
+      n_draws: draws per point >= 1.
+
+    Returns:
+      float in [0, 1].
+
+    Example:
+      >>> z = np.array([[1.0, 0.0], [0.0, 1.0]]); y = np.array([0, 1])
+      >>> stochastic_error_rate(z, y, np.eye(2), sigma=0.0, seed=0)
+      0.0
+    """
+    z, y, w, _ = _augment(features, labels, weights, bias)
+    sigma = _check_real("sigma", sigma, lo=0.0)
+    n_draws = _check_int("n_draws", n_draws, 1)
+    chunk = max(1, int(4_000_000 // (z.shape[0] * w.shape[0])))
+    return float(_stochastic_errors(z, y, w, np.array([sigma]), np.random.default_rng(seed),
+                                    n_draws, chunk)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPriorPacBayesBound(_Terms):
+    """B3p terms. ``total = kl_inv_up(empirical_upper, complexity + confidence)`` on the
+    ``n`` points the prior did not see."""
+
+    label: ClassVar[str] = "B3p"
+    empirical: float              # MC estimate of Lhat_{S_1}(Q) on the n evaluation points
+    complexity: float             # KL(Q||P) / n
+    confidence: float             # ln(2 sqrt(n) G / delta_pb) / n
+    total: float                  # bound on the stochastic risk L(Q)
+    total_deterministic: float    # 2 * total: bound on R(W_hat) (unclipped)
+    empirical_upper: float        # kl_inv_up(empirical, ln(G / delta_mc) / (n N_w))
+    mc_correction: float          # empirical_upper - empirical
+    kl: float                     # ||c W_hat - W_0||^2 / (2 sigma^2)
+    kappa: float                  # sigma / (||W_0||_F / sqrt(D)), from the grid
+    sigma: float                  # prior and posterior standard deviation
+    scale: float                  # c: posterior mean c W_hat (c > 0)
+    prior_norm: float             # ||W_0||_F (bias included)
+    weight_norm: float            # ||W_hat||_F (bias included)
+    empirical_deterministic: float  # 0-1 error of W_hat on the n evaluation points
+    n: int                        # evaluation points (not seen by the prior)
+    n_prior: int                  # points the prior mean was fitted on
+    K: int
+    D: int
+    delta: float
+    delta_mc: float
+    delta_pac_bayes: float
+    n_weight_samples: int
+    grid_size: int
+
+
+def pac_bayes_split_prior_bound(features, labels, weights, bias=None, *, prior_weights,
+                                prior_bias=None, n_prior: int, seed, delta: float = 0.05,
+                                kappa_grid: Sequence[float] = SIGMA_Q_RELATIVE_GRID,
+                                n_weight_samples: int = 1000, delta_mc_fraction: float = 0.5,
+                                chunk_size: Optional[int] = None) -> SplitPriorPacBayesBound:
+    r"""B3p: PAC-Bayes-kl bound for the linear probe with a data-dependent (split) prior.
+
+    The labeled sample is split, in an order fixed before the data, into :math:`S_0`
+    (``n_prior`` points) and :math:`S_1` (the ``n`` points given here). The prior mean
+    :math:`W_0` (``prior_weights``, ``prior_bias``) must be a function of :math:`S_0` only
+    (e.g. the probe fitted on :math:`S_0`); :math:`\hat W` may be fitted on all the data. For
+    :math:`\kappa` in ``kappa_grid`` (fixed in advance, :math:`G` values),
+    :math:`\sigma = \kappa\lVert W_0\rVert_F/\sqrt D`, prior :math:`N(W_0, \sigma^2 I_D)`,
+    posterior :math:`Q_\kappa = N(c\hat W, \sigma^2 I_D)`,
+    :math:`c = \langle\hat W, W_0\rangle/\lVert\hat W\rVert_F^2` (the multiple of
+    :math:`\hat W` closest to :math:`W_0`; 1 if that is not positive). With probability
+    :math:`\ge 1-\delta`, for every grid value,
+
+    .. math::
+
+      L(Q_\kappa) \le \mathrm{kl}^{-1}_{\rm up}\Big(\mathrm{kl}^{-1}_{\rm up}\Big(\hat L_{S_1,N_w},
+        \frac{\ln(G/\delta_{mc})}{nN_w}\Big),\
+        \frac{\lVert c\hat W - W_0\rVert^2/(2\sigma^2) + \ln(2\sqrt n\,G/\delta_{pb})}{n}\Big),
+
+    and :math:`R(\hat W) = R(c\hat W) \le 2L(Q_\kappa)`; the smallest value is returned
+    (docs/theory.md, B3p).
+
+    Args:
+      features, labels: (n, d), (n,) the evaluation part :math:`S_1`, which the prior did not
+        see.
+      weights, bias: :math:`\hat W` (K, d) and (K,) or None.
+      prior_weights, prior_bias: :math:`W_0`, same shapes (``prior_bias`` None iff ``bias``
+        is None).
+      n_prior: :math:`|S_0| \ge 1` (recorded; the bound does not depend on it).
+      seed: seed of the numpy Generator of the weight draws.
+      delta: confidence in (0, 1).
+      kappa_grid: relative scales fixed before the data (default
+        :data:`SIGMA_Q_RELATIVE_GRID`).
+      n_weight_samples: draws :math:`N_w \ge 1` per point.
+      delta_mc_fraction: share f in (0, 1) of delta for the Monte Carlo correction.
+      chunk_size: draws processed at once (memory).
+
+    Returns:
+      :class:`SplitPriorPacBayesBound`.
+
+    Example:
+      >>> z = np.array([[1.0, 0.0], [0.0, 1.0]] * 500); y = np.array([0, 1] * 500)
+      >>> w = np.array([[4.0, -4.0], [-4.0, 4.0]])
+      >>> pb = pac_bayes_split_prior_bound(z, y, w, prior_weights=0.9 * w, n_prior=1000,
+      ...                                  seed=0, n_weight_samples=200)
+      >>> bool(pb.total < 0.02), pb.scale == 0.9
+      (True, True)
+
+    References:
+      M. Perez-Ortiz, O. Rivasplata, J. Shawe-Taylor, Cs. Szepesvari, Tighter risk
+      certificates for neural networks, JMLR 22, 2021. E. Parrado-Hernandez, A. Ambroladze,
+      J. Shawe-Taylor, S. Sun, PAC-Bayes bounds with data dependent priors, JMLR 13, 2012.
+      A. Maurer, arXiv:cs/0411099, 2004.
+    """
+    z, y, w, has_bias = _augment(features, labels, weights, bias)
+    if (prior_bias is None) != (not has_bias):
+        raise ValueError("prior_bias must be given exactly when bias is given")
+    _, _, w0, _ = _augment(np.asarray(features)[:1], np.asarray(labels)[:1], prior_weights,
+                          prior_bias)
+    if w0.shape != w.shape:
+        raise ValueError("prior_weights must have the shape of weights")
+    n, K, D = z.shape[0], w.shape[0], w.size
+    n_prior = _check_int("n_prior", n_prior, 1)
+    delta = _check_delta("delta", delta)
+    frac = _check_real("delta_mc_fraction", delta_mc_fraction, lo=0.0, hi=1.0,
+                       lo_open=True, hi_open=True)
+    n_w = _check_int("n_weight_samples", n_weight_samples, 1)
+    kappas = _check_grid("kappa_grid", kappa_grid)
+    G = kappas.size
+    w0_norm, w_norm = float(np.linalg.norm(w0)), float(np.linalg.norm(w))
+    c = float(np.sum(w * w0) / w_norm**2) if w_norm > 0 else 1.0
+    if not c > 0:
+        c = 1.0   # any c > 0 is a valid posterior centre; c > 0 keeps the argmax of W_hat
+    sigmas = kappas * (w0_norm / math.sqrt(D) if w0_norm > 0 else 1.0)
+    if chunk_size is None:
+        chunk_size = max(1, int(4_000_000 // (n * K)))
+    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    delta_mc, delta_pb = frac * delta, (1.0 - frac) * delta
+    mean = c * w
+    emp_mc = _stochastic_errors(z, y, mean, sigmas, np.random.default_rng(seed), n_w, chunk_size)
+    # n N_w independent 0-1 values, one-sided Chernoff-kl, union over the G scales
+    emp_up = kl_inverse_upper(emp_mc, math.log(G / delta_mc) / (n * n_w))
+    conf = math.log(2.0 * math.sqrt(n) * G / delta_pb) / n
+    dist2 = float(np.sum((mean - w0) ** 2))
+    kls = np.array([gaussian_kl(dist2, D, s, s) for s in sigmas])   # = dist2 / (2 sigma^2)
+    totals = kl_inverse_upper(emp_up, kls / n + conf)
+    g = int(np.argmin(totals))
+    total = float(totals[g])
+    return SplitPriorPacBayesBound(
+        empirical=float(emp_mc[g]), complexity=float(kls[g]) / n, confidence=conf, total=total,
+        total_deterministic=2.0 * total, empirical_upper=float(emp_up[g]),
+        mc_correction=float(emp_up[g] - emp_mc[g]), kl=float(kls[g]), kappa=float(kappas[g]),
+        sigma=float(sigmas[g]), scale=c, prior_norm=w0_norm, weight_norm=w_norm,
+        empirical_deterministic=float(np.mean(_margins(z @ w.T, y) <= 0)), n=n,
+        n_prior=n_prior, K=K, D=D, delta=delta, delta_mc=delta_mc, delta_pac_bayes=delta_pb,
+        n_weight_samples=n_w, grid_size=G)
 
 
 # --------------------------------------------------------------------------------------

@@ -121,6 +121,9 @@ WIDE_KEYS = ("tv_features", "tv_features_upper", "tv_features_lower", "b2_sample
              "b4n_pop_loss_stochastic", "b4n_nu",
              # the probe certificate: min(B2 forms, 2 L(Q) of B3), delta split over the three
              "probe_total", "probe_form",
+             # B3's two forms (zero-mean and split prior) and the stochastic probes' test errors
+             "b3_form", "b3_zero_prior_total", "b3p_total", "b3_measured_stochastic",
+             "b3p_measured_stochastic",
              # stage 1: measured O1 losses and B5n (normalised features, per-sample PAC-Bayes-kl)
              "ssl_train_loss", "ssl_pop_loss", "ssl_gap", "ssl_pop_loss_se", "b5n_total",
              "b5n_empirical", "b5n_empirical_mean_encoder", "b5n_kl_over_n",
@@ -130,7 +133,8 @@ PART_KEYS = {
     "B1b": ("tv_features", "tv_features_upper"),
     "B2": tuple(f"b2_{form}_{term}" for form in ("sample", "data_free")
                 for term in ("total", "empirical", "complexity", "confidence")) + ("b2_total",),
-    "B3": ("b3_total", "b3_total_deterministic", "b3_empirical", "b3_empirical_upper",
+    "B3": ("b3_total", "b3_total_deterministic", "b3_form", "b3_zero_prior_total", "b3p_total",
+           "b3_measured_stochastic", "b3p_measured_stochastic", "b3_empirical", "b3_empirical_upper",
            "b3_kl_over_n", "b3_confidence"),
     "B4": ("b4_data_free_total", "b4_data_free_gap", "b4_sample_total", "b4_sample_gap",
            "b4_total", "b4_gap", "b4_pop_slack", "b4n_total", "b4n_empirical",
@@ -146,7 +150,8 @@ SPENDING = {
     "tv_features_upper": ("B1b",), "tv_features_lower": ("TV_lower",),
     "b2_sample_total": ("B2_sample",), "b2_data_free_total": ("B2_data_free",),
     "b2_total": ("B2_sample", "B2_data_free"),
-    "b3_total": ("B3",), "b3_total_deterministic": ("B3",), "b3_empirical_upper": ("B3",),
+    "b3_total": ("B3", "B3p"), "b3_total_deterministic": ("B3", "B3p"),
+    "b3_empirical_upper": ("B3", "B3p"), "b3_zero_prior_total": ("B3",), "b3p_total": ("B3p",),
     "b4_data_free_total": ("B4_data_free",), "b4_sample_total": ("B4_sample",),
     "b4_total": ("B4_data_free", "B4_sample"), "b4_data_free_gap": ("B4_data_free",),
     "b4_sample_gap": ("B4_sample",), "b4_gap": ("B4_data_free", "B4_sample"),
@@ -372,12 +377,76 @@ def transfer_rows(*, err_B=None, n_test=None, err_A_head=None, n_test_source=Non
     return rows, wide
 
 
+#: B3 forms (``b3_form`` codes index this) and their statements.
+_B3_FORMS = ("B3", "B3p")
+_B3_STATEMENTS = {
+    "B3": "R_B <= 2 L(Q), L(Q) <= kl^-1(Lhat(Q), (KL(Q||P) + ln(2 sqrt n G_p / delta)) / n), P = N(0, s_p^2 I)",
+    "B3p": ("R_B <= 2 L(Q), L(Q) <= kl^-1(Lhat_S1(Q), (KL(Q||P) + ln(2 sqrt n1 G / delta)) / n1), "
+            "P = N(probe fitted on S0, s^2 I)"),
+}
+
+
+def b3_forms(z, y, W, b, *, delta: float, seed: int, n_weight_samples: int,
+             prior: Optional[Mapping] = None, reason: str = "") -> dict:
+    """The two forms of B3 at ``delta / 2`` each: ``{"B3": (bound or None, reason),
+    "B3p": (...)}``. ``B3``: :func:`~cmcd_theory.bounds.pac_bayes_kl_bound` on all ``n``
+    samples; ``B3p``: :func:`~cmcd_theory.bounds.pac_bayes_split_prior_bound` on the samples
+    after the first ``prior["n_prior"]``, with the prior mean ``prior["W"], prior["b"]``
+    fitted on those first samples only (docs/theory.md, B3p). Both hold at once with
+    probability >= 1 - delta (union bound), so their minimum does too."""
+    if reason:
+        return {"B3": (None, reason), "B3p": (None, reason)}
+    out = {"B3": (bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=delta / 2,
+                                            n_weight_samples=n_weight_samples), "")}
+    if prior is None:
+        out["B3p"] = (None, "needs a prior probe fitted on a disjoint part of the labeled samples")
+    else:
+        h = int(prior["n_prior"])
+        out["B3p"] = (bounds.pac_bayes_split_prior_bound(
+            z[h:], y[h:], W, b, prior_weights=prior["W"],
+            prior_bias=None if b is None else prior["b"], n_prior=h, seed=[seed, 3],
+            delta=delta / 2, n_weight_samples=n_weight_samples), "")
+    return out
+
+
+def _stochastic_test_error(pb, W, b, test, seed) -> float:
+    """Held-out 0-1 error of the stochastic probe Q that the B3 / B3p bound ``pb`` chose (one
+    fresh weight draw per use; 10 draws per test point)."""
+    zt, yt = test
+    if isinstance(pb, bounds.SplitPriorPacBayesBound):
+        c, sigma = pb.scale, pb.sigma
+    else:
+        c, sigma = 1.0, pb.sigma_q
+    return bounds.stochastic_error_rate(zt, yt, c * W, None if b is None else c * b, sigma=sigma,
+                                        seed=[seed, 5], n_draws=10)
+
+
+def _fit_prior_probe(z, y, K, *, l2: float, steps: int) -> Optional[dict]:
+    """B3p's prior mean: the toolkit's probe fitted on the first ``floor(n / 2)`` samples only
+    (a split fixed before the data); None when either part would be empty."""
+    n = z.shape[0]
+    if n < 2:
+        return None
+    from cmcd_theory.probe import fit_probe
+    h = n // 2
+    fitted = fit_probe(z[:h].astype(np.float32), y[:h].astype(np.int32), K, l2=l2, steps=steps)
+    return {"W": np.asarray(fitted["W"], np.float64), "b": np.asarray(fitted["b"], np.float64),
+            "n_prior": h}
+
+
 def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test: float,
                seed: int = 0, n_weight_samples: int = 1000,
                feature_norm_bound: Optional[float] = 1.0, reason_b2: str = "",
-               reason_b3: str = "") -> tuple:
+               reason_b3: str = "", prior: Optional[Mapping] = None, test=None) -> tuple:
     """B2 (sample and data-free forms, ``delta / 2`` each) and B3 rows of the probe
     ``(W, b)`` fit on ``(z, y)``. Returns (rows, wide).
+
+    B3 has two forms, ``delta / 2`` each (:func:`b3_forms`): ``B3`` (prior centred at 0) and
+    ``B3p`` (prior centred at ``prior``, a probe fitted on the first ``prior["n_prior"]``
+    samples only; not applicable when ``prior`` is None); ``b3_total`` is their minimum, the
+    ``b3_*`` terms those of the form attaining it (``b3_form``: 0 = B3, 1 = B3p).
+    ``test = (z_test, y_test)`` (optional) gives each form's measured *stochastic* test error
+    (``measured_stochastic``; ``b3_measured_stochastic`` for the attaining form).
 
     ``reason_b2`` / ``reason_b3`` (non-empty) mark a bound not applicable (e.g. features
     trained on the labels).
@@ -411,18 +480,37 @@ def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test:
                                delta=delta / 2))
     totals = [wide[f"b2_{f}_total"] for f in ("sample", "data_free")]
     wide["b2_total"] = min((t for t in totals if math.isfinite(t)), default=NAN)
-    st_b3 = "R_B <= 2 L(Q), L(Q) <= kl^-1(Lhat(Q), (KL(Q||P) + ln(2 sqrt n / delta)) / n)"
-    if reason_b3:
-        rows.append(_row("B3", "", _RISK, st_b3, reason=reason_b3, n=n, K=K))
-        wide.update(b3_total=NAN, b3_total_deterministic=NAN)
-    else:
-        pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=delta,
-                                       n_weight_samples=n_weight_samples)
+    forms = b3_forms(z, y, W, b, delta=delta, seed=seed, n_weight_samples=n_weight_samples,
+                     prior=prior, reason=reason_b3)
+    b3_keys = ("b3_total", "b3_total_deterministic", "b3_form", "b3_zero_prior_total",
+               "b3p_total", "b3_measured_stochastic", "b3p_measured_stochastic")
+    wide.update(dict.fromkeys(b3_keys, NAN))
+    stoch = {}
+    for name, (pb, why) in forms.items():
+        st = _B3_STATEMENTS[name]
+        if pb is None:
+            rows.append(_row(name, "", _RISK, st, reason=why, n=n, K=K))
+            continue
+        stoch[name] = NAN if test is None else _stochastic_test_error(pb, W, b, test, seed)
+        row = _bound_row(pb, name, "", _RISK, st, pb.total_deterministic, err_B, s, n=pb.n, K=K,
+                         delta=pb.delta)
+        # the stochastic statement L(Q) <= total against the stochastic probe's test error
+        row["measured_stochastic"] = stoch[name]
+        row["holds_stochastic"] = (None if not math.isfinite(stoch[name])
+                                   else bool(stoch[name] - s <= pb.total))
+        rows.append(row)
+    done = {k: pb for k, (pb, _) in forms.items() if pb is not None}
+    if done:
+        best = min(done, key=lambda k: done[k].total)
+        pb = done[best]
         wide.update(b3_total=pb.total, b3_total_deterministic=pb.total_deterministic,
-                    b3_empirical=pb.empirical, b3_empirical_upper=pb.empirical_upper,
-                    b3_kl_over_n=pb.complexity, b3_confidence=pb.confidence)
-        rows.append(_bound_row(pb, "B3", "", _RISK, st_b3, pb.total_deterministic, err_B, s, n=n,
-                               K=K, delta=delta))
+                    b3_form=float(_B3_FORMS.index(best)), b3_empirical=pb.empirical,
+                    b3_empirical_upper=pb.empirical_upper, b3_kl_over_n=pb.complexity,
+                    b3_confidence=pb.confidence, b3_measured_stochastic=stoch[best])
+        if "B3" in done:
+            wide["b3_zero_prior_total"] = done["B3"].total
+        if "B3p" in done:
+            wide.update(b3p_total=done["B3p"].total, b3p_measured_stochastic=stoch["B3p"])
     return rows, wide
 
 
@@ -434,7 +522,8 @@ PROBE_FORMS = ("B2_sample", "B2_data_free", "B3")
 
 def probe_certificate_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float,
                            delta_test: float, seed: int = 0, n_weight_samples: int = 1000,
-                           feature_norm_bound: Optional[float] = 1.0, reason: str = "") -> tuple:
+                           feature_norm_bound: Optional[float] = 1.0, reason: str = "",
+                           prior: Optional[Mapping] = None) -> tuple:
     """One certified upper bound on R_B from the probe alone: the smallest of B2 (sample form,
     at ``delta / 4``), B2 (data-free form, ``delta / 4``) and B3's deterministic form
     ``2 L(Q)`` (``delta / 2``), so it holds with probability >= 1 - delta (union bound over
@@ -449,7 +538,7 @@ def probe_certificate_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float,
     n = int(z.shape[0]) if z is not None else NAN
     K = int(W.shape[0]) if W is not None else NAN
     statement = ("R_B <= min(B2 sample (delta/4), B2 data-free (delta/4), 2 L(Q) of B3 "
-                 "(delta/2))")
+                 "(delta/4) and of B3p (delta/4))")
     if reason:
         return ([_row("probe", "min", _RISK, statement, reason=reason, n=n, K=K)],
                 {"probe_total": NAN, "probe_form": NAN})
@@ -464,10 +553,12 @@ def probe_certificate_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float,
         mb = bounds.margin_bound(z, y, W, b, delta * PROBE_SPLIT[f"B2_{form}"], form=form, **kw)
         values[f"B2_{form}"] = mb.total
         spent += mb.delta
-    pb = bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=delta * PROBE_SPLIT["B3"],
-                                   n_weight_samples=n_weight_samples)
-    values["B3"] = pb.total_deterministic
-    spent += pb.delta
+    # B3's share is split over its two forms (b3_forms: B3 and B3p, half of the share each)
+    b3 = {k: pb for k, (pb, _) in b3_forms(z, y, W, b, delta=delta * PROBE_SPLIT["B3"], seed=seed,
+                                           n_weight_samples=n_weight_samples,
+                                           prior=prior).items() if pb is not None}
+    values["B3"] = min(pb.total_deterministic for pb in b3.values())
+    spent += sum(pb.delta for pb in b3.values())
     form = min(values, key=values.get)
     total = values[form]
     s = _slack(n_test, delta_test)
@@ -843,12 +934,14 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
                            steps=probe_steps)
         W, b = np.asarray(fitted["W"], np.float64), np.asarray(fitted["b"], np.float64)
 
+    test = None
     if test_features is not None or test_labels is not None:
         if err_B is not None:
             raise ValueError("give test_features/test_labels or err_B, not both")
         zt = V.array("test_features", test_features, ndim=2, shape=(None, D))
         yt = V.labels("test_labels", test_labels, n=zt.shape[0], num_classes=K)
         err_B, n_test = _error_rate(W, b, zt, yt), zt.shape[0]
+        test = (zt, yt)
     elif err_B is not None:
         err_B = V.real("err_B", err_B, lo=0.0, hi=1.0)
         n_test = V.positive_int("n_test", n_test)
@@ -879,13 +972,17 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
 
     n = z.shape[0]
     rows, wide = [], {}
+    prior = None
+    if label_free and not ("B3" in na and "probe" in na):
+        prior = _fit_prior_probe(z, y, K, l2=probe_l2, steps=probe_steps)
     not_label_free = ("" if label_free else
                       "the features were trained on the labeled samples (B2, B3 need them label-free)")
     for part in (
         probe_rows(z, y, W, b, err_B=err_B, n_test=n_test, delta=delta, delta_test=delta_test,
                    seed=seed, n_weight_samples=n_weight_samples,
                    feature_norm_bound=feature_norm_bound,
-                   reason_b2=na.get("B2", not_label_free), reason_b3=na.get("B3", not_label_free)),
+                   reason_b2=na.get("B2", not_label_free), reason_b3=na.get("B3", not_label_free),
+                   prior=prior, test=test),
         stage2_rows(stage2, delta=delta, delta_test=delta_test, K=K, reason=na.get("B4", "")),
         stage2_normalized_rows(stage2_normalized, delta=delta, delta_test=delta_test, K=K,
                                reason=na.get("B4n", ""), seed=seed),
@@ -901,7 +998,7 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
                                delta_test=delta_test, seed=seed,
                                n_weight_samples=n_weight_samples,
                                feature_norm_bound=feature_norm_bound,
-                               reason=na.get("probe", not_label_free)),
+                               reason=na.get("probe", not_label_free), prior=prior),
     ):
         rows.extend(part[0])
         wide.update(part[1])
@@ -1191,16 +1288,21 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
     gt = {k: float(metrics[k]) for k in ("tv_latent", "bayes_A", "bayes_B") if k in metrics}
     gt["bayes_slack"] = 0.0  # eps*_A, eps*_B are exact (G5b quadrature)
     probe = artifacts["probe"]
+    if artifacts.get("z_test") is not None:
+        # held-out arrays: the deterministic error (as err_B) and the stochastic probes' errors
+        test = {"test_features": np.asarray(artifacts["z_test"], np.float64),
+                "test_labels": np.asarray(artifacts["y_test"])}
+    else:
+        test = {"err_B": float(metrics["err_B"]), "n_test": cfg.n_test}
     cert = certify_features(
         np.asarray(artifacts["z_train"], np.float64), np.asarray(artifacts["y_train"]),
         probe_weights=np.asarray(probe["W"], np.float64), probe_bias=np.asarray(probe["b"], np.float64),
         stage2=stage2, stage2_normalized=stage2n, stage1_normalized=stage1n,
         tv_features_upper=None if tv is None else tv.upper,
         tv_features_estimate=None if tv is None else tv.estimate, ground_truth=gt,
-        err_B=float(metrics["err_B"]), n_test=cfg.n_test,
-        err_A_head=float(err_a) if has_a else None, n_test_source=cfg.n_test,
-        not_applicable=na,
-        delta=delta, delta_test=delta_test, seed=seed, n_weight_samples=n_weight_samples)
+        **test, err_A_head=float(err_a) if has_a else None, n_test_source=cfg.n_test,
+        not_applicable=na, delta=delta, delta_test=delta_test, seed=seed,
+        n_weight_samples=n_weight_samples, probe_l2=cfg.probe_l2, probe_steps=cfg.probe_steps)
     return {"wide": dict(cert.wide), "rows": cert.applicable(), "certificate": cert,
             "spent": dict(cert.spent)}
 

@@ -403,7 +403,7 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
             out["err_A_head"] = probe_error(probe, za_test, d.test.y)
             out["err_A_probe"] = probe_error(probes[_SOURCE], za_test, d.test.y)
         out["artifacts"] = {"probe": probe, "z_train": o.z_lab, "y_train": d.lab.y_B,
-                            "student": o.student,
+                            "z_test": o.z_test, "y_test": d.test.y_B, "student": o.student,
                             "teacher": teacher if ROUTES[method].uses_teacher else None}
         if "distill_pop_loss" in o.metrics:
             # the stage-2 pairs and population pairs (B4n needs the per-pair arrays)

@@ -314,6 +314,64 @@ def test_pac_bayes_and_margin_bounds_on_separable_task_hold_on_fresh_data():
     assert again == pb
 
 
+def test_split_prior_pac_bayes_hand_computed_certificate():
+    """B3p arithmetic: margins 200, sigma about 2, so no perturbed classifier errs (MC loss 0);
+    posterior centre c W_hat with c = <W_hat, W_0> / ||W_hat||^2, KL = ||c W_hat - W_0||^2 /
+    (2 sigma^2), sigma = kappa ||W_0|| / sqrt(D), union over the G kappas in both terms."""
+    z = np.repeat(np.eye(2), 100, axis=0)
+    y = np.repeat(np.array([0, 1]), 100)
+    w = 100.0 * np.array([[1.0, -1.0], [-1.0, 1.0]])
+    w0 = np.array([[99.0, -101.0], [-100.0, 99.0]])
+    n, n_w, delta, frac, kappas = 200, 50, 0.05, 0.4, [1e-2, 2e-2]
+    pb = B.pac_bayes_split_prior_bound(z, y, w, prior_weights=w0, n_prior=77, seed=1,
+                                       delta=delta, kappa_grid=kappas, n_weight_samples=n_w,
+                                       delta_mc_fraction=frac)
+    assert pb.empirical == 0.0 and pb.empirical_deterministic == 0.0 and pb.n == n
+    c = float(np.sum(w * w0) / np.sum(w * w))
+    assert pb.scale == pytest.approx(c, rel=1e-14) and c == pytest.approx(39900 / 40000)
+    d_mc, d_pb, G = frac * delta, (1 - frac) * delta, 2
+    emp_up = 1 - math.exp(-math.log(G / d_mc) / (n * n_w))    # kl(0 || p) = -ln(1 - p), one-sided
+    assert pb.empirical_upper == pytest.approx(emp_up, abs=1e-11)
+    sigma = 2e-2 * np.linalg.norm(w0) / 2.0                    # the larger kappa: smaller KL
+    kl = float(np.sum((c * w - w0) ** 2)) / (2 * sigma**2)
+    assert pb.kappa == 2e-2 and pb.sigma == pytest.approx(sigma, rel=1e-14)
+    assert pb.kl == pytest.approx(kl, rel=1e-12)
+    cst = (kl + math.log(2 * math.sqrt(n) * G / d_pb)) / n
+    assert pb.complexity + pb.confidence == pytest.approx(cst, rel=1e-12)
+    assert B.kl_bernoulli(pb.empirical_upper, pb.total) == pytest.approx(cst, rel=1e-8)
+    assert pb.total_deterministic == 2 * pb.total and pb.n_prior == 77
+    # a prior pointing away from W_hat: c <= 0 is replaced by c = 1 (any c > 0 is valid)
+    assert B.pac_bayes_split_prior_bound(z, y, w, prior_weights=-w0, n_prior=1, seed=1,
+                                         n_weight_samples=5).scale == 1.0
+    with pytest.raises(ValueError, match="prior_bias"):
+        B.pac_bayes_split_prior_bound(z, y, w, np.zeros(2), prior_weights=w0, n_prior=1, seed=1)
+    with pytest.raises(ValueError, match="n_prior"):
+        B.pac_bayes_split_prior_bound(z, y, w, prior_weights=w0, n_prior=0, seed=1)
+
+
+def test_split_prior_bound_holds_for_the_stochastic_probe_on_fresh_data():
+    """B3p with the prior fitted on S0 and W_hat on all the data: its bound on L(Q) is above
+    the stochastic probe's held-out error (one fresh draw per use), and the measured
+    deterministic error is below 2 L(Q)."""
+    rng = np.random.default_rng(3)
+    z, y = _gaussian_task(rng, 2000)
+    h = 1000
+    means = lambda zz, yy: 8.0 * np.stack([zz[yy == c].mean(0) for c in range(3)])
+    w, w0 = means(z, y), means(z[:h], y[:h])                   # W_0 sees S0 only
+    pb = B.pac_bayes_split_prior_bound(z[h:], y[h:], w, prior_weights=w0, n_prior=h, seed=0,
+                                       n_weight_samples=200)
+    z_t, y_t = _gaussian_task(np.random.default_rng(4), 20_000)
+    stoch = B.stochastic_error_rate(z_t, y_t, pb.scale * w, sigma=pb.sigma, seed=5, n_draws=5)
+    det = B.stochastic_error_rate(z_t, y_t, w, sigma=0.0, seed=5)
+    assert det == float(np.mean(np.argmax(z_t @ w.T, 1) != y_t))
+    assert det <= stoch + 0.01                                  # noise only adds errors here
+    assert B.holds_on_test_set(pb.total, stoch, 20_000, 1e-3).holds
+    assert B.holds_on_test_set(pb.total_deterministic, det, 20_000, 1e-3).holds
+    # the split prior is close to W_hat: tighter than the zero-mean prior on the same data
+    old = B.pac_bayes_kl_bound(z, y, w, seed=0, n_weight_samples=200)
+    assert pb.total < old.total < 1
+
+
 def test_derandomisation_wrong_argmax_stays_wrong_with_prob_at_least_half():
     rng = np.random.default_rng(7)
     n_draws, checked = 4000, 0

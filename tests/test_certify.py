@@ -33,8 +33,8 @@ def cert():
 
 def test_every_bound_reported_with_fixed_keys(cert):
     names = [r["bound"] for r in cert.rows]
-    assert names == ["B2_sample", "B2_data_free", "B3", "B4_data_free", "B4_sample", "B4n",
-                     "B5_data_free", "B5_sample", "B1b", "TV_lower", "B1a", "floor", "probe"]
+    assert names == ["B2_sample", "B2_data_free", "B3", "B3p", "B4_data_free", "B4_sample", "B4n",
+                     "B5_data_free", "B5_sample", "B5n", "B1b", "TV_lower", "B1a", "floor", "probe"]
     for r in cert.rows:
         assert tuple(r)[:len(ROW_KEYS)] == ROW_KEYS
         assert r["applicable"] == (r["reason"] == "")
@@ -61,7 +61,8 @@ def test_delta_bookkeeping_and_values_match_bounds(cert):
         mb = bounds.margin_bound(z[:500], y[:500], W, np.zeros(3), 0.025, form=form)
         assert by[f"B2_{form}"]["value"] == mb.total
         assert by[f"B4_{form}"]["delta"] == 0.025
-    assert by["B3"]["delta"] == 0.05
+    assert by["B3"]["delta"] == by["B3p"]["delta"] == 0.025
+    assert cert.wide["b3_total"] == min(by["B3"]["value"], by["B3p"]["value"]) / 2
     assert cert.wide["b2_total"] == min(by["B2_sample"]["value"], by["B2_data_free"]["value"])
     assert cert.wide["b4_total"] == min(by["B4_sample"]["value"], by["B4_data_free"]["value"])
     err = np.mean(np.argmax(z[500:] @ W.T, 1) != y[500:])

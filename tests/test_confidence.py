@@ -56,6 +56,7 @@ def test_every_bound_column_spends_at_most_delta(method):
     # the minimum of two forms is charged for both
     assert spent["b2_total"] == pytest.approx(spent["b2_sample_total"] + spent["b2_data_free_total"])
     assert spent["b4_total"] == pytest.approx(spent["b4_sample_total"] + spent["b4_data_free_total"])
+    assert spent["b3_total"] == pytest.approx(spent["b3_zero_prior_total"] + spent["b3p_total"])
     # every part's columns are present (NaN where not applicable), the same for every call
     for part, keys in certify_mod.PART_KEYS.items():
         assert set(keys) <= set(wide), part
@@ -91,10 +92,11 @@ def test_probe_certificate_splits_delta_over_b2_and_b3():
     z = np.eye(k)[y] + 0.4 * rng.standard_normal((n, k))
     z /= np.linalg.norm(z, axis=1, keepdims=True)
     W, b = 4.0 * np.eye(k)[:K], np.zeros(K)
+    prior = {"W": 0.9 * W, "b": b, "n_prior": n // 2}    # B3p's prior (any function of S0)
     rows, wide = certify_mod.probe_rows(z, y, W, b, delta=DELTA, delta_test=DELTA, seed=1,
-                                        n_weight_samples=50)
+                                        n_weight_samples=50, prior=prior)
     prow, pwide = certify_mod.probe_certificate_rows(z, y, W, b, delta=DELTA, delta_test=DELTA,
-                                                     seed=1, n_weight_samples=50)
+                                                     seed=1, n_weight_samples=50, prior=prior)
     (row,) = prow
     assert row["delta"] == pytest.approx(DELTA)
     assert sum(certify_mod.PROBE_SPLIT.values()) == pytest.approx(1.0)
@@ -106,8 +108,14 @@ def test_probe_certificate_splits_delta_over_b2_and_b3():
     from cmcd_theory import bounds
     mb = bounds.margin_bound(z, y, W, b, DELTA / 4, form="sample")
     assert row["B2_sample_at_share"] == pytest.approx(mb.total, rel=1e-12)
-    # a form that does not apply leaves its share unspent
+    # B3's two forms (zero-mean and split prior) each spend delta / 2 in probe_rows, and
+    # b3_total, their minimum, is charged for both
+    b3 = {r["bound"]: r for r in rows if r["bound"] in ("B3", "B3p")}
+    assert b3["B3"]["delta"] == b3["B3p"]["delta"] == pytest.approx(DELTA / 2)
+    assert wide["b3_total"] == min(wide["b3_zero_prior_total"], wide["b3p_total"])
+    assert b3["B3p"]["n"] == n - n // 2 and b3["B3p"]["n_prior"] == n // 2
+    # a form that does not apply leaves its share unspent (no data-free B2 on norms 2, no B3p)
     prow2, _ = certify_mod.probe_certificate_rows(2 * z, y, W, b, delta=DELTA, delta_test=DELTA,
                                                   seed=1, n_weight_samples=50)
-    assert prow2[0]["delta"] == pytest.approx(0.75 * DELTA)
+    assert prow2[0]["delta"] == pytest.approx(0.5 * DELTA)
     assert "B2_data_free_at_share" not in prow2[0]

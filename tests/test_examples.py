@@ -22,8 +22,8 @@ def test_certify_mfeat_end_to_end_through_the_npz(tmp_path, capfd):
     assert ex.main(["--steps", "20", "--out-dir", str(tmp_path)]) == 0
     out = capfd.readouterr().out
     report = pd.read_csv(tmp_path / "report.csv")
-    expected = ["B2_sample", "B2_data_free", "B3", "B4_data_free", "B4_sample", "B4n", "B5_data_free",
-                "B5_sample", "B1b", "TV_lower", "B1a", "floor"]
+    expected = ["B2_sample", "B2_data_free", "B3", "B3p", "B4_data_free", "B4_sample", "B4n",
+                "B5_data_free", "B5_sample", "B5n", "B1b", "TV_lower", "B1a", "floor", "probe"]
     assert report["bound"].tolist() == expected
     for name in expected:
         assert name in out
@@ -31,8 +31,8 @@ def test_certify_mfeat_end_to_end_through_the_npz(tmp_path, capfd):
                 "reason", "vacuous", "holds"):
         assert col in report
     applies = report[report["applicable"]]
-    assert set(applies["bound"]) == {"B2_sample", "B2_data_free", "B3", "B4_data_free",
-                                     "B4_sample", "TV_lower"}
+    assert set(applies["bound"]) == {"B2_sample", "B2_data_free", "B3", "B3p", "B4_data_free",
+                                     "B4_sample", "TV_lower", "probe"}
     assert applies["value"].notna().all() and applies["delta"].gt(0).all()
     checked = applies[applies["bound"] != "TV_lower"]
     assert checked["holds"].astype(bool).all()
