@@ -112,3 +112,33 @@ def test_b5n_holds_on_a_small_certified_run():
     assert res["spent"]["b5n_total"] == pytest.approx(0.05)
     assert w["ssl_gap"] == pytest.approx(w["ssl_pop_loss"] - w["ssl_train_loss"], abs=1e-6)
     assert set(certify.PART_KEYS["B5"]) <= set(certify.WIDE_KEYS)
+
+
+def test_convergence_M_findings_and_figure(tmp_path):
+    """The stage-1 experiment's findings (resolved points fitted, the others upper limits,
+    B5n ratios against the measured losses) and its figure, on a synthetic table."""
+    import argparse
+
+    import pandas as pd
+    from experiments import convergence_M
+    rows = []
+    for M, gap in ((256, 0.2), (1024, 0.05), (4096, 0.0)):
+        for s in range(3):
+            g = gap + 0.005 * (s - 1)
+            rows.append({"M": M, "seed": s, "tuple_size": 128, "ssl_train_loss": 1.5 - g,
+                         "ssl_pop_loss": 1.5, "ssl_gap": g, "b5n_total": 2.0 + 1000 / M,
+                         "b5n_gap": 0.5 + g + 1000 / M, "b5n_pop_loss_stochastic": 1.6,
+                         "b5n_empirical": 1.55, "b5n_empirical_mean_encoder": 1.5,
+                         "b5n_empirical_upper": 1.7, "b5n_kl_over_n": 1e-3,
+                         "b5n_confidence": 5e-3, "b5n_nu": 0.1, "b5n_holds": True,
+                         "b5n_delta": 0.05})
+    df = pd.DataFrame(rows)
+    f = convergence_M.findings(df)
+    assert f["gap_slope_fitted_on_M"] == [256, 1024]
+    assert f["gap_unresolved_M_shown_as_upper_limits"] == [4096]
+    assert f["gap_loglog_slope"] == pytest.approx(math.log(0.05 / 0.2) / math.log(4), abs=1e-3)
+    assert f["b5n_over_pop_stochastic[M=4096]"] == pytest.approx((2.0 + 1000 / 4096) / 1.6, abs=1e-3)
+    assert f["b5n_below_log_N[M=256]"] is False and f["b5n_below_log_N[M=1024]"] is True
+    args = argparse.Namespace(seeds=3, quick=True, fig_dir=str(tmp_path))
+    convergence_M.plot(df, args, f)
+    assert (tmp_path / "convergence_M.png").stat().st_size > 1000
