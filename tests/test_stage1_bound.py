@@ -142,3 +142,23 @@ def test_convergence_M_findings_and_figure(tmp_path):
     args = argparse.Namespace(seeds=3, quick=True, fig_dir=str(tmp_path))
     convergence_M.plot(df, args, f)
     assert (tmp_path / "convergence_M.png").stat().st_size > 1000
+
+
+def test_b5n_column_spends_delta_through_certify_features():
+    """certify_features with the B5n arrays: the b5n_total column is charged exactly delta
+    (Certificate.spent, the accounting tests/test_confidence.py checks for every column)."""
+    from cmcd_theory import certify
+    x, xp, W, Wp = _setup(n=30, d=3, k=2, seed=5)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((50, 2))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    y = rng.integers(0, 2, 50)
+    s1 = {"x": x, "x_pos": xp, "W": W, "W_prior": Wp, "sample_candidates": _cands(3),
+          "tau": 0.5, "tuple_size": 4, "n_draws": 2, "x_pop": np.concatenate([x, x]),
+          "x_pop_pos": np.concatenate([xp, xp]), "ssl_train_loss": 1.0, "ssl_pop_loss": 1.1}
+    cert = certify.certify_features(z, y, stage1_normalized=s1, n_weight_samples=10,
+                                    not_applicable={"B3": "not requested", "probe": "not requested"})
+    assert cert.spent["b5n_total"] == pytest.approx(0.05)
+    row = [r for r in cert.rows if r["bound"] == "B5n"][0]
+    assert row["applicable"] and row["value"] == pytest.approx(cert.wide["b5n_total"])
+    assert cert.wide["ssl_pop_loss"] == 1.1 and np.isnan(cert.wide["ssl_gap"])
