@@ -30,7 +30,8 @@ def grid(quick: bool) -> dict:
     if quick:
         return {"channel": ["attenuate"], "m": [256, 1024, 4096], "t": [0.0, 0.5, 0.8],
                 "method": ["cmc"]}
-    return {"channel": ["attenuate"], "m": [256, 1024, 4096, 16384], "t": [0.0, 0.5, 0.8],
+    # 512 and 2048 between the points the gap resolves at, so the slope gets an interval
+    return {"channel": ["attenuate"], "m": [256, 512, 1024, 2048, 4096, 16384], "t": [0.0, 0.5, 0.8],
             "method": ["cmc", "cmd"]}
 
 
