@@ -26,7 +26,7 @@ import traceback
 from cmcd_theory import validation as V
 from cmcd_theory.devices import setup_jax
 
-EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "convergence_M", "generalization_n", "tv_vs_gain",
+EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "convergence_M_stage1", "generalization_n", "tv_vs_gain",
                "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat",
                "discomkd_synthetic", "when_distillation_pays", "pairing_vs_distance", "nuisance_ablation")
 

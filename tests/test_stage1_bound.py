@@ -120,7 +120,7 @@ def test_convergence_M_findings_and_figure(tmp_path):
     import argparse
 
     import pandas as pd
-    from experiments import convergence_M
+    from experiments import convergence_M_stage1
     rows = []
     for M, gap in ((256, 0.2), (1024, 0.05), (4096, 0.0)):
         for s in range(3):
@@ -133,15 +133,15 @@ def test_convergence_M_findings_and_figure(tmp_path):
                          "b5n_confidence": 5e-3, "b5n_nu": 0.1, "b5n_holds": True,
                          "b5n_delta": 0.05})
     df = pd.DataFrame(rows)
-    f = convergence_M.findings(df)
+    f = convergence_M_stage1.findings(df)
     assert f["gap_slope_fitted_on_M"] == [256, 1024]
     assert f["gap_unresolved_M_shown_as_upper_limits"] == [4096]
     assert f["gap_loglog_slope"] == pytest.approx(math.log(0.05 / 0.2) / math.log(4), abs=1e-3)
     assert f["b5n_over_pop_stochastic[M=4096]"] == pytest.approx((2.0 + 1000 / 4096) / 1.6, abs=1e-3)
     assert f["b5n_below_log_N[M=256]"] is False and f["b5n_below_log_N[M=1024]"] is True
     args = argparse.Namespace(seeds=3, quick=True, fig_dir=str(tmp_path))
-    convergence_M.plot(df, args, f)
-    assert (tmp_path / "convergence_M.png").stat().st_size > 1000
+    convergence_M_stage1.plot(df, args, f)
+    assert (tmp_path / "convergence_M_stage1.png").stat().st_size > 1000
 
 
 def test_b5n_column_spends_delta_through_certify_features():

@@ -14,7 +14,7 @@ bound is non-vacuous below it).
 Only stage 1 is trained (``cmcd_theory.pipeline.train_teacher``, the keys of a sweep's
 seed); ``cmcd_theory.certify.certify_stage1`` records the statistics and computes B5n.
 
-Run: ``python -m experiments.convergence_M [--quick] [--seeds S]``.
+Run: ``python -m experiments.convergence_M_stage1 [--quick] [--seeds S]``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pandas as pd
 from cmcd_theory.devices import setup_jax
 from experiments.convergence_m import gap_summary, slope_with_interval, draw_gap
 
-NAME = "convergence_M"
+NAME = "convergence_M_stage1"
 SEEDS = (2, 5)
 
 
