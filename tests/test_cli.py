@@ -1,5 +1,10 @@
 """Every command line fails on an invalid value the same way: one line on stderr naming the
-parameter and what it allows, exit status 2, no traceback (run as a user runs them)."""
+parameter and what it allows, exit status 2, no traceback.
+
+One case per command line runs as a user runs it (a fresh interpreter: the process boundary,
+exit status and stderr as a shell sees them); the other cases check the same argument
+validation by calling the same ``main(argv)`` in this process (a fresh interpreter costs
+seconds of imports each)."""
 
 import os
 import subprocess
@@ -39,26 +44,55 @@ def _cases(tmp):
     }
 
 
+# one case per command line (module) runs in a fresh interpreter
+SUBPROCESS = ("t above 1", "unreadable npz", "experiment seeds", "reproduce only")
+
+
+def _in_process_main(module):
+    """The ``main(argv)`` that ``python -m module`` calls (only for modules whose ``__main__``
+    does nothing else before it)."""
+    if module == "cmcd_theory.sweep":
+        from cmcd_theory import sweep
+        return sweep.main
+    if module == "cmcd_theory.certify":
+        from cmcd_theory import certify
+        return certify.main
+    raise AssertionError(f"{module}: run this case in a subprocess")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """All cases at once (each is a fresh interpreter that stops at argument checking; the
-    sweep cases cover every invalid value of the acceptance list once: a sweep interpreter
-    costs seconds)."""
+    """The subprocess cases at once (each a fresh interpreter that stops at argument checking),
+    and the folder holding the cases' files."""
     tmp = str(tmp_path_factory.mktemp("cli"))
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     procs = {name: (subprocess.Popen([sys.executable, *args], cwd=tmp, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE), param)
-             for name, (args, param) in _cases(tmp).items()}
+             for name, (args, param) in _cases(tmp).items() if name in SUBPROCESS}
     out = {}
     for name, (p, param) in procs.items():
         stdout, stderr = p.communicate(timeout=300)
         out[name] = (p.returncode, stdout, stderr, param)
-    return out
+    return tmp, out
+
+
+def test_one_subprocess_case_per_command_line():
+    modules = {args[args.index("-m") + 1] for args, _ in _cases("/tmp").values()}
+    assert modules == {_cases("/tmp")[c][0][1] for c in SUBPROCESS}
 
 
 @pytest.mark.parametrize("case", list(_cases("/tmp")))
-def test_invalid_value_is_one_line_and_exit_2(runs, case):
-    rc, stdout, stderr, param = runs[case]
+def test_invalid_value_is_one_line_and_exit_2(runs, case, capsys):
+    tmp, done = runs
+    if case in done:
+        rc, stdout, stderr, param = done[case]
+    else:
+        args, param = _cases(tmp)[case]
+        main = _in_process_main(args[1])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:  # any other exception fails the test (a traceback)
+            main(args[2:])
+        rc, stderr = e.value.code, capsys.readouterr().err
     assert rc == 2, (case, rc, stderr)
     assert "Traceback" not in stderr, stderr
     lines = stderr.strip().splitlines()
