@@ -152,7 +152,7 @@ def plot(tab: pd.DataFrame, args) -> None:
                 ax.set_xlabel("error")
             top = float(np.nanmax(np.r_[u["value"], u["measured"]]))
             ax.set_xlim(0, top * (1.6 if unit == "nats" else 1.35))
-            ax.legend(loc="upper right", fontsize=8)
+            ax.legend(loc="lower right" if unit == "nats" else "upper right", fontsize=8)
     fig.suptitle("End-to-end budget, default world (CMC, normalised features, m = 16384):\n"
                  "certified parts beside their measurements (medians over seeds); the parts bound "
                  "different quantities and are not summed", fontsize=10)
