@@ -25,7 +25,8 @@ transfer (B1)    ``B1a``, ``floor``: eps*_B <= eps*_A + TV_latent, exact latent 
                  R_B >= eps*_B; ``B1b``: R_B <= R_A(same head) +  errors (a synthetic world);
                  TV(learned features); ``TV_lower``: certified     B1b an upper bound on the
                  lower bound on TV(learned features)              feature TV; TV_lower pairs
-probe (B2, B3)   ``B2_sample``, ``B2_data_free``, ``B3``          probe features and labels
+probe (B2, B3)   ``B2_sample``, ``B2_data_free``, ``B3``,         probe features and labels
+                 ``B3p`` (split prior)                            (B3p: n >= 2)
 stage 2 (B4)     ``B4_data_free``, ``B4_sample``                  :class:`Stage2Stats`
 stage 1 (B5)     ``B5_data_free``, ``B5_sample``                  :class:`Stage1Stats`
 stage 1 (B5n)    ``B5n``: normalised O1 loss of the perturbed     S2 views, trained and prior
@@ -881,6 +882,9 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
       delta_test: failure probability of each held-out check, in (0, 1).
       seed: seeds B3's weight draws and the two-sample classifier's split.
       n_weight_samples: B3's Monte Carlo weight draws.
+      probe_l2, probe_steps: the toolkit probe's ridge and steps; used to fit the probe when
+        none is given, and always to fit B3p's prior mean on the first ``floor(n / 2)``
+        training samples (docs/theory.md, B3p; B3p is evaluated on the other samples).
 
     Returns:
       :class:`Certificate`.
