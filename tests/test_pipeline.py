@@ -110,20 +110,29 @@ def test_multi_method_downstream_rejects_bad_methods():
         pipeline.run_downstream_multi(w, jax.random.key(0), None, ("cmd",), TINY)
 
 
-def test_run_cell_is_one_sweep_row():
-    """A single pipeline call returns the row a sweep writes: metrics and the world's ground truth."""
+@pytest.fixture(scope="module")
+def mispair_sweep():
+    """The mispair channel at t = 1, oracle and cmc on seed 3, as one sweep program (shared by
+    the run_cell and the mispair tests: one compile)."""
+    return sweep.run_sweep({"channel": ["mispair"], "t": [1.0], "method": ["oracle", "cmc"]},
+                           pipeline=TINY, seeds=[3], progress=False).set_index("method")
+
+
+def test_run_cell_is_one_sweep_row(mispair_sweep):
+    """A single pipeline call returns the row a sweep writes: metrics and the world's ground
+    truth (of its own channel, here mispair at t = 1, not the default world's)."""
     from cmcd_theory import divergences
-    wc = WorldConfig(channel="noise")
-    row = pipeline.run_cell(make_world(wc), jax.random.key(2), "l2", TINY, t=0.5)
+    wc = WorldConfig(channel="mispair")
+    row = pipeline.run_cell(make_world(wc), jax.random.key(3), "cmc", TINY, t=1.0)
     assert all(isinstance(v, float) for v in row.values())
-    assert row["tv_latent"] == divergences.tv_latent(wc.replace(t=0.5))
-    assert row["bayes_B"] == divergences.bayes_error(wc.replace(t=0.5), "B").estimate
+    assert row["tv_latent"] == divergences.tv_latent(wc.replace(t=1.0))
+    assert row["bayes_B"] == divergences.bayes_error(wc.replace(t=1.0), "B").estimate
     assert row["bayes_A"] == divergences.bayes_error(wc, "A").estimate
-    df = sweep.run_sweep({"channel": ["noise"], "t": [0.5], "method": ["l2"]}, pipeline=TINY, seeds=[2],
-                         progress=False)
-    for k in ("tv_latent", "bayes_A", "bayes_B", "sum_sq_inputs"):
-        assert df[k].iloc[0] == row[k]
-    assert df["err_B"].iloc[0] == pytest.approx(row["err_B"], abs=2e-3)
+    assert row["pair_agreement"] == divergences.pair_agreement(wc.replace(t=1.0))
+    cell = mispair_sweep.loc["cmc"]
+    for k in ("tv_latent", "bayes_A", "bayes_B", "pair_agreement", "sum_sq_inputs"):
+        assert cell[k] == row[k], k
+    assert cell["err_B"] == pytest.approx(row["err_B"], abs=2e-3)
 
 
 def test_user_channel_runs_through_sweep_and_certify():
@@ -160,14 +169,13 @@ def test_user_channel_runs_through_sweep_and_certify():
         worlds.unregister_channel("test_pipeline_shift")
 
 
-def test_mispair_targets_use_the_target_labels():
+def test_mispair_targets_use_the_target_labels(mispair_sweep):
     """On mispair at t = 1 every target label differs from the source's: the oracle probe on s_B
     (which follows y_B) still reaches about eps*_B, the teacher's head on source features with
     the source labels is then far from it; ground truth carries pair_agreement = 1 - t."""
-    wc = WorldConfig(channel="mispair")
-    row = pipeline.run_cell(make_world(wc), jax.random.key(3), "oracle", TINY, t=1.0)
+    row = mispair_sweep.loc["oracle"]
     assert row["pair_agreement"] == 0.0 and row["tv_latent"] == 0.0
     assert row["bayes_B"] == row["bayes_A"]
     assert row["err_B"] < row["bayes_B"] + 0.08
-    row = pipeline.run_cell(make_world(wc), jax.random.key(3), "cmc", TINY, t=1.0)
+    row = mispair_sweep.loc["cmc"]
     assert row["err_A_head"] > 0.5  # the head learned y_B, which never equals y at t = 1
