@@ -120,7 +120,7 @@ WIDE_KEYS = ("tv_features", "tv_features_upper", "tv_features_lower", "b2_sample
              # B4n: normalised student features (stochastic student, per-pair PAC-Bayes-kl)
              "b4n_total", "b4n_empirical", "b4n_empirical_exact_mgf", "b4n_kl_over_n",
              "b4n_pop_loss_stochastic", "b4n_nu",
-             # the probe certificate: min(B2 forms, 2 L(Q) of B3), delta split over the three
+             # the probe certificate: min(B2 forms, 2 L(Q) of B3 and B3p), delta split over the four
              "probe_total", "probe_form",
              # B3's two forms (zero-mean and split prior) and the stochastic probes' test errors
              "b3_form", "b3_zero_prior_total", "b3p_total", "b3_measured_stochastic",

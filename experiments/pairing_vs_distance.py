@@ -7,8 +7,8 @@ another instance of the same class). On both, TV_latent = 0 and eps*_B = eps*_A 
 so B1a (eps*_B <= eps*_A + TV_latent) is flat by construction. Beside the measured target
 error of each stage-2 loss: B1b, ``R_A(same head) + TV(learned features)`` with the certified
 Gaussian-track TV of the learned features (linear maps and encoders), and the end-to-end
-certificate of the probe, ``probe_total`` = min(B2, 2 L(Q) of B3) with delta split over the
-three bounds (:func:`cmcd_theory.certify.probe_certificate_rows`). Does any bound
+certificate of the probe, ``probe_total`` = min(B2, 2 L(Q) of B3 and B3p) with delta split over the
+four bounds (:func:`cmcd_theory.certify.probe_certificate_rows`). Does any bound
 track the degradation?
 
 Run: ``python -m experiments.pairing_vs_distance [--quick] [--seeds S]``.
@@ -114,8 +114,8 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
 def config(args) -> dict:
     return {"grid": grid(args.quick), "encoder": "linear", "world": "WorldConfig() defaults",
             "b1b": "err_A_head + tv_features_upper (certify B1b)",
-            "certificate": "probe_total: min(B2 sample, B2 data-free, 2 L(Q) of B3) at delta/4, "
-                           "delta/4, delta/2 (cmcd_theory.certify.probe_certificate_rows)"}
+            "certificate": "probe_total: min(B2 sample, B2 data-free, 2 L(Q) of B3, 2 L(Q) of B3p) at "
+                           "delta/4 each (cmcd_theory.certify.probe_certificate_rows)"}
 
 
 def main(argv=None) -> pd.DataFrame:
