@@ -897,7 +897,7 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
       >>> cert = certify_features(z[:400], y[:400], test_features=z[400:],
       ...                         test_labels=y[400:], n_weight_samples=100)
       >>> [(r["bound"], r["applicable"]) for r in cert.rows][:4]
-      [('B2_sample', True), ('B2_data_free', True), ('B3', True), ('B4_data_free', False)]
+      [('B2_sample', True), ('B2_data_free', True), ('B3', True), ('B3p', True)]
       >>> b3 = [r for r in cert.rows if r["bound"] == "B3"][0]
       >>> b3["holds"], b3["value"] < 0.5
       (True, True)
