@@ -66,6 +66,17 @@ def fit_probe(z: jax.Array, y: jax.Array, num_classes: int, l2: float = 1e-3,
     V.integer("num_classes", num_classes, lo=2)
     V.real("l2", l2, lo=0.0)
     V.positive_int("steps", steps)
+    if not isinstance(z, jax.core.Tracer) and not isinstance(y, jax.core.Tracer):
+        # called eagerly (certify, the two-sample classifier): one compiled program per
+        # shape and setting, reused across calls; inside a caller's jit/vmap the body is traced
+        # into the caller's program as before
+        return _fit_probe_compiled(jnp.asarray(z, jnp.float32), jnp.asarray(y, jnp.int32),
+                                   num_classes=int(num_classes), l2=float(l2), steps=int(steps),
+                                   lr=float(lr))
+    return _fit_probe_traced(z, y, num_classes, l2, steps, lr)
+
+
+def _fit_probe_traced(z, y, num_classes, l2, steps, lr) -> dict:
     z = jnp.asarray(z, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
     p = z.shape[-1]
@@ -81,3 +92,6 @@ def fit_probe(z: jax.Array, y: jax.Array, num_classes: int, l2: float = 1e-3,
 
     (params, _), _ = jax.lax.scan(step, (init, opt.init(init)), None, length=steps)
     return params
+
+
+_fit_probe_compiled = jax.jit(_fit_probe_traced, static_argnames=("num_classes", "l2", "steps", "lr"))
