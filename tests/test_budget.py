@@ -27,7 +27,7 @@ def test_budget_table_parts_ratios_and_no_total(tmp_path):
                       + [dict(r, student_features="raw") for r in _rows(0, 1000, 0.1, 0.1)])
     tab = budget.table(df)
     by = tab.set_index("bound")
-    assert list(tab["bound"]) == ["B5n", "B4n", "B1a", "B1b", "B2", "B3 L(Q)", "B3 2L(Q)", "probe"]
+    assert list(tab["bound"]) == ["B5n", "B4n", "B1a", "B1b", "B2", "B3 L(Q)", "B3 2L(Q)", "certificate"]
     # raw-feature rows are not the default world's pipeline: ignored
     assert (tab["seeds"] == 2).all()
     # B2: the smaller form; B3: per seed the smaller form, its own stochastic error
