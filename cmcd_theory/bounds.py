@@ -171,6 +171,16 @@ class _Terms:
         return bool(self.total >= 1.0)
 
 
+class _NormalizedLossTerms(_Terms):
+    """Mixin of the per-sample bounds on a normalised contrastive loss (B4n, B5n): vacuous at
+    ``log N`` (``tuple_size`` N), the loss of features that ignore the input (equal logits)."""
+
+    @property
+    def vacuous(self) -> bool:
+        """True when ``total >= log N``: no better than an encoder that ignores its input."""
+        return bool(self.total >= math.log(self.tuple_size))
+
+
 # --------------------------------------------------------------------------------------
 # kl tools (B3) and test-set estimates (C)
 # --------------------------------------------------------------------------------------
@@ -1699,7 +1709,7 @@ def _mgf_upper(fbar, c: float, tau: float, eps: float):
 
 
 @dataclasses.dataclass(frozen=True)
-class NormalizedDistillBound(_Terms):
+class NormalizedDistillBound(_NormalizedLossTerms):
     """B4n terms: ``total = b kl_inv_up(empirical_upper / b, complexity + confidence)``."""
 
     label: ClassVar[str] = "B4n"
@@ -1726,11 +1736,6 @@ class NormalizedDistillBound(_Terms):
     delta_mc: float
     delta_pac_bayes: float
     grid_size: int
-
-    @property
-    def vacuous(self) -> bool:
-        """True when ``total >= log N``: no better than a student that ignores its input."""
-        return bool(self.total >= math.log(self.tuple_size))
 
 
 def normalized_distillation_bound(x, z, W, W_prior, bank, *, tau: float, tuple_size: int,
@@ -1873,7 +1878,7 @@ def _procrustes(W, W_prior):
 
 
 @dataclasses.dataclass(frozen=True)
-class NormalizedSSLBound(_Terms):
+class NormalizedSSLBound(_NormalizedLossTerms):
     """B5n terms: ``total = b kl_inv_up(empirical_upper / b, complexity + confidence)``."""
 
     label: ClassVar[str] = "B5n"
@@ -1899,11 +1904,6 @@ class NormalizedSSLBound(_Terms):
     delta_mc: float
     delta_pac_bayes: float
     grid_size: int
-
-    @property
-    def vacuous(self) -> bool:
-        """True when ``total >= log N``: no better than an encoder that ignores its input."""
-        return bool(self.total >= math.log(self.tuple_size))
 
 
 def normalized_ssl_bound(x, x_pos, W, W_prior, sample_candidates, *, tau: float,

@@ -435,6 +435,17 @@ def _fit_prior_probe(z, y, K, *, l2: float, steps: int) -> Optional[dict]:
             "n_prior": h}
 
 
+def _b2_data_free_reason(z, feature_norm_bound: Optional[float]) -> str:
+    """Why B2's data-free form does not apply to the features ``z`` ("" when it does): it
+    needs an almost-sure bound on the feature norm that every feature meets."""
+    if feature_norm_bound is None:
+        return "needs an almost-sure bound on the feature norm (feature_norm_bound)"
+    largest = float(np.linalg.norm(z, axis=1).max())
+    if largest > feature_norm_bound * (1 + 1e-6):
+        return f"a probe feature has norm {largest:.4g} > feature_norm_bound = {feature_norm_bound:g}"
+    return ""
+
+
 def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test: float,
                seed: int = 0, n_weight_samples: int = 1000,
                feature_norm_bound: Optional[float] = 1.0, reason_b2: str = "",
@@ -462,12 +473,7 @@ def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test:
     for form in ("sample", "data_free"):
         why = reason_b2
         if not why and form == "data_free":
-            norms = np.linalg.norm(z, axis=1)
-            if feature_norm_bound is None:
-                why = "needs an almost-sure bound on the feature norm (feature_norm_bound)"
-            elif norms.max() > feature_norm_bound * (1 + 1e-6):
-                why = (f"a probe feature has norm {norms.max():.4g} > feature_norm_bound = "
-                       f"{feature_norm_bound:g}")
+            why = _b2_data_free_reason(z, feature_norm_bound)
         if why:
             rows.append(_row(f"B2_{form}", form, _RISK, st_b2, reason=why, n=n, K=K))
             wide[f"b2_{form}_total"] = NAN
@@ -527,8 +533,9 @@ def probe_certificate_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float,
                            prior: Optional[Mapping] = None) -> tuple:
     """One certified upper bound on R_B from the probe alone: the smallest of B2 (sample form,
     at ``delta / 4``), B2 (data-free form, ``delta / 4``) and B3's deterministic form
-    ``2 L(Q)`` (``delta / 2``), so it holds with probability >= 1 - delta (union bound over
-    the three; a form that does not apply leaves its share unspent). Returns (rows, wide)
+    ``2 L(Q)`` (``delta / 2``, split by :func:`b3_forms` over B3 and B3p, ``delta / 4`` each),
+    so it holds with probability >= 1 - delta (union bound over the four; a form that does not
+    apply leaves its share unspent). Returns (rows, wide)
     with one row ``probe`` and the columns ``probe_total`` and ``probe_form`` (index into
     :data:`PROBE_FORMS` of the form that attains it).
 
@@ -547,8 +554,7 @@ def probe_certificate_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float,
     for form in ("sample", "data_free"):
         kw = {}
         if form == "data_free":
-            if feature_norm_bound is None or (np.linalg.norm(z, axis=1).max()
-                                              > feature_norm_bound * (1 + 1e-6)):
+            if _b2_data_free_reason(z, feature_norm_bound):
                 continue
             kw = {"feature_norm_bound": feature_norm_bound}
         mb = bounds.margin_bound(z, y, W, b, delta * PROBE_SPLIT[f"B2_{form}"], form=form, **kw)
