@@ -221,6 +221,15 @@ def loglog_slope(x, y) -> float:
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
 
 
+def count_ticks(axes, values) -> None:
+    """Tick every axis of ``axes`` at the grid values (counts on a log axis), no minor ticks."""
+    values = sorted(values)
+    for ax in axes:
+        ax.set_xticks(values)
+        ax.set_xticklabels([str(int(v)) if float(v).is_integer() else str(v) for v in values])
+        ax.minorticks_off()
+
+
 def test_slack(n_test: int) -> float:
     """Hoeffding slack of a test-set error on ``n_test`` samples at ``DELTA_TEST``."""
     from cmcd_theory import bounds
@@ -280,6 +289,9 @@ class Timer:
 # fixed column sets of the postprocesses (certify's)
 PROBE_BOUND_KEYS = _keys("B2", "B3")
 PROBE_CERTIFICATE_KEYS = _keys("probe")
+#: How an experiment's config describes the probe certificate column it reports.
+PROBE_CERTIFICATE_CONFIG = ("probe_total: min(B2 sample, B2 data-free, 2 L(Q) of B3, 2 L(Q) of "
+                            "B3p) at delta/4 each (cmcd_theory.certify.probe_certificate_rows)")
 DISTILL_BOUND_KEYS = _keys("B4")
 FEATURE_TV_KEYS = _keys("B1b")
 

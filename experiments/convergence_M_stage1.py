@@ -136,10 +136,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     a2.set_ylabel("O1 tuple loss (nats)")
     a2.set_title("Stage-1 losses and the certified B5n")
     a2.legend(fontsize=8)
-    for ax in (a1, a2):
-        ax.set_xticks(sorted(df["M"].unique()))
-        ax.set_xticklabels([str(v) for v in sorted(df["M"].unique())])
-        ax.minorticks_off()
+    common.count_ticks((a1, a2), df["M"].unique())
     fig.suptitle(f"Convergence in the number of source samples ({common.interval_note(args)})")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)

@@ -150,10 +150,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     a2.set_ylabel("target test error $R_B$ (fraction)")
     a2.set_title("Target error against m: distance-dependent floor")
     a2.legend(fontsize=8)
-    for ax in (a1, a2):
-        ax.set_xticks(sorted(df["m"].unique()))
-        ax.set_xticklabels([str(v) for v in sorted(df["m"].unique())])
-        ax.minorticks_off()
+    common.count_ticks((a1, a2), df["m"].unique())
     fig.suptitle(f"Convergence in the number of pairs ({common.interval_note(args)})")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)

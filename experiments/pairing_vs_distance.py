@@ -114,8 +114,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
 def config(args) -> dict:
     return {"grid": grid(args.quick), "encoder": "linear", "world": "WorldConfig() defaults",
             "b1b": "err_A_head + tv_features_upper (certify B1b)",
-            "certificate": "probe_total: min(B2 sample, B2 data-free, 2 L(Q) of B3, 2 L(Q) of B3p) at "
-                           "delta/4 each (cmcd_theory.certify.probe_certificate_rows)"}
+            "certificate": common.PROBE_CERTIFICATE_CONFIG}
 
 
 def main(argv=None) -> pd.DataFrame:

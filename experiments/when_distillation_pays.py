@@ -164,8 +164,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
 
 def config(args) -> dict:
     return {"world": world().as_dict(), "grid": grid(args.quick), "encoder": "mlp",
-            "route_bound": "probe_total: min(B2 sample, B2 data-free, 2 L(Q) of B3, 2 L(Q) of B3p) at "
-                           "delta/4 each (cmcd_theory.certify.probe_certificate_rows)"}
+            "route_bound": common.PROBE_CERTIFICATE_CONFIG}
 
 
 def main(argv=None) -> pd.DataFrame:
