@@ -7,7 +7,9 @@ the composition of
   never on the channel knob t or the method, so a sweep trains it once per seed and shares it;
 * :func:`run_downstream`: stage 2 (distillation) and stage 3 (probe) or a baseline, and the
   evaluation on a large labeled paired test set; :func:`run_downstream_multi` runs several
-  methods on the same data and shares what does not depend on the method.
+  methods on the same data and shares what does not depend on the method, and
+  :func:`run_downstream_ns` runs them at several label counts n, training every label-free
+  stage (distillation, target SSL) once for all of them.
 
 Methods: ``cmc``, ``cmd``, ``l2`` (CMCD with the O2, O3, O4 stage-2 loss) and the baselines
 ``supervised`` (encoder + head trained on the n target labels only), ``target_ssl`` (InfoNCE on
@@ -234,26 +236,39 @@ def _fit_probes(inputs: dict, y: jax.Array, num_classes: int, cfg: PipelineConfi
 
 
 class _Data:
-    """What the routes of one (key, t) share: samples, encoders and, computed on first use,
-    the frozen teacher's features and the stage-2 population sample."""
+    """What the routes of one (key, t) share: samples, encoders, the label-free training of
+    each route (done once, however many label counts use it) and, computed on first use, the
+    frozen teacher's features and the stage-2 population sample. The labeled sample of a label
+    count n is :meth:`labeled`, drawn from the one labeled-sample key, as a program with that
+    single n draws it."""
 
     def __init__(self, world, key, teacher, cfg, t):
         self.world, self.teacher, self.cfg = world, teacher, cfg
         self.K = world.config.num_classes
         self.enc_a, self.enc_b = encoders(world, cfg)
-        k_pairs, k_lab, k_test, self.k_pop, self.k_train = jax.random.split(key, 5)
+        k_pairs, self.k_lab, k_test, self.k_pop, self.k_train = jax.random.split(key, 5)
         self.t = t
         self.pairs = worlds.sample(world, k_pairs, cfg.m, t)
-        self.lab = worlds.sample(world, k_lab, cfg.n, t)
         self.test = worlds.sample(world, k_test, cfg.n_test, t)
+        self._once: dict = {}
+
+    def labeled(self, n: int):
+        """The n labeled samples of stage 3 (one key: the same draws for every program)."""
+        return worlds.sample(self.world, self.k_lab, n, self.t)
+
+    def once(self, name, fn: Callable):
+        """``fn()`` computed on the first call for ``name`` and reused after: a label-free
+        stage (distillation, target SSL) traced once per program, shared by every label count."""
+        if name not in self._once:
+            self._once[name] = fn()
+        return self._once[name]
 
     def feats(self, enc, params, x):
         return normalize(enc.apply(params, x))
 
-    def target_feats(self, params):
-        """Normalised target features of the labeled and test samples."""
-        return (self.feats(self.enc_b, params, self.lab.x_B),
-                self.feats(self.enc_b, params, self.test.x_B))
+    def target_feats(self, params, lab):
+        """Normalised target features of the labeled sample ``lab`` and of the test samples."""
+        return self.feats(self.enc_b, params, lab.x_B), self.feats(self.enc_b, params, self.test.x_B)
 
     @functools.cached_property
     def pop(self):
@@ -288,48 +303,65 @@ class RouteOutput(NamedTuple):
     metrics: dict
 
 
-def _route_distill(d: _Data, method: str) -> RouteOutput:
+def _label_free(d: _Data, method: str, train: Callable, metrics: Callable = lambda s: {}):
+    """A label-free route's encoder ``train()``, its test features and ``metrics(encoder)``,
+    computed once per program (:meth:`_Data.once`) and shared by every label count."""
+    def fit():
+        student = train()
+        return student, d.feats(d.enc_b, student, d.test.x_B), metrics(student)
+    return d.once(method, fit)
+
+
+def _from_label_free(d: _Data, lab, fitted) -> RouteOutput:
+    student, z_test, metrics = fitted
+    return RouteOutput(student, None, d.feats(d.enc_b, student, lab.x_B), z_test, metrics)
+
+
+def _route_distill(d: _Data, method: str, lab) -> RouteOutput:
     """CMCD stage 2 with the O2 / O3 / O4 loss on the m pairs, then the probe."""
     dc, cfg = d.cfg.distill, d.cfg
-    student = train_distill(d.k_train, d.enc_b, d.pairs.x_B, d.za_pairs, method, dc)
 
-    def loss_on(x_b, z_a):
-        return tuple_loss(method, student_features(d.enc_b, student, x_b, dc), z_a, dc, cfg.tuple_size)
+    def metrics(student):
+        def loss_on(x_b, z_a):
+            return tuple_loss(method, student_features(d.enc_b, student, x_b, dc), z_a, dc, cfg.tuple_size)
 
-    train_l, pop_l = loss_on(d.pairs.x_B, d.za_pairs), loss_on(d.pop.x_B, d.za_pop)
-    metrics = dict(distill_train_loss=train_l, distill_pop_loss=pop_l, distill_gap=pop_l - train_l,
-                   student_norm=jnp.sqrt(_sq_norm_tree(student)), sum_sq_inputs=d.sum_sq_inputs)
-    return RouteOutput(student, None, *d.target_feats(student), metrics)
+        train_l, pop_l = loss_on(d.pairs.x_B, d.za_pairs), loss_on(d.pop.x_B, d.za_pop)
+        return dict(distill_train_loss=train_l, distill_pop_loss=pop_l, distill_gap=pop_l - train_l,
+                    student_norm=jnp.sqrt(_sq_norm_tree(student)), sum_sq_inputs=d.sum_sq_inputs)
+
+    return _from_label_free(d, lab, _label_free(
+        d, method, lambda: train_distill(d.k_train, d.enc_b, d.pairs.x_B, d.za_pairs, method, dc), metrics))
 
 
-def _route_target_ssl(d: _Data, method: str) -> RouteOutput:
+def _route_target_ssl(d: _Data, method: str, lab) -> RouteOutput:
     """InfoNCE on views of the target side of the m pairs (their inputs ``u_B`` carry no label;
     on a nuisance world the views resample a fraction rho of the nuisance, G6), then the probe."""
-    student = train_ssl(d.k_train, d.enc_b, d.pairs.u_B,
-                        lambda k, b: worlds.views(d.world, k, b, "B"), d.cfg.ssl)
-    return RouteOutput(student, None, *d.target_feats(student), {})
+    return _from_label_free(d, lab, _label_free(
+        d, method, lambda: train_ssl(d.k_train, d.enc_b, d.pairs.u_B,
+                                     lambda k, b: worlds.views(d.world, k, b, "B"), d.cfg.ssl)))
 
 
-def _route_random(d: _Data, method: str) -> RouteOutput:
+def _route_random(d: _Data, method: str, lab) -> RouteOutput:
     """A random frozen target encoder, then the probe."""
-    student = d.enc_b.init(d.k_train)
-    return RouteOutput(student, None, *d.target_feats(student), {})
+    return _from_label_free(d, lab, _label_free(d, method, lambda: d.enc_b.init(d.k_train)))
 
 
-def _route_oracle(d: _Data, method: str) -> RouteOutput:
+def _route_oracle(d: _Data, method: str, lab) -> RouteOutput:
     """The probe on the true target latent s_B (approaches eps*_B)."""
-    return RouteOutput(None, None, d.lab.s_B, d.test.s_B, {})
+    return RouteOutput(None, None, lab.s_B, d.test.s_B, {})
 
 
-def _route_supervised(d: _Data, method: str) -> RouteOutput:
+def _route_supervised(d: _Data, method: str, lab) -> RouteOutput:
     """Encoder and head trained together on the n target labels (no separate probe)."""
-    student, head = train_supervised(d.k_train, d.enc_b, d.lab.x_B, d.lab.y_B, d.K, d.cfg.supervised)
-    return RouteOutput(student, head, *d.target_feats(student), {})
+    student, head = train_supervised(d.k_train, d.enc_b, lab.x_B, lab.y_B, d.K, d.cfg.supervised)
+    return RouteOutput(student, head, *d.target_feats(student, lab), {})
 
 
 class Route(NamedTuple):
-    """A method of :func:`run_downstream_multi`: ``features(data, name) -> RouteOutput`` and
-    whether it needs the stage-1 teacher."""
+    """A method of :func:`run_downstream_multi`: ``features(data, name, labeled) -> RouteOutput``
+    (``labeled``: the stage-3 sample of one label count; a route whose encoder is trained
+    without labels trains it once per program through :func:`_label_free`) and whether it
+    needs the stage-1 teacher."""
 
     features: Callable
     uses_teacher: bool = False
@@ -349,6 +381,85 @@ _NAN_METRICS = ("err_A_head", "err_A_probe", "distill_train_loss", "distill_pop_
                 "distill_gap", "student_norm", "sum_sq_inputs")
 
 
+def _check_ns(ns) -> tuple:
+    ns = tuple(ns) if isinstance(ns, (list, tuple)) else (ns,)
+    if not ns:
+        raise ValueError("ns must name at least one label count n >= 1, got none")
+    ns = tuple(V.positive_int("ns", n) for n in ns)
+    if len(set(ns)) != len(ns):
+        raise ValueError(f"ns must not repeat, got {ns}")
+    return ns
+
+
+def run_downstream_ns(world: worlds.World, key: jax.Array, teacher, methods,
+                      cfg: PipelineConfig, ns, t=None) -> dict:
+    """Stages 2 and 3 of several methods at several label counts on the same data:
+    ``{n: {method: metrics}}``.
+
+    ``run_downstream_ns(..., ns)[n]`` computes what :func:`run_downstream_multi` computes with
+    ``cfg.n = n`` (the tests check agreement to float32 rounding): the labeled sample of each
+    n is drawn from the same key as there, and what needs no labels -- the pairs, test and
+    population samples, the teacher's features, and the encoder of every label-free route
+    (distillation, target SSL, random) with its test features and stage-2 losses -- is
+    computed once and shared by every n. Only the stage-3 probes and the supervised route run
+    once per n. A sweep over n therefore trains stage 2 once per (t, seed), not once per n.
+
+    Args:
+      world, key, teacher, methods, t: as in :func:`run_downstream_multi`.
+      cfg: the :class:`PipelineConfig` (its ``n`` is not used).
+      ns: distinct label counts (integers >= 1; static under ``jit``).
+
+    Returns:
+      dict ``n -> method -> metrics`` (see :func:`run_downstream`).
+    """
+    methods = _check_methods(methods)
+    ns = _check_ns(ns)
+    uses_teacher = any(ROUTES[m].uses_teacher for m in methods)
+    if uses_teacher and teacher is None:
+        raise ValueError(f"methods {methods} need the stage-1 teacher params, got teacher=None")
+    d = _Data(world, key, teacher, cfg, t)
+    nan = jnp.float32(jnp.nan)
+    za_test = d.feats(d.enc_a, teacher, d.test.x_A) if uses_teacher else None
+    changes_labels = worlds.get_channel(world.config.channel).changes_labels
+    results = {}
+    for n in ns:
+        lab = d.labeled(n)
+        probe_inputs = {}  # name -> labeled features of a stage-3 probe (fitted together below)
+        if uses_teacher:
+            probe_inputs[_SOURCE] = d.feats(d.enc_a, teacher, lab.x_A)
+        outputs = {}
+        for method in methods:
+            outputs[method] = ROUTES[method].features(d, method, lab)
+            if outputs[method].head is None:
+                probe_inputs[method] = outputs[method].z_lab
+        if uses_teacher and changes_labels:
+            # the source probe learns the source's labels y, every other probe the target's y_B
+            src = {_SOURCE: probe_inputs.pop(_SOURCE)}
+            probes = {**_fit_probes(src, lab.y, d.K, cfg), **_fit_probes(probe_inputs, lab.y_B, d.K, cfg)}
+        else:  # one label vector (y_B = y): every probe in one batched fit
+            probes = _fit_probes(probe_inputs, lab.y_B, d.K, cfg)
+        per_method = {}
+        for method in methods:
+            o = outputs[method]
+            out = dict.fromkeys(_NAN_METRICS, nan)
+            out.update(o.metrics)
+            probe = o.head if o.head is not None else probes[method]
+            out["err_B"] = probe_error(probe, o.z_test, d.test.y_B)
+            if ROUTES[method].uses_teacher:
+                out["err_A_head"] = probe_error(probe, za_test, d.test.y)
+                out["err_A_probe"] = probe_error(probes[_SOURCE], za_test, d.test.y)
+            out["artifacts"] = {"probe": probe, "z_train": o.z_lab, "y_train": lab.y_B,
+                                "z_test": o.z_test, "y_test": d.test.y_B, "student": o.student,
+                                "teacher": teacher if ROUTES[method].uses_teacher else None}
+            if "distill_pop_loss" in o.metrics:
+                # the stage-2 pairs and population pairs (B4n needs the per-pair arrays)
+                out["artifacts"]["stage2"] = {"x_B": d.pairs.x_B, "z_A": d.za_pairs,
+                                              "x_B_pop": d.pop.x_B, "z_A_pop": d.za_pop}
+            per_method[method] = out
+        results[n] = per_method
+    return results
+
+
 def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
                          cfg: PipelineConfig, t=None) -> dict:
     """Stages 2 and 3 of several methods on the same data: ``{method: metrics}``.
@@ -362,6 +473,7 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
     as one program. Each method is one small feature function in :data:`ROUTES` (adding a
     route is adding a function). Target labels are ``y_B`` (the source's ``y`` unless the
     channel changes labels, G7); the source probe and ``err_A_head`` use the source's ``y``.
+    It is :func:`run_downstream_ns` at the one label count ``cfg.n``.
 
     Args:
       world, key, cfg, t: as in :func:`run_downstream`.
@@ -371,46 +483,7 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
     Returns:
       dict ``method -> metrics`` (see :func:`run_downstream`).
     """
-    methods = _check_methods(methods)
-    uses_teacher = any(ROUTES[m].uses_teacher for m in methods)
-    if uses_teacher and teacher is None:
-        raise ValueError(f"methods {methods} need the stage-1 teacher params, got teacher=None")
-    d = _Data(world, key, teacher, cfg, t)
-    nan = jnp.float32(jnp.nan)
-    probe_inputs = {}  # name -> labeled features of a stage-3 probe (fitted together below)
-    if uses_teacher:
-        za_test = d.feats(d.enc_a, teacher, d.test.x_A)
-        probe_inputs[_SOURCE] = d.feats(d.enc_a, teacher, d.lab.x_A)
-    outputs = {}
-    for method in methods:
-        outputs[method] = ROUTES[method].features(d, method)
-        if outputs[method].head is None:
-            probe_inputs[method] = outputs[method].z_lab
-    if uses_teacher and worlds.get_channel(world.config.channel).changes_labels:
-        # the source probe learns the source's labels y, every other probe the target's y_B
-        src = {_SOURCE: probe_inputs.pop(_SOURCE)}
-        probes = {**_fit_probes(src, d.lab.y, d.K, cfg), **_fit_probes(probe_inputs, d.lab.y_B, d.K, cfg)}
-    else:  # one label vector (y_B = y): every probe in one batched fit
-        probes = _fit_probes(probe_inputs, d.lab.y_B, d.K, cfg)
-    results = {}
-    for method in methods:
-        o = outputs[method]
-        out = dict.fromkeys(_NAN_METRICS, nan)
-        out.update(o.metrics)
-        probe = o.head if o.head is not None else probes[method]
-        out["err_B"] = probe_error(probe, o.z_test, d.test.y_B)
-        if ROUTES[method].uses_teacher:
-            out["err_A_head"] = probe_error(probe, za_test, d.test.y)
-            out["err_A_probe"] = probe_error(probes[_SOURCE], za_test, d.test.y)
-        out["artifacts"] = {"probe": probe, "z_train": o.z_lab, "y_train": d.lab.y_B,
-                            "z_test": o.z_test, "y_test": d.test.y_B, "student": o.student,
-                            "teacher": teacher if ROUTES[method].uses_teacher else None}
-        if "distill_pop_loss" in o.metrics:
-            # the stage-2 pairs and population pairs (B4n needs the per-pair arrays)
-            out["artifacts"]["stage2"] = {"x_B": d.pairs.x_B, "z_A": d.za_pairs,
-                                          "x_B_pop": d.pop.x_B, "z_A_pop": d.za_pop}
-        results[method] = out
-    return results
+    return run_downstream_ns(world, key, teacher, methods, cfg, (cfg.n,), t)[cfg.n]
 
 
 def run_downstream(world: worlds.World, key: jax.Array, teacher, method: str,

@@ -2,11 +2,13 @@
 
 :func:`run_sweep` runs every cell of a grid over
 
-* shape-changing ("static") axes: ``channel, M, m, n, tau, encoder`` -- one compiled program
+* shape-changing ("static") axes: ``channel, M, m, tau, encoder`` -- one compiled program
   per combination;
-* the ``method`` axis: every method of a combination runs in that same program, on the same
-  data (:func:`~cmcd_theory.pipeline.run_downstream_multi`): the samples, the teacher's
-  features and the source probe are computed once per (t, seed), not once per method;
+* the ``method`` and ``n`` axes: every method at every label count n of a combination runs
+  in that same program, on the same data (:func:`~cmcd_theory.pipeline.run_downstream_ns`):
+  the samples, the teacher's features and the encoder of every label-free route
+  (distillation, target SSL) are computed once per (t, seed), not once per method and n;
+  only the stage-3 probes and the supervised route run once per n;
 * vmapped axes: ``t`` and ``seed`` -- the (t, seed) cells of a combination run as one
   ``jax.vmap`` under one ``jax.jit``, in equal chunks (one shape, one compile).
 
@@ -51,11 +53,13 @@ from tqdm.auto import tqdm
 
 from cmcd_theory import validation as V
 from cmcd_theory.pipeline import (METHODS, TEACHER_METHODS, PipelineConfig, ground_truth,
-                                  run_downstream_multi,
+                                  run_downstream_ns,
                                   source_world_config, teacher_config, train_teacher)
 from cmcd_theory.worlds import CHANNELS, WorldConfig, make_world
 
 STATIC_AXES = ("channel", "M", "m", "n", "method", "tau", "encoder")
+#: static axes computed inside one program (not one program per value): methods and label counts
+PROGRAM_AXES = ("method", "n")
 VMAP_AXES = ("t", "seed")
 GRID_AXES = STATIC_AXES + VMAP_AXES
 METRICS = ("err_B", "err_A_head", "err_A_probe", "distill_train_loss", "distill_pop_loss",
@@ -139,20 +143,30 @@ def _in_grid(df: pd.DataFrame, g: dict) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Chunk:
-    """One unit of work: ``cells`` ((t, seed) pairs) of one static combination ``cell``, every
-    method of ``methods`` on each, run as one vmapped call of ``size`` cells (the last cell
-    repeated as padding; all chunks of a program share ``size``, hence one compile), with the
-    stage-1 teachers trained ``n_teachers`` seeds per vmapped call (0: no method needs one)."""
+    """One unit of work: ``cells`` ((t, seed) pairs) of one static combination ``cell``, the
+    rows ``wanted`` ((n, method) pairs) of each, run as one vmapped call of ``size`` cells (the
+    last cell repeated as padding; all chunks of a program share ``size``, hence one compile)
+    computing every method of ``methods`` at every label count of ``ns`` (a resumed sweep may
+    compute a few more (n, method) pairs than it wants; they are dropped), with the stage-1
+    teachers trained ``n_teachers`` seeds per vmapped call (0: no method needs one)."""
 
-    cell: tuple          # ((axis, value), ...) for the static axes other than ``method``
-    methods: tuple
+    cell: tuple          # ((axis, value), ...) for the static axes other than method and n
+    wanted: tuple        # ((n, method), ...) rows of every cell
     cells: tuple         # ((t, seed), ...)
     size: int
     n_teachers: int
 
     @property
+    def methods(self) -> tuple:
+        return tuple(dict.fromkeys(m for _, m in self.wanted))
+
+    @property
+    def ns(self) -> tuple:
+        return tuple(dict.fromkeys(n for n, _ in self.wanted))
+
+    @property
     def n_rows(self) -> int:
-        return len(self.cells) * len(self.methods)
+        return len(self.cells) * len(self.wanted)
 
 
 def chunk_plan(n_cells: int, chunk_size: int, min_chunks: int = 1) -> tuple[int, int]:
@@ -169,27 +183,28 @@ def plan_chunks(g: dict, done: set, chunk_size: int, min_chunks: int = 1) -> lis
     """The chunks that compute every (cell, method, seed) of the normalised grid ``g`` whose
     :func:`_cell_id` is not in ``done``.
 
-    One program per combination of the static axes other than the method: all methods of a
-    (t, seed) cell share its data, teacher features and source probe
-    (:func:`~cmcd_theory.pipeline.run_downstream_multi`); (t, seed) cells missing different
-    sets of methods (a resumed sweep) go to different programs.
+    One program per combination of the static axes other than the method and n
+    (:data:`PROGRAM_AXES`): all methods at all label counts of a (t, seed) cell share its data,
+    teacher features and label-free encoders (:func:`~cmcd_theory.pipeline.run_downstream_ns`);
+    (t, seed) cells missing different sets of (n, method) rows (a resumed sweep) go to
+    different programs.
     """
-    outer = [a for a in STATIC_AXES if a != "method"]
+    outer = [a for a in STATIC_AXES if a not in PROGRAM_AXES]
     chunks = []
     for combo in itertools.product(*(g[a] for a in outer)):
         cell = dict(zip(outer, combo))
         groups: dict = {}
         for t in g["t"]:
             for s in g["seed"]:
-                missing = tuple(m for m in g["method"]
-                                if _cell_id({**cell, "method": m, "t": t, "seed": s}) not in done)
+                missing = tuple((n, m) for n in g["n"] for m in g["method"]
+                                if _cell_id({**cell, "n": n, "method": m, "t": t, "seed": s}) not in done)
                 if missing:
                     groups.setdefault(missing, []).append((t, s))
-        for methods, cells in groups.items():
+        for wanted, cells in groups.items():
             n_chunks, size = chunk_plan(len(cells), chunk_size, min_chunks)
             n_teachers = (min(size, len({s for _, s in cells}))
-                          if any(m in TEACHER_METHODS for m in methods) else 0)
-            chunks.extend(Chunk(tuple(cell.items()), methods, tuple(cells[c * size:(c + 1) * size]),
+                          if any(m in TEACHER_METHODS for _, m in wanted) else 0)
+            chunks.extend(Chunk(tuple(cell.items()), wanted, tuple(cells[c * size:(c + 1) * size]),
                                 size, n_teachers) for c in range(n_chunks))
     return chunks
 
@@ -200,12 +215,12 @@ def _teachers_batched(world, keys, cfg):
     return jax.vmap(lambda k: train_teacher(world, k, cfg))(keys)
 
 
-def _downstream_batched(world, keys, teachers, ts, methods, cfg):
-    return jax.vmap(lambda k, tp, t: run_downstream_multi(world, k, tp, methods, cfg, t))(keys, teachers, ts)
+def _downstream_batched(world, keys, teachers, ts, methods, ns, cfg):
+    return jax.vmap(lambda k, tp, t: run_downstream_ns(world, k, tp, methods, cfg, ns, t))(keys, teachers, ts)
 
 
 _TEACHER_JIT = jax.jit(_teachers_batched, static_argnames=("cfg",))
-_DOWNSTREAM_JIT = jax.jit(_downstream_batched, static_argnames=("methods", "cfg"))
+_DOWNSTREAM_JIT = jax.jit(_downstream_batched, static_argnames=("methods", "ns", "cfg"))
 
 # stage-1 teachers of this process, (source world, teacher config, seed) -> params; a worker
 # keeps them across chunks (bounded: a teacher is retrained rather than memory growing)
@@ -246,29 +261,31 @@ def run_chunk(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk,
     """The rows of one chunk: a pure function of its arguments (so a lost chunk is recomputed
     with the same numbers wherever it runs). Every scalar that
     :func:`~cmcd_theory.pipeline.ground_truth` and
-    :func:`~cmcd_theory.pipeline.run_downstream_multi` return becomes a column."""
+    :func:`~cmcd_theory.pipeline.run_downstream_ns` return becomes a column. ``postprocess``
+    gets the pipeline config of the row's own n."""
     cell = dict(chunk.cell)
-    wc, pc = cell_config(world, pipeline, cell)
+    wc, pc = cell_config(world, pipeline, {**cell, "n": chunk.ns[0]})
     w = make_world(wc)
     padded = _pad(list(chunk.cells), chunk.size)
     seeds = [s for _, s in padded]
     _, k_down = seed_keys(seeds)
     tp = _teachers_for(wc, pc, seeds, chunk.n_teachers) if chunk.n_teachers else None
     ts = jnp.asarray([t for t, _ in padded], jnp.float32)
-    res = _DOWNSTREAM_JIT(w, k_down, tp, ts, chunk.methods, pc)
+    res = _DOWNSTREAM_JIT(w, k_down, tp, ts, chunk.methods, chunk.ns, pc)
     truths = [ground_truth(wc, t) for t, _ in chunk.cells]  # while the program runs
     res = jax.device_get(res)
     rows = []
-    for method in chunk.methods:
-        r = res[method]
+    for n, method in chunk.wanted:
+        r, pc_n = res[n][method], pc.replace(n=n)
         names = [k for k in METRICS if k in r] + [k for k in r if k not in METRICS and k != "artifacts"
                                                   and np.ndim(r[k]) == 1]
+        static = {a: (n if a == "n" else cell[a]) for a in STATIC_AXES if a != "method"}
         for i, (t, s) in enumerate(chunk.cells):
-            row = {**cell, "method": method, "t": t, "seed": s, **truths[i]}
+            row = {**static, "method": method, "t": t, "seed": s, **truths[i]}
             row.update({k: float(r[k][i]) for k in names})
             if postprocess is not None:
                 arts = jax.tree_util.tree_map(lambda a, i=i: np.asarray(a[i]), r["artifacts"])
-                row.update(postprocess(w, pc, method, t, s, row, arts))
+                row.update(postprocess(w, pc_n, method, t, s, row, arts))
             rows.append(row)
     return rows
 

@@ -79,23 +79,32 @@ def test_same_seed_same_numbers_and_sweep_matches_pipeline():
 
 
 def test_multi_method_downstream_equals_each_method_alone():
-    """All methods in one program on shared data compute what each computes alone."""
+    """All methods at two label counts in one program on shared data compute what each method
+    computes alone, and what the one-n program computes at the other n."""
     # the world of test_every_method_runs_and_reports (its own t is not used: t = 0.4 is
     # passed), so the single-method programs compiled there are reused here
     w = make_world(WorldConfig(t=0.3))
     key = jax.random.key(7)
     k_teacher, k_down = jax.random.split(key)
     teacher = pipeline.train_teacher(w, k_teacher, TINY)
-    multi = jax.jit(pipeline.run_downstream_multi, static_argnames=("methods", "cfg"))(
-        w, k_down, teacher, pipeline.METHODS, TINY, 0.4)
-    assert set(multi) == set(pipeline.METHODS)
+    n2 = 2 * TINY.n
+    both = jax.jit(pipeline.run_downstream_ns, static_argnames=("methods", "cfg", "ns"))(
+        w, k_down, teacher, pipeline.METHODS, TINY, (TINY.n, n2), 0.4)
+    assert set(both) == {TINY.n, n2} and set(both[n2]) == set(pipeline.METHODS)
+    at_n2 = jax.jit(pipeline.run_downstream_multi, static_argnames=("methods", "cfg"))(
+        w, k_down, teacher, pipeline.METHODS, TINY.replace(n=n2), 0.4)
     for method in pipeline.METHODS:
         alone = pipeline.run_pipeline_jit(w, key, method, TINY, 0.4)
-        for k in sweep.METRICS:
-            a, b = float(alone[k]), float(multi[method][k])
-            assert np.isnan(a) == np.isnan(b), (method, k)
-            if not np.isnan(a):
-                assert b == pytest.approx(a, rel=1e-5, abs=1e-6), (method, k)
+        for ref, got in ((alone, both[TINY.n][method]), (at_n2[method], both[n2][method])):
+            for k in sweep.METRICS:
+                a, b = float(ref[k]), float(got[k])
+                assert np.isnan(a) == np.isnan(b), (method, k)
+                if not np.isnan(a):
+                    assert b == pytest.approx(a, rel=1e-5, abs=1e-6), (method, k)
+        assert both[n2][method]["artifacts"]["z_train"].shape[0] == n2
+    # the label-free stage is trained once: its losses are the same numbers at both n
+    assert float(both[TINY.n]["cmc"]["distill_pop_loss"]) == float(both[n2]["cmc"]["distill_pop_loss"])
+    assert float(both[TINY.n]["cmc"]["err_B"]) != float(both[n2]["cmc"]["err_B"])  # the probes differ
 
 
 def test_multi_method_downstream_rejects_bad_methods():
@@ -108,6 +117,12 @@ def test_multi_method_downstream_rejects_bad_methods():
         pipeline.run_downstream_multi(w, jax.random.key(0), None, (), TINY)
     with pytest.raises(ValueError, match="teacher"):
         pipeline.run_downstream_multi(w, jax.random.key(0), None, ("cmd",), TINY)
+    with pytest.raises(ValueError, match="ns must not repeat"):
+        pipeline.run_downstream_ns(w, jax.random.key(0), None, ("random",), TINY, (64, 64))
+    with pytest.raises(ValueError, match="ns must be an integer >= 1"):
+        pipeline.run_downstream_ns(w, jax.random.key(0), None, ("random",), TINY, (64, 0))
+    with pytest.raises(ValueError, match="at least one label count"):
+        pipeline.run_downstream_ns(w, jax.random.key(0), None, ("random",), TINY, ())
 
 
 @pytest.fixture(scope="module")

@@ -62,25 +62,36 @@ def test_plan_chunks_every_missing_row_once_one_shape_per_program():
     g = sweep._normalise_grid({"t": [0.0, 0.5, 1.0], "method": ["cmd", "random"], "n": [64, 128]},
                               WorldConfig(), TINY, 3)
     chunks = sweep.plan_chunks(g, set(), chunk_size=4)
-    rows = [(dict(c.cell)["n"], m, t, s) for c in chunks for m in c.methods for t, s in c.cells]
+    rows = [(n, m, t, s) for c in chunks for n, m in c.wanted for t, s in c.cells]
     assert len(rows) == len(set(rows)) == 2 * 2 * 3 * 3
-    for n in (64, 128):  # one shape per program
-        assert len({c.size for c in chunks if dict(c.cell)["n"] == n}) == 1
+    # one program for both label counts and both methods, one shape
+    assert all("n" not in dict(c.cell) and c.ns == (64, 128) and c.methods == ("cmd", "random")
+               for c in chunks)
+    assert len({c.size for c in chunks}) == 1 and sum(c.n_rows for c in chunks) == 36
     assert all(c.n_teachers == min(c.size, 3) for c in chunks)  # cmd needs the teacher
-    # resumed: cmd done for (t=0, seed 0) at n=64 -> that cell runs random alone
-    done = {sweep._cell_id({**dict(chunks[0].cell), "method": "cmd", "t": 0.0, "seed": 0})}
+    # resumed: cmd done for (t=0, seed 0) at n=64 -> that cell runs the other three rows alone
+    done = {sweep._cell_id({**dict(chunks[0].cell), "n": 64, "method": "cmd", "t": 0.0, "seed": 0})}
     again = sweep.plan_chunks(g, done, chunk_size=4)
     assert sum(c.n_rows for c in again) == 35
-    alone = [c for c in again if c.methods == ("random",)]
-    assert len(alone) == 1 and alone[0].cells == ((0.0, 0),) and alone[0].n_teachers == 0
-    # 9 cells in at least 4 chunks of one shape: 3 chunks of 3, per program
-    assert len(sweep.plan_chunks(g, set(), chunk_size=16, min_chunks=4)) == 6
+    alone = [c for c in again if len(c.wanted) == 3]
+    assert len(alone) == 1 and alone[0].cells == ((0.0, 0),) and alone[0].n_teachers == 1
+    assert alone[0].wanted == ((64, "random"), (128, "cmd"), (128, "random"))
+    # a resumed cell that needs no teacher trains none
+    done |= {sweep._cell_id({**dict(chunks[0].cell), "n": n, "method": "cmd", "t": 0.5, "seed": 1})
+             for n in (64, 128)}
+    rnd = [c for c in sweep.plan_chunks(g, done, chunk_size=4) if c.methods == ("random",)]
+    assert len(rnd) == 1 and rnd[0].cells == ((0.5, 1),) and rnd[0].n_teachers == 0
+    # 9 cells in at least 4 chunks of one shape: 3 chunks of 3
+    assert len(sweep.plan_chunks(g, set(), chunk_size=16, min_chunks=4)) == 3
 
 
 def test_run_chunk_is_pure_and_passes_every_scalar_through():
     g = sweep._normalise_grid(GRID, WorldConfig(), TINY, 2)
     chunks = sweep.plan_chunks(g, set(), chunk_size=CHUNK)
     assert [len(c.cells) for c in chunks] == [2, 2]
+    # teachers of these seeds cached by another test file may have been trained in another
+    # vmapped batch (the same numbers up to float32 rounding): start both runs without them
+    sweep._TEACHERS.clear()
     a = [r for c in chunks for r in sweep.run_chunk(WorldConfig(), TINY, c)]
     sweep._TEACHERS.clear()
     b = [r for c in chunks for r in sweep.run_chunk(WorldConfig(), TINY, c)]
