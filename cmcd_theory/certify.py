@@ -541,7 +541,9 @@ def probe_certificate_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float,
 
     The three bounds are recomputed at their shares: the ``b2_*`` and ``b3_*`` columns of
     :func:`probe_rows` spend ``delta`` each (B2's two forms ``delta / 2`` each), so a minimum
-    of those columns would hold only with probability 1 - 2 delta.
+    of those columns would hold only with probability 1 - 2 delta. B3's Monte Carlo weight
+    draws do not depend on delta: they are drawn once per probe and seed, shared with
+    :func:`probe_rows` (memoised by :func:`cmcd_theory.bounds._stochastic_errors`).
     """
     n = int(z.shape[0]) if z is not None else NAN
     K = int(W.shape[0]) if W is not None else NAN

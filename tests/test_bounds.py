@@ -789,3 +789,25 @@ def test_b4n_holds_on_a_trained_normalised_student():
     assert wide["b4n_pop_loss_stochastic"] <= wide["b4n_total"]
     assert row["distill_pop_loss"] <= wide["b4n_total"]
     assert res["spent"]["b4n_total"] == pytest.approx(0.05)
+
+
+def test_stochastic_errors_match_the_margin_formula_and_memo_returns_copies():
+    """B3's Monte Carlo term: the in-place margin count equals the count of
+    ``_margins(W_hat z + s ||z|| xi) <= 0`` over the same draws, for every sigma (ties
+    included), and a plain seed is memoised without sharing the returned array."""
+    from cmcd_theory import bounds as B
+    rng = np.random.default_rng(3)
+    n, K, d = 40, 4, 3
+    z = rng.normal(size=(n, d))
+    y = rng.integers(0, K, n)
+    w = rng.normal(size=(K, d))
+    w[1] = w[0]                                  # exact ties between two classes' scores
+    sig = np.array([0.0, 0.3, 2.0])
+    got = B._stochastic_errors(z, y, w, sig, 11, 7, 3)
+    xi = np.random.default_rng(11).standard_normal((7, n, K))
+    noise = np.linalg.norm(z, axis=1)[None, :, None] * xi
+    want = [np.mean(B._margins((z @ w.T)[None] + s * noise, y) <= 0) for s in sig]
+    np.testing.assert_array_equal(got, want)
+    got[:] = -1.0                                # the memo hands out copies
+    np.testing.assert_array_equal(B._stochastic_errors(z, y, w, sig, 11, 7, 3), want)
+    assert B._memo_key(z, y, w, sig, np.random.default_rng(11), 7, 3) is None
