@@ -5,6 +5,14 @@ once (by this process, an earlier run, or another sweep worker process) is read 
 compiled again. The settings go into the environment as well as into ``jax.config``, so the
 processes a sweep starts (Dask workers, :mod:`cmcd_theory.cluster`) inherit them.
 
+On a CPU-only installation it also has XLA compile the toolkit's programs at LLVM optimisation
+level 1 (:data:`CPU_OPT_LEVEL`) unless ``XLA_FLAGS`` already names a level: the programs are
+compiled once and run briefly, so compilation dominates; measured on 2 cores with an empty
+cache, level 1 takes 10-35% less CPU time than XLA's default for an experiment (convergence_m
+at 2 seeds: 104 -> 67 CPU-s) and computes the same functions (the values agree to float32
+rounding: error columns identical, a few losses one ulp apart). Where a GPU plugin is
+installed the default is left alone.
+
 A sweep runs one XLA program at a time per process on the default device; parallelism over CPU
 cores comes from worker processes (:func:`cmcd_theory.sweep.run_sweep` with ``cluster=``), each
 of which can fail alone without taking the sweep down.
@@ -17,6 +25,27 @@ import pathlib
 import sys
 
 CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+#: XLA_FLAGS option of the LLVM optimisation level, and the level used on CPU-only installs
+LEVEL_FLAG = "--xla_backend_optimization_level"
+CPU_OPT_LEVEL = 1
+#: JAX accelerator plugins: where one is installed, XLA's default level is kept
+GPU_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin")
+
+
+def _cpu_only() -> bool:
+    import importlib.util
+    if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+        return True
+    return not any(importlib.util.find_spec(m) is not None for m in GPU_PLUGINS)
+
+
+def xla_flags() -> str:
+    """``$XLA_FLAGS`` with ``--xla_backend_optimization_level=1`` added on a CPU-only install
+    when it names no level (an explicit level, e.g. the test suite's 0, is left alone)."""
+    flags = os.environ.get("XLA_FLAGS", "").strip()
+    if LEVEL_FLAG in flags or not _cpu_only():
+        return flags
+    return f"{flags} {LEVEL_FLAG}={CPU_OPT_LEVEL}".strip()
 
 
 def default_cache_dir() -> str:
@@ -37,7 +66,7 @@ def jax_env(cache_dir: str | None = None) -> dict:
     if cache_dir is None:
         cache_dir = os.environ.get(CACHE_ENV, default_cache_dir())
     # programs of a sweep compile in 0.1-3 s each: cache them all, not only those over 1 s
-    return {CACHE_ENV: cache_dir,
+    return {CACHE_ENV: cache_dir, "XLA_FLAGS": xla_flags(),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS":
                 os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES":
@@ -45,8 +74,10 @@ def jax_env(cache_dir: str | None = None) -> dict:
 
 
 def setup_jax(cache_dir: str | None = None) -> str:
-    """Turn on JAX's persistent compilation cache (every program, however fast to compile),
-    in this process and the processes it starts; call it before any JAX computation.
+    """Turn on JAX's persistent compilation cache (every program, however fast to compile)
+    and the CPU compile level of :func:`xla_flags`, in this process and the processes it
+    starts; call it before any JAX computation (XLA reads its flags when its first backend
+    starts).
 
     Args:
       cache_dir: as in :func:`jax_env`.

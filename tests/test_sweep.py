@@ -282,6 +282,13 @@ def test_setup_jax_sets_one_cache_for_every_process(monkeypatch, tmp_path):
     assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path)
     assert env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
     assert devices.jax_env("/x")["JAX_COMPILATION_CACHE_DIR"] == "/x"
+    # the CPU compile level is added where no level is named, an explicit one is kept
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+    assert devices.jax_env()["XLA_FLAGS"] == ("--xla_cpu_multi_thread_eigen=true "
+                                              "--xla_backend_optimization_level=1")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert devices.jax_env()["XLA_FLAGS"] == "--xla_backend_optimization_level=0"
 
 
 @pytest.mark.slow
