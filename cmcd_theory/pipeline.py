@@ -391,6 +391,13 @@ def _check_ns(ns) -> tuple:
     return ns
 
 
+def _same_values(a, b) -> bool:
+    """Whether two pytrees hold the very same (traced) arrays, leaf for leaf."""
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    return ta == tb and all(x is y for x, y in zip(la, lb))
+
+
 def run_downstream_ns(world: worlds.World, key: jax.Array, teacher, methods,
                       cfg: PipelineConfig, ns, t=None) -> dict:
     """Stages 2 and 3 of several methods at several label counts on the same data:
@@ -410,7 +417,11 @@ def run_downstream_ns(world: worlds.World, key: jax.Array, teacher, methods,
       ns: distinct label counts (integers >= 1; static under ``jit``).
 
     Returns:
-      dict ``n -> method -> metrics`` (see :func:`run_downstream`).
+      dict ``n -> method -> metrics`` (see :func:`run_downstream`). The ``"artifacts"`` of a
+      method at every n after ``ns[0]`` leave out the entries that are the very values of
+      ``ns[0]`` (a label-free route's encoder and test features, the test labels, the teacher,
+      the stage-2 arrays): one copy of each, not one per n; take them from
+      ``result[ns[0]][method]["artifacts"]`` (as :func:`cmcd_theory.sweep.run_chunk` does).
     """
     methods = _check_methods(methods)
     ns = _check_ns(ns)
@@ -421,7 +432,7 @@ def run_downstream_ns(world: worlds.World, key: jax.Array, teacher, methods,
     nan = jnp.float32(jnp.nan)
     za_test = d.feats(d.enc_a, teacher, d.test.x_A) if uses_teacher else None
     changes_labels = worlds.get_channel(world.config.channel).changes_labels
-    results = {}
+    results, first = {}, {}
     for n in ns:
         lab = d.labeled(n)
         probe_inputs = {}  # name -> labeled features of a stage-3 probe (fitted together below)
@@ -455,6 +466,11 @@ def run_downstream_ns(world: worlds.World, key: jax.Array, teacher, methods,
                 # the stage-2 pairs and population pairs (B4n needs the per-pair arrays)
                 out["artifacts"]["stage2"] = {"x_B": d.pairs.x_B, "z_A": d.za_pairs,
                                               "x_B_pop": d.pop.x_B, "z_A_pop": d.za_pop}
+            if n == ns[0]:
+                first[method] = out["artifacts"]
+            else:  # what is the very value of ns[0] is returned once
+                out["artifacts"] = {k: v for k, v in out["artifacts"].items()
+                                    if not _same_values(v, first[method].get(k))}
             per_method[method] = out
         results[n] = per_method
     return results

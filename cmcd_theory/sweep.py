@@ -277,6 +277,8 @@ def run_chunk(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk,
     rows = []
     for n, method in chunk.wanted:
         r, pc_n = res[n][method], pc.replace(n=n)
+        # what every n shares is returned once, at the program's first n
+        artifacts = {**res[chunk.ns[0]][method]["artifacts"], **r["artifacts"]}
         names = [k for k in METRICS if k in r] + [k for k in r if k not in METRICS and k != "artifacts"
                                                   and np.ndim(r[k]) == 1]
         static = {a: (n if a == "n" else cell[a]) for a in STATIC_AXES if a != "method"}
@@ -284,7 +286,7 @@ def run_chunk(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk,
             row = {**static, "method": method, "t": t, "seed": s, **truths[i]}
             row.update({k: float(r[k][i]) for k in names})
             if postprocess is not None:
-                arts = jax.tree_util.tree_map(lambda a, i=i: np.asarray(a[i]), r["artifacts"])
+                arts = jax.tree_util.tree_map(lambda a, i=i: np.asarray(a[i]), artifacts)
                 row.update(postprocess(w, pc_n, method, t, s, row, arts))
             rows.append(row)
     return rows

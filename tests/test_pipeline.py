@@ -105,6 +105,9 @@ def test_multi_method_downstream_equals_each_method_alone():
                 if not np.isnan(a):
                     assert b == pytest.approx(a, rel=1e-5, abs=1e-6), (method, k)
         assert both[n2][method]["artifacts"]["z_train"].shape[0] == n2
+    # what the n share is returned once, at the first n
+    assert {"z_test", "student", "teacher", "stage2"}.isdisjoint(both[n2]["cmc"]["artifacts"])
+    assert {"z_test", "student"} <= set(both[n2]["supervised"]["artifacts"])  # trained per n
     # the label-free stage is trained once: its losses are the same numbers at both n
     assert float(both[TINY.n]["cmc"]["distill_pop_loss"]) == float(both[n2]["cmc"]["distill_pop_loss"])
     assert float(both[TINY.n]["cmc"]["err_B"]) != float(both[n2]["cmc"]["err_B"])  # the probes differ
