@@ -1,6 +1,6 @@
 """Consecutive full-size sweeps from the command line beside a CPU-bound process: do any abort?
 
-Each run is a fresh process, ``python -m cmcd_theory.sweep`` with default (non-quick) sizes, the
+Each run is a fresh process, ``python -m cmcd_theory.sweeps.sweep`` with default (non-quick) sizes, the
 given grid and scheduler, writing its own CSV. A run counts as an abort if its exit status is
 not 0 or its CSV does not hold every (t, seed, method) cell exactly once. With ``--burner`` (the
 default) a process spinning ``while True: pass`` runs beside them the whole time. Writes
@@ -43,7 +43,7 @@ def main(argv=None) -> dict:
         with tempfile.TemporaryDirectory() as d:
             for i in range(runs):
                 out = os.path.join(d, f"run{i}.csv")
-                cmd = [sys.executable, "-m", "cmcd_theory.sweep", "--t", args.t, "--seeds", str(args.seeds),
+                cmd = [sys.executable, "-m", "cmcd_theory.sweeps.sweep", "--t", args.t, "--seeds", str(args.seeds),
                        "--methods", args.methods, "--scheduler", args.scheduler, "--out", out,
                        "--no-progress"] + (["--quick"] if args.quick else [])
                 t0 = time.perf_counter()

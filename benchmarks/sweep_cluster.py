@@ -59,9 +59,10 @@ def _child(args) -> None:
     import resource
 
     import jax
-    from cmcd_theory import cluster, sweep
-    from cmcd_theory.devices import setup_jax
-    from cmcd_theory.pipeline import PipelineConfig, ground_truth
+    from cmcd_theory.sweeps import cluster
+    from cmcd_theory.sweeps import sweep
+    from cmcd_theory.sweeps.devices import setup_jax
+    from cmcd_theory.learn.pipeline import PipelineConfig, ground_truth
     from cmcd_theory.worlds import WorldConfig
     setup_jax()
     stamps["imported"] = time.time()

@@ -3,13 +3,13 @@
 The headline grid: attenuate channel, 8 values of t, 5 seeds, CMD / CMC / L2, default sizes
 (120 cells). In one process, one after the other:
 
-* ``sweep``: :func:`cmcd_theory.sweep.run_sweep` in this process -- one jitted program for the
+* ``sweep``: :func:`cmcd_theory.sweeps.sweep.run_sweep` in this process -- one jitted program for the
   three methods, vmapped over the (t, seed) cells in equal chunks run one after the other on
   the default device (worker processes: ``benchmarks.sweep_cluster``); the stage-1 teacher is
   trained once per seed, the samples, the teacher's features and the source probe once per
   (t, seed), and the ground truth once per t;
-* ``loop``: a Python loop of single pipeline calls, :func:`cmcd_theory.pipeline.run_cell`
-  (the jitted :func:`~cmcd_theory.pipeline.run_pipeline`, compiled once per method with t and
+* ``loop``: a Python loop of single pipeline calls, :func:`cmcd_theory.learn.pipeline.run_cell`
+  (the jitted :func:`~cmcd_theory.learn.pipeline.run_pipeline`, compiled once per method with t and
   the key traced, plus the world's ground truth, memoised per (world, t) for both paths):
   each call trains its own teacher and returns the same row the sweep writes.
 
@@ -32,9 +32,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
-from cmcd_theory.pipeline import PipelineConfig, ground_truth, run_cell
-from cmcd_theory.sweep import quick_pipeline, run_sweep
+from cmcd_theory.sweeps.devices import setup_jax
+from cmcd_theory.learn.pipeline import PipelineConfig, ground_truth, run_cell
+from cmcd_theory.sweeps.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig, make_world
 
 

@@ -1,30 +1,30 @@
 """cmcd_theory: bound-vs-empirical tests of cross-modality contrastive distillation.
 
-Layers, each importing only from the ones above it:
+The package is laid out as the mathematics of docs/theory.md; each layer imports only from the
+ones below it (``tests/test_architecture.py`` enforces it):
 
-* ``worlds``       synthetic source/target modalities with a hand-set, exactly known distance (G1-G5)
-* ``divergences``  exact, Monte Carlo and certified total-variation distances; Bayes errors (G5, B1)
-* ``objectives``   InfoNCE, CMC, CMD and L2 alignment losses (O1-O4)
-* ``models``       encoders as plain pytrees
-* ``training``     the three CMCD stages as ``lax.scan`` loops, and the linear probe
-* ``bounds``       every bound of docs/theory.md as a pure function of numbers (B1-B6)
-* ``pipeline``     one CMCD run (and its baselines) from a world, sizes and a key
-* ``sweep``        grids of pipelines as vmapped, resumable, tidy tables
-* ``certify``      every bound of a run beside what it bounds, from plain arrays (B6):
-  :func:`certify_features` for features exported from any model, ``cmcd-certify RUN.npz``
-* ``validation``   the input checks shared by every config, function and command line
+* ``validation``  the input checks shared by every config, function and command line
+* ``worlds``      synthetic source/target modalities with a hand-set, exactly known distance,
+  and their exact ground truth: TV, Bayes errors by quadrature, latent mutual information (G)
+* ``learn``       objectives (O1-O4), encoders, probe, the CMCD stages, estimated distances,
+  the DisCoM-KD comparator, and one pipeline run with its baselines
+* ``bounds``      every bound as a pure float64 function of numbers, one module per family (B1-B6)
+* ``certify``     every bound of a run beside what it bounds, from plain arrays (B6):
+  :func:`certify_features`, the synthetic-run API and ``cmcd-certify RUN.npz``
+* ``sweeps``      grids of pipelines as vmapped, resumable tidy tables (``cmcd-sweep``)
+* ``arena``       theories of *when* distillation pays, scored on worlds drawn afresh
 
-Figure helpers live with the experiments (``experiments/common.py``).
+Experiments and their figure helpers live above the package, in ``experiments/``.
+
+Example:
+  >>> import cmcd_theory as ct
+  >>> ct.worlds.WorldConfig(channel="attenuate", t=0.5).channel
+  'attenuate'
 """
 
-__version__ = "0.1.0"
+from cmcd_theory import bounds, certify, learn, sweeps, validation, worlds
+from cmcd_theory.certify import Certificate, certify_features
+from cmcd_theory.validation import __version__
 
-__all__ = ["Certificate", "certify_features", "__version__"]
-
-
-def __getattr__(name):
-    # lazy, so that ``python -m cmcd_theory.certify`` does not import the module twice
-    if name in ("Certificate", "certify_features"):
-        from cmcd_theory import certify
-        return getattr(certify, name)
-    raise AttributeError(f"module 'cmcd_theory' has no attribute {name!r}")
+__all__ = ["Certificate", "bounds", "certify", "certify_features", "learn", "sweeps",
+           "validation", "worlds", "__version__"]

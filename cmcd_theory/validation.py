@@ -31,6 +31,9 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
+#: the toolkit's version (``--version`` of every command; re-exported as ``cmcd_theory.__version__``)
+__version__ = "0.1.0"
+
 __all__ = ["integer", "positive_int", "real", "probability", "unit_interval", "choice",
            "choices", "nonempty", "boolean", "array", "labels", "parser", "arg", "cli"]
 
@@ -208,7 +211,6 @@ class _Parser(argparse.ArgumentParser):
 def parser(prog: str, description: str, epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` for a toolkit command: defaults shown in ``--help``, ``--version``,
     and every error as one line ``prog: error: <message>`` with exit status 2."""
-    from cmcd_theory import __version__
     p = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=_Formatter)
     p.add_argument("--version", action="version", version=f"%(prog)s (cmcd_theory) {__version__}")
     return p

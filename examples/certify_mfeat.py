@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cmcd_theory import mfeat
-from cmcd_theory.models import clip_to_ball, linear_encoder, mlp_encoder, normalize
-from cmcd_theory.probe import fit_probe
-from cmcd_theory.training import TrainConfig, train_distill, train_ssl, tuple_loss
+from cmcd_theory.worlds import mfeat
+from cmcd_theory.learn.models import clip_to_ball, linear_encoder, mlp_encoder, normalize
+from cmcd_theory.learn.probe import fit_probe
+from cmcd_theory.learn.training import TrainConfig, train_distill, train_ssl, tuple_loss
 
 
 def train_and_export(path: str, *, target: str = "fou", steps: int = 300, feature_dim: int = 16,

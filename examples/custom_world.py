@@ -28,11 +28,12 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from cmcd_theory import divergences, worlds
+from cmcd_theory import worlds
+from cmcd_theory.learn import divergences
 from cmcd_theory.certify import certify
-from cmcd_theory.pipeline import PipelineConfig
-from cmcd_theory.sweep import run_sweep
-from cmcd_theory.training import TrainConfig
+from cmcd_theory.learn.pipeline import PipelineConfig
+from cmcd_theory.sweeps.sweep import run_sweep
+from cmcd_theory.learn.training import TrainConfig
 
 
 class Shift(worlds.Channel):

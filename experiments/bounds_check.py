@@ -24,14 +24,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from experiments import common  # sets the compile cache before jax loads
-
 from cmcd_theory.certify import certify
-from cmcd_theory.devices import setup_jax
-from cmcd_theory.pipeline import PipelineConfig
-from cmcd_theory.sweep import quick_pipeline, run_sweep
+from cmcd_theory.learn.pipeline import PipelineConfig
+from cmcd_theory.sweeps.devices import setup_jax
+from cmcd_theory.sweeps.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig
-
+from experiments import common
 
 EPILOG = """\
 outputs: <out-dir>/bounds_check.csv, one row per (configuration, bound): the columns of
@@ -67,13 +65,10 @@ def grid(quick: bool) -> list[dict]:
              "m": [16384], "student_features": "normalized", "stage1": True}]
 
 
-def main(argv=None) -> pd.DataFrame:
-    args = common.parse_args(argv, __doc__.split("\n")[0], default_seeds=(2, 2),
-                             prog="python -m experiments.bounds_check", epilog=EPILOG)
-    seeds = args.seeds
-    pipe = theory_pipeline(args.quick)
-    world = WorldConfig()
-    t0 = time.perf_counter()
+def certified_rows(quick: bool, pipe: PipelineConfig, world: WorldConfig,
+                   seeds: int) -> pd.DataFrame:
+    """Train every block of :func:`grid` and certify each trained pipeline: one row per
+    (configuration, bound), the configuration's columns first."""
     rows = []
     parts = {"now": ("B1b", "B2", "B3", "B4")}
 
@@ -85,68 +80,112 @@ def main(argv=None) -> pd.DataFrame:
         rows.extend({**config, **r} for r in res["rows"])
         return res["wide"]
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    for block in grid(args.quick):
+    for block in grid(quick):
         block = dict(block)
         feats = block.pop("student_features", "raw")
-        parts["now"] = ("B1b", "B2", "B3", "B4") + (("B5", "probe") if block.pop("stage1", False) else ())
+        stage1 = (("B5", "probe") if block.pop("stage1", False) else ())
+        parts["now"] = ("B1b", "B2", "B3", "B4") + stage1
         bp = pipe.replace(distill=pipe.distill.replace(student_features=feats))
         # no resume here: the long table is rebuilt from the postprocess of every cell
         run_sweep(block, world=world, pipeline=bp, seeds=seeds, out=None, postprocess=post)
-    df = pd.DataFrame(rows)
-    out = os.path.join(args.out_dir, "bounds_check.csv")
-    df.to_csv(out, index=False)
+    return pd.DataFrame(rows)
+
+
+def _tightness(df: pd.DataFrame) -> dict:
+    """Median bound minus measurement per (bound, n) on the default world (attenuate, t = 0)."""
+    tight = df[(df.channel == "attenuate") & (df.t == 0.0)
+               & df.bound.isin(["B2_sample", "B2_data_free", "B3", "B1b"])]
+    if not len(tight):
+        return {}
+    g = tight.assign(gap=tight.value - tight.measured).groupby(["bound", "n_labels"])["gap"]
+    return {"bound_minus_measured_default_world": {
+        f"{b}@n={n}": float(v) for (b, n), v in g.median().items()}}
+
+
+def _b4n(df: pd.DataFrame) -> dict:
+    """B4n (stage 2, normalised students) per m: its value against the stochastic and the
+    deterministic population loss, and its terms (medians over seeds)."""
+    b4n = df[df.bound == "B4n"]
+    if not len(b4n):
+        return {}
+    return {"B4n_default_world": {
+        f"m={m_}": {"value": float(g["value"].median()),
+                    "measured_stochastic": float(g["measured"].median()),
+                    "measured_deterministic": float(g["distill_pop_loss"].median()),
+                    "value_over_measured_stochastic": float((g["value"] / g["measured"]).median()),
+                    "value_over_measured_deterministic":
+                        float((g["value"] / g["distill_pop_loss"]).median()),
+                    "empirical_with_bank_mean": float(g["empirical_exact_mgf"].median()),
+                    "empirical_with_M_upper": float(g["empirical"].median()),
+                    "kl_over_n": float(g["complexity"].median()),
+                    "below_log_N": bool((g["value"] < np.log(g["tuple_size"])).all())}
+        for m_, g in b4n.groupby("m")}}
+
+
+def _b5n(df: pd.DataFrame) -> dict:
+    """B5n (stage 1, the teacher's normalised O1 loss) per M: value, measurement and terms."""
+    b5n = df[df.bound == "B5n"]
+    if not len(b5n):
+        return {}
+    return {"B5n_default_world": {
+        f"M={M_}": {"value": float(g["value"].median()),
+                    "measured_stochastic": float(g["measured"].median()),
+                    "value_over_measured_stochastic": float((g["value"] / g["measured"]).median()),
+                    "empirical_mean_encoder": float(g["empirical_mean_encoder"].median()),
+                    "empirical_stochastic": float(g["empirical"].median()),
+                    "empirical_upper": float(g["empirical_upper"].median()),
+                    "kl_over_n": float(g["complexity"].median()),
+                    "confidence": float(g["confidence"].median()),
+                    "below_log_N": bool((g["value"] < np.log(g["tuple_size"])).all())}
+        for M_, g in b5n.groupby("M")}}
+
+
+def _b3_forms(df: pd.DataFrame) -> dict:
+    """B3 and B3p on the default world (CMC): each form's bound on L(Q) (value / 2) against
+    its own stochastic probe's test error, per (form, n, student features)."""
+    b3 = df[df.bound.isin(["B3", "B3p"]) & (df.channel == "attenuate") & (df.t == 0.0)
+            & (df.method == "cmc")]
+    if not len(b3):
+        return {}
+    return {"B3_forms_default_world": {
+        f"{b}@n={n}@{feats}": {
+            "bound_on_L(Q)": float((g["value"] / 2).median()),
+            "measured_stochastic": float(g["measured_stochastic"].median()),
+            "measured_deterministic": float(g["measured"].median()),
+            "ratio_to_stochastic": float((g["value"] / 2 / g["measured_stochastic"]).median()),
+            "kl_over_n": float(g["complexity"].median()),
+            "confidence": float(g["confidence"].median()),
+            "empirical_upper": float(g["empirical_upper"].median())}
+        for (b, n, feats), g in b3.groupby(["bound", "n_labels", "student_features"])}}
+
+
+def bound_findings(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Per-bound means (the printed summary) and the findings of the JSON: whether every
+    bound held, then the default world's tightness, B4n, B5n and the two B3 forms."""
     summary = (df.groupby("bound")[["measured", "value", "holds"]]
                .agg({"measured": "mean", "value": "mean", "holds": "mean"}))
     findings = {"all_hold": bool(df["holds"].all()), "rows": int(len(df)),
                 "fraction_holding_by_bound": summary["holds"].to_dict(),
                 "mean_value_by_bound": summary["value"].to_dict(),
                 "mean_measured_by_bound": summary["measured"].to_dict()}
-    tight = df[(df.channel == "attenuate") & (df.t == 0.0) & df.bound.isin(["B2_sample", "B2_data_free", "B3", "B1b"])]
-    if len(tight):
-        g = tight.assign(gap=tight.value - tight.measured).groupby(["bound", "n_labels"])["gap"]
-        findings["bound_minus_measured_default_world"] = {f"{b}@n={n}": float(v) for (b, n), v in g.median().items()}
-    b4n = df[df.bound == "B4n"]
-    if len(b4n):
-        findings["B4n_default_world"] = {
-            f"m={m_}": {"value": float(g["value"].median()),
-                        "measured_stochastic": float(g["measured"].median()),
-                        "measured_deterministic": float(g["distill_pop_loss"].median()),
-                        "value_over_measured_stochastic": float((g["value"] / g["measured"]).median()),
-                        "value_over_measured_deterministic":
-                            float((g["value"] / g["distill_pop_loss"]).median()),
-                        "empirical_with_bank_mean": float(g["empirical_exact_mgf"].median()),
-                        "empirical_with_M_upper": float(g["empirical"].median()),
-                        "kl_over_n": float(g["complexity"].median()),
-                        "below_log_N": bool((g["value"] < np.log(g["tuple_size"])).all())}
-            for m_, g in b4n.groupby("m")}
-    b5n = df[df.bound == "B5n"]
-    if len(b5n):
-        findings["B5n_default_world"] = {
-            f"M={M_}": {"value": float(g["value"].median()),
-                        "measured_stochastic": float(g["measured"].median()),
-                        "value_over_measured_stochastic": float((g["value"] / g["measured"]).median()),
-                        "empirical_mean_encoder": float(g["empirical_mean_encoder"].median()),
-                        "empirical_stochastic": float(g["empirical"].median()),
-                        "empirical_upper": float(g["empirical_upper"].median()),
-                        "kl_over_n": float(g["complexity"].median()),
-                        "confidence": float(g["confidence"].median()),
-                        "below_log_N": bool((g["value"] < np.log(g["tuple_size"])).all())}
-            for M_, g in b5n.groupby("M")}
-    b3 = df[df.bound.isin(["B3", "B3p"]) & (df.channel == "attenuate") & (df.t == 0.0)
-            & (df.method == "cmc")]
-    if len(b3):
-        # each form's bound on L(Q) (value / 2) against its own stochastic probe's test error
-        findings["B3_forms_default_world"] = {
-            f"{b}@n={n}@{feats}": {
-                "bound_on_L(Q)": float((g["value"] / 2).median()),
-                "measured_stochastic": float(g["measured_stochastic"].median()),
-                "measured_deterministic": float(g["measured"].median()),
-                "ratio_to_stochastic": float((g["value"] / 2 / g["measured_stochastic"]).median()),
-                "kl_over_n": float(g["complexity"].median()),
-                "confidence": float(g["confidence"].median()),
-                "empirical_upper": float(g["empirical_upper"].median())}
-            for (b, n, feats), g in b3.groupby(["bound", "n_labels", "student_features"])}
+    for part in (_tightness, _b4n, _b5n, _b3_forms):
+        findings.update(part(df))
+    return summary, findings
+
+
+def main(argv=None) -> pd.DataFrame:
+    """Certify the grid, write the CSV, its JSON and the budget; return the long table."""
+    args = common.parse_args(argv, __doc__.split("\n")[0], default_seeds=(2, 2),
+                             prog="python -m experiments.bounds_check", epilog=EPILOG)
+    seeds = args.seeds
+    pipe = theory_pipeline(args.quick)
+    world = WorldConfig()
+    t0 = time.perf_counter()
+    os.makedirs(args.out_dir, exist_ok=True)
+    df = certified_rows(args.quick, pipe, world, seeds)
+    out = os.path.join(args.out_dir, "bounds_check.csv")
+    df.to_csv(out, index=False)
+    summary, findings = bound_findings(df)
     wall = time.perf_counter() - t0
     findings["cpu_time_s"] = round(time.process_time(), 1)
     with open(os.path.join(args.out_dir, "bounds_check.json"), "w") as f:
@@ -157,7 +196,8 @@ def main(argv=None) -> pd.DataFrame:
     budget.write(df, args)
     print(summary.to_string())
     print(json.dumps(findings, indent=2, default=str))
-    print(f"{len(df)} rows -> {out} in {time.perf_counter() - t0:.1f} s; all hold: {findings['all_hold']}")
+    print(f"{len(df)} rows -> {out} in {time.perf_counter() - t0:.1f} s; "
+          f"all hold: {findings['all_hold']}")
     return df
 
 

@@ -16,9 +16,10 @@ complete bound on R_B on their own, not summands.
 
 It trains nothing: the rows come from ``results[/quick]/bounds_check.csv`` (the normalised
 block of ``experiments.bounds_check``, which calls :func:`write` at its end). Standalone, it
-re-renders the table and figure from that CSV.
+re-renders the table and figure from that CSV; with ``--plot-only`` it re-draws the figure
+from ``results[/quick]/budget.csv`` alone.
 
-    python -m experiments.budget [--quick]
+    python -m experiments.budget [--quick] [--plot-only]
 """
 
 from __future__ import annotations
@@ -123,40 +124,54 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _bars(ax, u: pd.DataFrame) -> None:
+    """One panel: a bar per certified part (its value), a dot at its measured counterpart and
+    the value with its ratio to the measurement (marked where the bound is vacuous)."""
+    y = np.arange(len(u))
+    ax.barh(y, u["value"], color="tab:blue", alpha=0.55, label="certified value (bar)")
+    ax.plot(u["measured"], y, "o", color="k", label="measured counterpart")
+    for yy, (_, r) in zip(y, u.iterrows()):
+        note = ", vacuous" if r["vacuous"] else ""
+        ax.text(r["value"], yy, f" {r['value']:.3g} ({r['ratio']:.2g}x{note})", va="center",
+                fontsize=9)
+    ax.set_yticks(y, [f"{r['part']}: {r['bound']}" for _, r in u.iterrows()])
+
+
 def plot(tab: pd.DataFrame, args) -> None:
+    """Per n (columns): the stage losses in nats (top) and the 0-1 parts (bottom), each row on
+    one x range so that the n columns compare at a glance; the 0-1 panels mark the vacuity
+    level 1, the measured R_B and eps*_B."""
     plt = common.pyplot()
     ns = sorted(tab["n"].unique())
     fig, axes = plt.subplots(2, len(ns), figsize=(6.0 * len(ns), 8.0), squeeze=False,
-                             gridspec_kw={"height_ratios": [1, 2]})
+                             sharex="row", sharey="row", gridspec_kw={"height_ratios": [1, 2]})
     for j, n in enumerate(ns):
         t = tab[tab["n"] == n]
         for i, unit in enumerate(("nats", "0-1")):
             ax = axes[i, j]
-            u = t[t["unit"] == unit].iloc[::-1]
-            y = np.arange(len(u))
-            ax.barh(y, u["value"], color="tab:blue", alpha=0.55, label="certified value")
-            ax.plot(u["measured"], y, "o", color="k", label="measured counterpart")
-            for yy, (_, r) in zip(y, u.iterrows()):
-                ax.text(r["value"], yy, f" {r['value']:.3g} ({r['ratio']:.2g}x)", va="center",
-                        fontsize=8)
-            ax.set_yticks(y, [f"{r['part']}: {r['bound']}" for _, r in u.iterrows()])
+            _bars(ax, t[t["unit"] == unit].iloc[::-1])
             if unit == "nats":
                 ax.set_title(f"n = {n}: stage-1 and stage-2 losses (nats)")
-                ax.set_xlabel("population loss of the perturbed encoder / student")
-            else:
-                err, floor = t["target_error"].iloc[0], t["bayes_floor"].iloc[0]
-                ax.axvline(err, color="tab:red", ls="--", label=f"measured R_B = {err:.3f}")
-                if np.isfinite(floor):
-                    ax.axvline(floor, color="tab:green", ls=":", label=f"eps*_B = {floor:.3f}")
-                ax.set_title(f"n = {n}: 0-1 errors (each bar bounds its own quantity)")
-                ax.set_xlabel("error")
-            top = float(np.nanmax(np.r_[u["value"], u["measured"]]))
-            ax.set_xlim(0, top * (1.6 if unit == "nats" else 1.35))
-            ax.legend(loc="lower right" if unit == "nats" else "upper right", fontsize=8)
+                ax.set_xlabel("population loss of the perturbed encoder / student (nats)")
+                continue
+            err, floor = t["target_error"].iloc[0], t["bayes_floor"].iloc[0]
+            ax.axvline(err, color="tab:red", ls="--", label="measured target error R_B")
+            if np.isfinite(floor):
+                ax.axvline(floor, color="tab:green", ls=":", lw=2, label="eps*_B (Bayes floor)")
+            common.reference_line(ax, 1.0, "1: vacuous\n(trivial bound)", axis="x",
+                                  color="black", where=0.995)
+            ax.set_title(f"n = {n}: 0-1 errors, measured R_B = {err:.3f}\n"
+                         "(each bar bounds its own quantity)")
+            ax.set_xlabel("error (fraction)")
+    for i, unit in enumerate(("nats", "0-1")):
+        u = tab[tab["unit"] == unit]
+        top = float(np.nanmax(np.r_[u["value"], u["measured"]]))
+        axes[i, 0].set_xlim(0, top * 1.45 if unit == "nats" else max(1.0, top) * 1.45)
     fig.suptitle("End-to-end budget, default world (CMC, normalised features, m = 16384):\n"
                  "certified parts beside their measurements (medians over seeds); the parts bound "
-                 "different quantities and are not summed", fontsize=10)
+                 "different quantities and are not summed", fontsize=11)
     fig.tight_layout()
+    common.legend_below(fig, axes, ncol=4)
     common.save_fig(fig, NAME, args)
 
 
@@ -184,7 +199,11 @@ def write(df: pd.DataFrame, args) -> pd.DataFrame:
 
 def main(argv=None) -> pd.DataFrame:
     args = common.parse_args(argv, __doc__.split("\n")[0], default_seeds=(2, 2),
-                             prog="python -m experiments.budget")
+                             prog="python -m experiments.budget", plot_only=True)
+    if args.plot_only:  # the figure from <out_dir>/budget.csv as it is: no table recomputed
+        tab, _ = common.load_results(NAME, args)
+        plot(tab, args)
+        return tab
     src = os.path.join(args.out_dir, "bounds_check.csv")
     if not os.path.exists(src):
         raise SystemExit(f"{src} not found: run python -m experiments.bounds_check"

@@ -42,7 +42,7 @@ METHOD_STYLE = {
 
 OUTPUTS = """\
 outputs: <out-dir>/<name>.csv (tidy: one row per cell and seed; the columns of
-cmcd_theory.sweep.run_sweep -- the grid's knobs, seed, err_B, err_A_head, distill_* losses,
+cmcd_theory.sweeps.sweep.run_sweep -- the grid's knobs, seed, err_B, err_A_head, distill_* losses,
 tv_latent, bayes_A, bayes_B -- plus the experiment's own columns), <out-dir>/<name>.json
 (configuration, measured findings, wall time) and <fig-dir>/<name>.png and .pdf.
 --quick writes under results/quick and figures/quick, never over the full-run files.
@@ -56,11 +56,13 @@ EPILOG = OUTPUTS + RESUMES
 
 
 def parse_args(argv, description: str, default_seeds: tuple = (2, 3), *, prog: str | None = None,
-               extra=None, epilog: str = EPILOG) -> argparse.Namespace:
+               extra=None, epilog: str = EPILOG, plot_only: bool = False) -> argparse.Namespace:
     """Common arguments; ``--seeds`` defaults to ``default_seeds[0]`` in quick mode and
     ``default_seeds[1]`` otherwise. ``--quick`` runs write under ``results/quick`` and
     ``figures/quick`` unless ``--out-dir`` / ``--fig-dir`` are given, so they never overwrite
-    the committed full-run files. ``extra(parser)`` adds an experiment's own arguments.
+    the committed full-run files. ``extra(parser)`` adds an experiment's own arguments;
+    ``plot_only`` adds ``--plot-only`` (re-draw the figure from the saved CSV, see
+    :func:`load_results`; ``args.plot_only`` is False where it is not offered).
     Invalid values exit with one line on stderr and status 2."""
     from cmcd_theory import validation as V
     prog = prog or "python -m experiments.<name>"
@@ -75,9 +77,14 @@ def parse_args(argv, description: str, default_seeds: tuple = (2, 3), *, prog: s
     p.add_argument("--fig-dir", default=None,
                    help="folder of the PNG and PDF (default figures, or figures/quick)")
     p.add_argument("--no-progress", action="store_true", help="hide the sweep's progress bar")
+    if plot_only:
+        p.add_argument("--plot-only", action="store_true",
+                       help="re-draw <fig-dir>/<name>.png and .pdf from <out-dir>/<name>.csv and "
+                            ".json without computing anything; writes no CSV or JSON")
     if extra is not None:
         extra(p)
     args = p.parse_args(argv)
+    args.plot_only = bool(getattr(args, "plot_only", False))
     if args.seeds is None:
         args.seeds = default_seeds[0] if args.quick else default_seeds[1]
     sub = "quick" if args.quick else ""
@@ -96,8 +103,8 @@ def interval_note(args, what: str = "over seeds") -> str:
 
 def base_pipeline(args, **changes):
     """:func:`quick_pipeline` in quick mode, the default :class:`PipelineConfig` otherwise."""
-    from cmcd_theory.pipeline import PipelineConfig
-    from cmcd_theory.sweep import quick_pipeline
+    from cmcd_theory.learn.pipeline import PipelineConfig
+    from cmcd_theory.sweeps.sweep import quick_pipeline
     cfg = quick_pipeline() if args.quick else PipelineConfig()
     return cfg.replace(**changes) if changes else cfg
 
@@ -106,7 +113,7 @@ def budget_pipeline(encoder: str):
     """The quick pipeline's training budget (200 steps per stage, M = 2048, m = 1024) with the
     given encoder, in both modes: the grids of the nuisance and pairing experiments fit the
     reproduce time budget with it; their --quick shrinks the grid, not the training."""
-    from cmcd_theory.sweep import quick_pipeline
+    from cmcd_theory.sweeps.sweep import quick_pipeline
     return quick_pipeline().replace(encoder=encoder)
 
 
@@ -160,6 +167,24 @@ def save_results(df: pd.DataFrame, name: str, args, config: dict, findings: dict
         print(f"  {k}: {v}")
 
 
+def load_results(name: str, args) -> tuple:
+    """``(table, findings)`` of a finished run: ``<out_dir>/<name>.csv`` and the ``findings`` of
+    ``<out_dir>/<name>.json``, for ``--plot-only`` (a figure re-drawn from them recomputes no
+    number and rewrites neither file). Sets ``args.seeds`` to the run's seed count, so that the
+    figure's interval note is the run's. A missing file: one line on stderr, exit status 2."""
+    import sys
+    csv, meta = (os.path.join(args.out_dir, f"{name}.{ext}") for ext in ("csv", "json"))
+    for path in (csv, meta):
+        if not os.path.exists(path):
+            sys.stderr.write(f"--plot-only: {path} not found: run python -m experiments.{name}"
+                             f"{' --quick' if args.quick else ''} first\n")
+            raise SystemExit(2)
+    with open(meta) as fh:
+        meta = json.load(fh)
+    args.seeds = int(meta.get("seeds") or args.seeds)
+    return pd.read_csv(csv), meta.get("findings", {})
+
+
 def _jsonable(x):
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -202,6 +227,71 @@ def band(ax, x, mean, lo, hi, **style):
     st.pop("linestyle", None)
     ax.fill_between(x, np.where(np.isfinite(lo), lo, mean), np.where(np.isfinite(hi), hi, mean),
                     alpha=0.18, color=st.get("color"), linewidth=0)
+
+
+def interval_bars(ax, x, mean, lo, hi, **style):
+    """Markers joined by a thin line, each with its 95% interval ``[lo, hi]`` as an error bar
+    (no bar where an end is NaN: one seed). Beside :func:`dodge`, curves that coincide keep
+    their intervals visible, where shaded bands would lie on top of each other."""
+    mean = np.asarray(mean, float)
+    lo = np.where(np.isfinite(lo), lo, mean)
+    hi = np.where(np.isfinite(hi), hi, mean)
+    st = dict(dict(capsize=3, lw=1.2, ms=5, elinewidth=1.1), **style)
+    return ax.errorbar(x, mean, yerr=np.vstack([mean - lo, hi - mean]), **st)
+
+
+def dodge(x, i: int, k: int, width: float, *, log: bool = False) -> np.ndarray:
+    """``x`` shifted for series ``i`` of ``k`` drawn side by side: offsets spread evenly over
+    ``[-width/2, width/2]`` (a factor ``exp(offset)`` on a log axis), so that series with equal
+    x and nearly equal y, and their intervals, do not hide one another."""
+    off = (i - (k - 1) / 2) * width / max(k - 1, 1)
+    x = np.asarray(x, float)
+    return x * np.exp(off) if log else x + off
+
+
+def reference_line(ax, value: float, text: str, *, axis: str = "y", color: str = "dimgray",
+                   ls="--", where: float = 0.99, below: bool = False, **kw):
+    """A reference level (the vacuity level 1 of a 0-1 bound, a Bayes floor) drawn across the
+    panel and labelled on the line itself, so that it reads without the legend. ``axis="y"``:
+    a horizontal line at y = value, the text above it (``below``: under it) at ``where`` (axes
+    fraction: right-aligned past the middle, left-aligned before); ``axis="x"``: a vertical
+    line, the text beside it near the top."""
+    if axis == "y":
+        line = ax.axhline(value, color=color, ls=ls, lw=1.2, zorder=1.5, **kw)
+        ax.text(where, value, text, transform=ax.get_yaxis_transform(),
+                ha="right" if where > 0.5 else "left", va="top" if below else "bottom",
+                fontsize=8.5, color=color)
+    else:
+        line = ax.axvline(value, color=color, ls=ls, lw=1.2, zorder=1.5, **kw)
+        ax.text(value, where, " " + text, transform=ax.get_xaxis_transform(), ha="left",
+                va="top", fontsize=8.5, color=color)
+    return line
+
+
+VACUOUS = "1: vacuous above"
+
+
+def legend_below(fig, axes, ncol: int = 4, **kw):
+    """One legend for the figure, centred below all panels, so that no legend covers data:
+    the labelled artists of ``axes`` (any shape), each label once, in order of appearance.
+    ``fig.savefig`` with ``bbox_inches="tight"`` (the style's default) keeps it in the file."""
+    handles, labels = [], []
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels and not lab.startswith("_"):
+                handles.append(h)
+                labels.append(lab)
+    opts = dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False,
+                fontsize=9.5)
+    opts.update(kw)
+    return fig.legend(handles, labels, **opts)
+
+
+def legend_right(ax, **kw):
+    """The panel's legend outside it, against its right edge (top aligned), clear of the data."""
+    opts = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=9)
+    opts.update(kw)
+    return ax.legend(**opts)
 
 
 def spearman(x, y) -> float:
@@ -299,7 +389,8 @@ FEATURE_TV_KEYS = _keys("B1b")
 def run_experiment(argv, doc: str, name: str, run, findings, plot, config, *,
                    resumes: bool = True, default_seeds: tuple = (2, 3)) -> pd.DataFrame:
     """What every figure experiment's ``main`` does: parse the common arguments, run, compute the
-    findings, plot, and save CSV + JSON (config, findings, wall time).
+    findings, plot, and save CSV + JSON (config, findings, wall time). With ``--plot-only`` it
+    only re-draws the figure from the saved CSV and the JSON's findings (:func:`load_results`).
 
     Args:
       argv: command-line arguments (None: sys.argv).
@@ -311,7 +402,11 @@ def run_experiment(argv, doc: str, name: str, run, findings, plot, config, *,
       default_seeds: ``--seeds`` default in (quick, full) mode.
     """
     args = parse_args(argv, doc.splitlines()[0], default_seeds, prog=f"python -m experiments.{name}",
-                      epilog=OUTPUTS + (RESUMES if resumes else NO_RESUME))
+                      epilog=OUTPUTS + (RESUMES if resumes else NO_RESUME), plot_only=True)
+    if args.plot_only:
+        df, f = load_results(name, args)
+        plot(df, args, f)
+        return df
     with Timer() as tm:
         df = run(args)
         f = findings(df)

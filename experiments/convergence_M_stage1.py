@@ -11,7 +11,7 @@ and population loss of the trained encoder, the population loss of the Gaussian-
 encoder that B5n bounds, B5n, and log N (the loss of an encoder that ignores its input: the
 bound is non-vacuous below it).
 
-Only stage 1 is trained (``cmcd_theory.pipeline.train_teacher``, the keys of a sweep's
+Only stage 1 is trained (``cmcd_theory.learn.pipeline.train_teacher``, the keys of a sweep's
 seed); ``cmcd_theory.certify.certify_stage1`` records the statistics and computes B5n.
 
 Run: ``python -m experiments.convergence_M_stage1 [--quick] [--seeds S]``.
@@ -26,7 +26,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 from experiments.convergence_m import gap_summary, slope_with_interval, draw_gap
 
 NAME = "convergence_M_stage1"
@@ -41,8 +41,8 @@ def run(args) -> pd.DataFrame:
     import jax
     from cmcd_theory import worlds
     from cmcd_theory.certify import certify_stage1
-    from cmcd_theory.pipeline import source_world_config, train_teacher
-    from cmcd_theory.sweep import seed_keys
+    from cmcd_theory.learn.pipeline import source_world_config, train_teacher
+    from cmcd_theory.learn.pipeline import seed_keys
     base = common.base_pipeline(args)
     world = worlds.make_world(source_world_config(worlds.WorldConfig()))
     train = jax.jit(train_teacher, static_argnames="cfg")

@@ -19,7 +19,7 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "convergence_m"
 N_POP_FULL = 65536
@@ -36,7 +36,7 @@ def grid(quick: bool) -> dict:
 
 
 def run(args) -> pd.DataFrame:
-    from cmcd_theory.sweep import run_sweep
+    from cmcd_theory.sweeps.sweep import run_sweep
     pipe = common.base_pipeline(args)
     # more fresh pairs for the population loss than the default (the gap at large m is small)
     pipe = pipe.replace(distill=pipe.distill.replace(student_features="raw"),

@@ -6,7 +6,7 @@ unlabeled pairs (stages 1-2), DisCoM-KD is trained on the n labeled pairs alone.
 (method, t, n, seed): the target test error ``err_B`` and the distance between learned source and
 target features on 4000 held-out test pairs, measured the same way for both methods: a two-sample
 classifier's certified lower bound ``tv_lower`` and its point estimate ``tv_estimate``
-(:func:`cmcd_theory.divergences.tv_classifier_lower_bound`, labels included). DisCoM-KD's
+(:func:`cmcd_theory.learn.divergences.tv_classifier_lower_bound`, labels included). DisCoM-KD's
 features are its normalised modality-invariant parts; CMCD's are the normalised teacher and
 student features.
 
@@ -25,12 +25,13 @@ import jax
 import numpy as np
 import pandas as pd
 
-from cmcd_theory import divergences, worlds
-from cmcd_theory.devices import setup_jax
-from cmcd_theory.discomkd import DiscomConfig, discomkd_features, discomkd_model, discomkd_predict, train_discomkd
-from cmcd_theory.models import normalize
-from cmcd_theory.pipeline import encoders
-from cmcd_theory.sweep import quick_pipeline, run_sweep
+from cmcd_theory import worlds
+from cmcd_theory.learn import divergences
+from cmcd_theory.sweeps.devices import setup_jax
+from cmcd_theory.learn.discomkd import DiscomConfig, discomkd_features, discomkd_model, discomkd_predict, train_discomkd
+from cmcd_theory.learn.models import normalize
+from cmcd_theory.learn.pipeline import encoders
+from cmcd_theory.sweeps.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig, make_world
 
 NAME = "discomkd_synthetic"

@@ -16,7 +16,7 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "error_vs_distance"
 BOUND_METHOD = "cmc"
@@ -37,7 +37,7 @@ def postprocess(world, cfg, method, t, seed, row, arts):
 
 
 def run(args) -> pd.DataFrame:
-    from cmcd_theory.sweep import run_sweep
+    from cmcd_theory.sweeps.sweep import run_sweep
     return run_sweep(grid(args.quick), pipeline=common.base_pipeline(args), seeds=args.seeds,
                      out=common.raw_path(args, NAME), postprocess=postprocess,
                      progress=not args.no_progress)
@@ -60,37 +60,71 @@ def findings(df: pd.DataFrame) -> dict:
     return f
 
 
+EXCESS_ORDER = ("cmc", "cmd", "l2", "supervised", "oracle")
+
+
+def _bounds_panel(ax, sc: pd.DataFrame) -> None:
+    """Upper panel of one channel: CMC's error beside eps*_B, the B1a line and CMC's probe
+    bounds B2 and B3, with the vacuity level 1 marked."""
+    g = sc.drop_duplicates("t").sort_values("tv_latent_mean")
+    x = g["tv_latent_mean"]
+    gb = sc[sc["method"] == BOUND_METHOD].sort_values("tv_latent_mean")
+    if "b2_total_mean" in gb and len(gb):
+        ax.plot(gb["tv_latent_mean"], gb["b2_total_mean"], ":", color="tab:orange", lw=2,
+                label="B2 margin bound (CMC probe)")
+        ax.plot(gb["tv_latent_mean"], gb["b3_total_deterministic_mean"], "-.", color="tab:orange",
+                lw=1.5, label="B3 PAC-Bayes bound, 2 L(Q) (CMC probe)")
+    ax.plot(x, g["bayes_A_mean"] + x, "k--", lw=1.3, label=r"$\varepsilon^*_A + TV_{latent}$ (B1a)")
+    ax.plot(x, g["bayes_B_mean"], "k-", lw=2.5, label=r"$\varepsilon^*_B$ (Bayes floor, exact)")
+    st = dict(common.METHOD_STYLE[BOUND_METHOD], ms=4)
+    st["label"] = "CMC target error $R_B$ (top row; every method: bottom row)"
+    common.band(ax, gb["tv_latent_mean"], gb["err_B_mean"], gb["err_B_lo"], gb["err_B_hi"], **st)
+    common.reference_line(ax, 1.0, common.VACUOUS, where=0.01)
+
+
+def _excess_panel(ax, sc: pd.DataFrame, width: float) -> None:
+    """Lower panel of one channel: each method's excess error R_B - eps*_B over the Bayes
+    floor (95% interval over seeds), dodged in x so that coinciding methods stay visible."""
+    methods = [m for m in EXCESS_ORDER if m in set(sc["method"])]
+    for i, me in enumerate(methods):
+        g = sc[sc["method"] == me].sort_values("tv_latent_mean")
+        common.interval_bars(ax, common.dodge(g["tv_latent_mean"], i, len(methods), width),
+                             g["excess_mean"], g["excess_lo"], g["excess_hi"],
+                             **common.METHOD_STYLE[me])
+    common.reference_line(ax, 0.0, r"Bayes floor $\varepsilon^*_B$ (excess 0)", color="black",
+                          ls="-", where=0.01, below=True)
+
+
 def plot(df: pd.DataFrame, args, f: dict) -> None:
+    """Per channel, top: CMC's error, eps*_B, B1a and the probe bounds on the full 0-1 scale
+    (vacuity level 1 marked); bottom: every method's excess error over eps*_B with its 95%
+    interval, where the methods (within about 0.01 of the floor) can be told apart."""
     plt = common.pyplot()
     chans = list(dict.fromkeys(df["channel"]))
-    fig, axes = plt.subplots(1, len(chans), figsize=(5.2 * len(chans), 4.4), squeeze=False)
-    cols = ["err_B", "tv_latent", "bayes_A", "bayes_B", "b2_total", "b3_total_deterministic"]
-    cols = [c for c in cols if c in df]
-    s = common.summarize(df, ["channel", "method", "t"], cols)
-    for ax, ch in zip(axes[0], chans):
+    fig, axes = plt.subplots(2, len(chans), figsize=(5.2 * len(chans), 7.6), squeeze=False,
+                             sharex="col", sharey="row", gridspec_kw={"height_ratios": [1.25, 1]})
+    cols = ["err_B", "excess", "tv_latent", "bayes_A", "bayes_B", "b2_total",
+            "b3_total_deterministic"]
+    s = common.summarize(df.assign(excess=df["err_B"] - df["bayes_B"]),
+                         ["channel", "method", "t"], [c for c in cols if c in df or c == "excess"])
+    for j, ch in enumerate(chans):
         sc = s[s["channel"] == ch]
-        for me in dict.fromkeys(sc["method"]):
-            g = sc[sc["method"] == me].sort_values("tv_latent_mean")
-            common.band(ax, g["tv_latent_mean"], g["err_B_mean"], g["err_B_lo"], g["err_B_hi"],
-                        **common.METHOD_STYLE[me])
-        g = sc.drop_duplicates("t").sort_values("tv_latent_mean")
-        x = g["tv_latent_mean"]
-        ax.plot(x, g["bayes_B_mean"], "k-", lw=2, label=r"$\varepsilon^*_B$ (Bayes floor)")
-        ax.plot(x, g["bayes_A_mean"] + x, "k--", lw=1.3, label=r"$\varepsilon^*_A + TV_{latent}$ (B1a)")
-        gb = sc[sc["method"] == BOUND_METHOD].sort_values("tv_latent_mean")
-        if "b2_total_mean" in gb and len(gb):
-            ax.plot(gb["tv_latent_mean"], gb["b2_total_mean"], ":", color="tab:orange", lw=2,
-                    label="B2 margin bound (CMC)")
-            ax.plot(gb["tv_latent_mean"], gb["b3_total_deterministic_mean"], "-.", color="tab:orange",
-                    lw=1.5, label="B3 PAC-Bayes bound (CMC)")
-        ax.axhline(1.0, color="gray", lw=0.8)
-        rho = f.get(f"spearman_err_vs_tv[{ch},cmc]", np.nan)
-        ax.set_title(f"channel: {ch}  (Spearman rho, CMC: {rho:.2f})")
-        ax.set_xlabel(r"modality distance $TV_{latent}$ (exact)")
-        ax.set_ylabel("target test error $R_B$ (fraction)")
-        ax.set_ylim(0, max(1.05, float(np.nanmax(sc.filter(like="_mean").drop(columns=["tv_latent_mean"]).to_numpy())) + 0.05))
-    axes[0][0].legend(loc="upper left", fontsize=8)
-    fig.suptitle(f"Target error against modality distance ({common.interval_note(args)})")
+        x = np.sort(sc["tv_latent_mean"].unique())
+        width = min(0.05 * float(np.ptp(x) or 1.0), 0.6 * float(np.min(np.diff(x), initial=1.0)))
+        _bounds_panel(axes[0][j], sc)
+        _excess_panel(axes[1][j], sc, width)
+        rho = f.get(f"spearman_err_vs_tv[{ch},cmc]")
+        rho = f"{rho:.2f}" if isinstance(rho, (int, float)) else "n/a"
+        axes[0][j].set_title(f"channel: {ch}  (Spearman rho, CMC: {rho})")
+        axes[1][j].set_xlabel(r"modality distance $TV_{latent}$ (exact)")
+        axes[1][j].tick_params(labelbottom=True)
+    top = s.filter(like="_mean").drop(columns=["tv_latent_mean", "excess_mean"]).to_numpy()
+    axes[0][0].set_ylim(0, max(1.1, float(np.nanmax(top)) + 0.05))
+    axes[0][0].set_ylabel("target test error $R_B$\nand its bounds (fraction)")
+    axes[1][0].set_ylabel("excess error $R_B - \\varepsilon^*_B$\n(fraction)")
+    common.legend_below(fig, axes, ncol=4)
+    fig.suptitle(f"Target error against modality distance ({common.interval_note(args)}; "
+                 "lower row: methods side by side at each distance)")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 

@@ -17,7 +17,7 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "generalization_n"
 T = 0.25
@@ -29,7 +29,7 @@ def grid(quick: bool) -> dict:
 
 
 def run(args) -> pd.DataFrame:
-    from cmcd_theory.sweep import run_sweep
+    from cmcd_theory.sweeps.sweep import run_sweep
     return run_sweep(grid(args.quick), pipeline=common.base_pipeline(args), seeds=args.seeds,
                      out=common.raw_path(args, NAME), postprocess=common.probe_bounds,
                      progress=not args.no_progress)
@@ -58,7 +58,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     m = df.groupby("n").mean(numeric_only=True).sort_index()
     e = common.summarize(df, ["n"], ["err_B"]).sort_values("n")
     n = m.index.to_numpy()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.0), sharey=True)
     b2 = [m["b2_data_free_empirical"], m["b2_data_free_complexity"], m["b2_data_free_confidence"]]
     axes[0].stackplot(n, *b2, labels=["ramp loss $\\hat R_\\rho$", "complexity $4K\\Lambda r/(\\rho\\sqrt{n})$",
                                       "confidence"], alpha=0.5,
@@ -71,14 +71,16 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     axes[1].plot(n, m["b3_total_deterministic"], "--", color="tab:red", label="2 x B3: bound on the probe")
     axes[1].set_title("B3 PAC-Bayes-kl bound, by term")
     for ax in axes:
-        common.band(ax, e["n"], e["err_B_mean"], e["err_B_lo"], e["err_B_hi"], color="black", marker="o",
-                    label="measured $R_B$ (CMC)")
-        ax.axhline(f["eps_star_B"], color="black", lw=1, linestyle=":", label=r"$\varepsilon^*_B$")
-        ax.axhline(1.0, color="gray", lw=0.8)
+        # error bars, not a band: a shaded interval would vanish in the stacked areas
+        common.interval_bars(ax, e["n"], e["err_B_mean"], e["err_B_lo"], e["err_B_hi"],
+                             color="black", marker="o", zorder=5, label="measured $R_B$ (CMC)")
+        ax.axhline(f["eps_star_B"], color="black", lw=1.2, linestyle=":",
+                   label=r"$\varepsilon^*_B$ (Bayes floor, exact)")
+        common.reference_line(ax, 1.0, common.VACUOUS, color="black", where=0.99)
         ax.set_xscale("log")
         common.count_ticks((ax,), n)
         ax.set_xlabel("labeled target samples n (count, log scale)")
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=2, frameon=False)
     axes[0].set_ylabel("risk (fraction)")
     top = float(min(4.0, max(1.1, np.nanmax(m["b3_total_deterministic"]), np.nanmax(m["b2_data_free_total"]))))
     axes[0].set_ylim(0, top * 1.05)

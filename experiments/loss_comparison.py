@@ -2,7 +2,7 @@
 
 Same world, teacher, data, optimiser, steps and batch for every stage-2 loss; only the loss
 changes (O2 CMC, O3 CMD, O4 L2). Left: TV between the learned source and target features
-(Gaussian-track Monte Carlo estimate, :func:`cmcd_theory.divergences.gaussian_feature_tv`)
+(Gaussian-track Monte Carlo estimate, :func:`cmcd_theory.learn.divergences.gaussian_feature_tv`)
 against t, with the exact TV_latent; right: the target test error against t with eps*_B.
 Mean and 95% t-interval over seeds. Does using negatives shrink the distance more than plain
 alignment?
@@ -18,7 +18,7 @@ from experiments.tv_vs_gain import grid, run_feature_sweep
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "loss_comparison"
 

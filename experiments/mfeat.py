@@ -7,7 +7,7 @@ turn. For every target view, number n of target labels and seed, six methods are
 * ``cmd``, ``cmc``, ``l2``: the CMCD pipeline (docs/theory.md, O1-O4) with MLP encoders:
   stage 1 InfoNCE on M unlabeled source rows, stage 2 distillation on m unlabeled pairs,
   stage 3 a logistic-regression probe on n labeled target rows;
-* ``discomkd``: DisCoM-KD (:mod:`cmcd_theory.discomkd`) trained on the n labeled *pairs*
+* ``discomkd``: DisCoM-KD (:mod:`cmcd_theory.learn.discomkd`) trained on the n labeled *pairs*
   (the labeled-pairs regime: the same n rows, with their source view), its target classifier;
 * ``supervised``: encoder and head trained on the n labeled target rows only;
 * ``target_ssl``: InfoNCE on the target halves of the m pairs, then the same probe.
@@ -20,8 +20,8 @@ between the learned source and target features on held-out paired rows:
   ``TV >= 2 acc - 1 - 2 sqrt(log(1/delta) / (2 n_test))`` with balanced held-out pairs;
 * ``tv_estimate``: ``2 acc - 1`` of the same classifier, a point estimate with no guarantee.
 
-The classifier is :func:`cmcd_theory.divergences.two_sample_accuracy`, the one of
-:func:`cmcd_theory.divergences.tv_classifier_lower_bound`
+The classifier is :func:`cmcd_theory.learn.divergences.two_sample_accuracy`, the one of
+:func:`cmcd_theory.learn.divergences.tv_classifier_lower_bound`
 (logistic regression on ``[1, z, z^2]``, half of the pairs to fit, half to test), run
 batched under ``jit``/``vmap`` by :func:`classifier_tv`. It sees the features only, not the
 labels: the TV of the feature marginals is at most the TV of the joint laws (z, y) that B1
@@ -32,8 +32,8 @@ specific part being trained to predict the modality). ``supervised`` and ``targe
 learn no source-aligned features: their distance columns are NaN.
 
 Implementation notes: every stage runs as one ``jit(vmap(...))`` over views and seeds (and
-n); target views are zero-padded to the source width (:func:`cmcd_theory.mfeat.pad_columns`)
-and labeled sets tiled to a common length (:func:`cmcd_theory.mfeat.tile_rows`), two exact
+n); target views are zero-padded to the source width (:func:`cmcd_theory.worlds.mfeat.pad_columns`)
+and labeled sets tiled to a common length (:func:`cmcd_theory.worlds.mfeat.tile_rows`), two exact
 transformations that let one compiled program serve every view and every n.
 
 Run: ``python -m experiments.mfeat [--quick] [--seeds S] [--out results/mfeat.csv]
@@ -48,25 +48,27 @@ import json
 import math
 import pathlib
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from experiments import common
-from cmcd_theory import divergences, mfeat
-from cmcd_theory.devices import setup_jax
-from cmcd_theory.discomkd import (
+from cmcd_theory.learn import divergences
+from cmcd_theory.learn.discomkd import (
     DiscomConfig,
     discomkd_features,
     discomkd_model,
     discomkd_predict,
     train_discomkd,
 )
-from cmcd_theory.models import mlp_encoder, normalize
-from cmcd_theory.probe import fit_probe, probe_error
-from cmcd_theory.training import TrainConfig, train_distill, train_ssl, train_supervised
+from cmcd_theory.learn.models import Encoder, mlp_encoder, normalize
+from cmcd_theory.learn.probe import fit_probe, probe_error
+from cmcd_theory.learn.training import TrainConfig, train_distill, train_ssl, train_supervised
+from cmcd_theory.sweeps.devices import setup_jax
+from cmcd_theory.worlds import mfeat
+from experiments import common
 
 METHODS = ("cmd", "cmc", "l2", "discomkd", "supervised", "target_ssl")
 DISTILL = ("cmd", "cmc", "l2")
@@ -150,7 +152,7 @@ def classifier_tv(keys, xp, xq, *, delta: float = 0.05, train_frac: float = 0.5,
     r"""Certified TV lower bounds (B1) for a batch of sample pairs, one compiled program.
 
     For each batch element b, the classifier of
-    :func:`cmcd_theory.divergences.tv_classifier_lower_bound` is fitted on a
+    :func:`cmcd_theory.learn.divergences.tv_classifier_lower_bound` is fitted on a
     ``train_frac`` share of the pairs ``(xp[b, i], xq[b, i])`` and its balanced accuracy
     measured on the ``n_test`` others; with probability ``>= 1 - delta`` (per element),
 
@@ -241,121 +243,161 @@ def _key_grid(seeds, shape_prefix, stage: int) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------
-# The run
+# The run: data, then one compiled program per stage
 # --------------------------------------------------------------------------------------
 
 
-def run(cfg: MfeatConfig, progress: bool = True) -> pd.DataFrame:
-    """Run every (target view, method, n, seed) cell; return the tidy table (COLUMNS)."""
-    from tqdm.auto import tqdm
+def _flat(x, lead: int = 2):
+    """Merge the ``lead`` leading axes (view, seed) into one."""
+    return x.reshape((-1,) + x.shape[lead:])
 
+
+def _per_view(z, V: int):
+    """Teacher features ``(S, ...)`` broadcast over the V target views: ``(V S, ...)``."""
+    return jnp.broadcast_to(z[None], (V,) + z.shape).reshape((-1,) + z.shape[1:])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Run:
+    """What every stage of one run shares: the configuration, the data of :func:`_prepare`,
+    the MLP encoder, its batched normalised features, and the labeled target rows tiled to
+    ``n_max`` for every n (``tiles``: ``(Nn, n_max)`` row indices)."""
+
+    cfg: MfeatConfig
+    d: dict
+    enc: Encoder
+    features: Callable
+    tiles: np.ndarray
+    xb_lab: jax.Array      # (V S, n_max, w) target inputs of the labeled rows
+    xb_test: jax.Array     # (V S, 500, w) target inputs of the test rows
+    xb_tiled: jax.Array    # (V S, Nn, n_max, w) the labeled rows tiled per n
+    y_tiled: jax.Array     # (V S, Nn, n_max)
+    y_test: jax.Array      # (V S, 500)
+
+    @property
+    def V(self) -> int:
+        return len(self.cfg.target_views)
+
+    @property
+    def S(self) -> int:
+        return len(self.cfg.seeds)
+
+    @property
+    def Nn(self) -> int:
+        return len(self.cfg.ns)
+
+    def jit(self, fun):
+        return _jit(fun, self.cfg.fast_compile)
+
+
+def _setup(cfg: MfeatConfig, d: dict) -> _Run:
+    """The shared encoder and the labeled rows tiled to ``n_max`` (``10 labeled_per_class``)."""
+    V = len(cfg.target_views)
     n_max = 10 * cfg.labeled_per_class
-    for n in cfg.ns:
-        mfeat.tile_rows(n, n_max)  # checks that n divides n_max
-    V, S, Nn = len(cfg.target_views), len(cfg.seeds), len(cfg.ns)
-    K, p = mfeat.NUM_CLASSES, cfg.feature_dim
-    width = mfeat.VIEWS[mfeat.SOURCE_VIEW]
+    enc = mlp_encoder(mfeat.VIEWS[mfeat.SOURCE_VIEW], cfg.hidden, cfg.feature_dim)
+    features = _jit(jax.vmap(lambda prm, x: normalize(enc.apply(prm, x))), cfg.fast_compile)
+    tiles = np.stack([mfeat.tile_rows(n, n_max) for n in cfg.ns])  # (Nn, n_max)
+    xb_lab = jnp.asarray(_flat(d["tgt_lab"]))
+    y_lab = np.tile(d["y_lab"], (V, 1))      # (V S, n_max), seed-major within a view block
+    return _Run(cfg=cfg, d=d, enc=enc, features=features, tiles=tiles, xb_lab=xb_lab,
+                xb_test=jnp.asarray(_flat(d["tgt_test"])),
+                xb_tiled=jnp.asarray(np.asarray(xb_lab)[:, tiles]),
+                y_tiled=jnp.asarray(y_lab[:, tiles]),
+                y_test=jnp.asarray(np.tile(d["y_test"], (V, 1))))
 
-    def jit(fun):
-        return _jit(fun, cfg.fast_compile)
 
-    enc = mlp_encoder(width, cfg.hidden, p)
-    augment = mfeat.make_augment(cfg.jitter, cfg.mask_prob)
-    stages = tqdm(total=8, desc="mfeat stages", disable=not progress, leave=False)
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
+def _stage1(r: _Run):
+    """Stage 1 for the source (S teachers) and target SSL (V S encoders) in one program.
 
-    def done(name: str) -> None:
-        now = time.perf_counter()
-        timings[name] = round(now - clock[0], 2)
-        clock[0] = now
-        stages.set_postfix_str(name)
-        stages.update()
-
-    d = _prepare(cfg)
-    done("data")
-
-    def flat(x, lead=2):
-        return x.reshape((-1,) + x.shape[lead:])
-
-    features = jit(jax.vmap(lambda prm, x: normalize(enc.apply(prm, x))))
-
-    # Stage 1 for the source (S encoders) and target-SSL (V S encoders) in one program:
-    # both row sets tiled to a common length (uniform batches over the tiled array are
-    # uniform batches over the original rows).
+    Both row sets are tiled to a common length (uniform batches over the tiled array are
+    uniform batches over the original rows). Compiled at full optimisation (see
+    :class:`MfeatConfig`). Returns ``(teacher, target_ssl)`` params.
+    """
+    cfg, d, S = r.cfg, r.d, r.S
     m_rows, M_rows = d["src_pairs"].shape[1], d["src_ssl"].shape[1]
     L = math.lcm(M_rows, m_rows)
     x_ssl = np.concatenate([d["src_ssl"][:, mfeat.tile_rows(M_rows, L)],
-                            flat(d["tgt_pairs"])[:, mfeat.tile_rows(m_rows, L)]])
+                            _flat(d["tgt_pairs"])[:, mfeat.tile_rows(m_rows, L)]])
     k_ssl = jnp.concatenate([_key_grid(cfg.seeds, (), 1).reshape(-1),
-                             _key_grid(cfg.seeds, (V,), 2).reshape(-1)])
-    ssl_fn = jax.jit(jax.vmap(lambda k, x: train_ssl(k, enc, x, augment, cfg.ssl)))
+                             _key_grid(cfg.seeds, (r.V,), 2).reshape(-1)])
+    augment = mfeat.make_augment(cfg.jitter, cfg.mask_prob)
+    ssl_fn = jax.jit(jax.vmap(lambda k, x: train_ssl(k, r.enc, x, augment, cfg.ssl)))
     ssl_params = ssl_fn(k_ssl, jnp.asarray(x_ssl))
     del x_ssl
     jax.block_until_ready(ssl_params)
-    teacher = jax.tree.map(lambda a: a[:S], ssl_params)
-    tgt_ssl = jax.tree.map(lambda a: a[S:], ssl_params)
-    done("stage 1 (source + target SSL)")
+    return jax.tree.map(lambda a: a[:S], ssl_params), jax.tree.map(lambda a: a[S:], ssl_params)
 
-    # Teacher features, broadcast over target views: (V S, rows, p).
-    def rep(z):
-        return jnp.broadcast_to(z[None], (V,) + z.shape).reshape((-1,) + z.shape[1:])
 
-    za_pairs = rep(features(teacher, jnp.asarray(d["src_pairs"])))
-    za_test = rep(features(teacher, jnp.asarray(d["src_test"])))
+def _stage2(r: _Run, teacher, tgt_ssl) -> tuple:
+    """Stage 2: one program per distillation loss, vmapped over (view, seed).
 
-    # Stage 2: one program per distillation loss, vmapped over (view, seed).
-    xb_pairs = jnp.asarray(flat(d["tgt_pairs"]))
-    xb_lab, xb_test = jnp.asarray(flat(d["tgt_lab"])), jnp.asarray(flat(d["tgt_test"]))
+    Returns ``(za_test, zb_lab, zb_test)``: the teacher's test features ``(V S, 500, p)`` and,
+    per method (the three distilled students and target SSL), the normalised target features
+    of the labeled and of the test rows.
+    """
+    d, V = r.d, r.V
+    za_pairs = _per_view(r.features(teacher, jnp.asarray(d["src_pairs"])), V)
+    za_test = _per_view(r.features(teacher, jnp.asarray(d["src_test"])), V)
+    xb_pairs = jnp.asarray(_flat(d["tgt_pairs"]))
     zb_lab, zb_test = {}, {}
     for i, method in enumerate(DISTILL):
-        fn = jit(jax.vmap(lambda k, xb, za, method=method:
-                              train_distill(k, enc, xb, za, method, cfg.distill)))
-        student = fn(_key_grid(cfg.seeds, (V,), 3 + i).reshape(-1), xb_pairs, za_pairs)
-        zb_lab[method], zb_test[method] = features(student, xb_lab), features(student, xb_test)
-    zb_lab["target_ssl"] = features(tgt_ssl, xb_lab)
-    zb_test["target_ssl"] = features(tgt_ssl, xb_test)
+        fn = r.jit(jax.vmap(lambda k, xb, za, method=method:
+                            train_distill(k, r.enc, xb, za, method, r.cfg.distill)))
+        student = fn(_key_grid(r.cfg.seeds, (V,), 3 + i).reshape(-1), xb_pairs, za_pairs)
+        zb_lab[method], zb_test[method] = (r.features(student, r.xb_lab),
+                                           r.features(student, r.xb_test))
+    zb_lab["target_ssl"] = r.features(tgt_ssl, r.xb_lab)
+    zb_test["target_ssl"] = r.features(tgt_ssl, r.xb_test)
     _check_finite("teacher features", za_test)
     for name in zb_test:
         _check_finite(f"{name} target features", zb_test[name])
-    done("stage 2 (CMD, CMC, L2)")
+    return za_test, zb_lab, zb_test
 
-    # Stage 3: every probe (method, view, seed, n) in one program, labeled rows tiled to n_max.
-    y_lab = np.tile(d["y_lab"], (V, 1))      # (V S, n_max), seed-major within a view block
-    y_test = jnp.asarray(np.tile(d["y_test"], (V, 1)))
-    tiles = np.stack([mfeat.tile_rows(n, n_max) for n in cfg.ns])  # (Nn, n_max)
+
+def _stage3(r: _Run, zb_lab: dict, zb_test: dict) -> dict:
+    """Stage 3: every probe (method, view, seed, n) in one program; ``{method: err_B}``,
+    each ``(V S, Nn)``."""
+    cfg = r.cfg
     probe_methods = DISTILL + ("target_ssl",)
-    z_tiled = jnp.stack([zb_lab[m_][:, tiles] for m_ in probe_methods])  # (4, VS, Nn, n_max, p)
-    y_tiled = jnp.asarray(y_lab[:, tiles])                                # (VS, Nn, n_max)
-    probe_fn = jit(jax.vmap(jax.vmap(jax.vmap(
-        lambda z, y: fit_probe(z, y, K, cfg.probe_l2, cfg.probe_steps)), (0, 0)), (0, None)))
-    probes = probe_fn(z_tiled, y_tiled)
+    z_tiled = jnp.stack([zb_lab[m_][:, r.tiles] for m_ in probe_methods])  # (4, VS, Nn, n_max, p)
+    probe_fn = r.jit(jax.vmap(jax.vmap(jax.vmap(
+        lambda z, y: fit_probe(z, y, mfeat.NUM_CLASSES, cfg.probe_l2, cfg.probe_steps)),
+        (0, 0)), (0, None)))
+    probes = probe_fn(z_tiled, r.y_tiled)
     zt = jnp.stack([zb_test[m_] for m_ in probe_methods])                 # (4, VS, 500, p)
-    err_fn = jit(jax.vmap(jax.vmap(jax.vmap(probe_error, (0, None, None)), (0, 0, 0)),
-                              (0, 0, None)))
-    errs = {m_: e for m_, e in zip(probe_methods, np.asarray(err_fn(probes, zt, y_test)))}
-    done("stage 3 probes")
+    err_fn = r.jit(jax.vmap(jax.vmap(jax.vmap(probe_error, (0, None, None)), (0, 0, 0)),
+                            (0, 0, None)))
+    return {m_: e for m_, e in zip(probe_methods, np.asarray(err_fn(probes, zt, r.y_test)))}
 
-    # Supervised-only: (view, seed, n) in one program.
-    x_sup = jnp.asarray(np.asarray(xb_lab)[:, tiles])                       # (VS, Nn, n_max, w)
-    k_sup = jnp.moveaxis(_key_grid(cfg.seeds, (V, Nn), 10), 2, 1).reshape(V * S, Nn)
-    sup_fn = jit(jax.vmap(jax.vmap(
-        lambda k, x, y: train_supervised(k, enc, x, y, K, cfg.supervised))))
-    sup_enc, sup_head = sup_fn(k_sup, x_sup, y_tiled)
-    sup_z = jax.vmap(features, (1, None), 1)(sup_enc, xb_test)             # (VS, Nn, 500, p)
+
+def _supervised(r: _Run) -> np.ndarray:
+    """Supervised-only, encoder and head on the n labeled target rows: (view, seed, n) in one
+    program; err_B ``(V S, Nn)``."""
+    V, S, Nn = r.V, r.S, r.Nn
+    k_sup = jnp.moveaxis(_key_grid(r.cfg.seeds, (V, Nn), 10), 2, 1).reshape(V * S, Nn)
+    sup_fn = r.jit(jax.vmap(jax.vmap(
+        lambda k, x, y: train_supervised(k, r.enc, x, y, mfeat.NUM_CLASSES, r.cfg.supervised))))
+    sup_enc, sup_head = sup_fn(k_sup, r.xb_tiled, r.y_tiled)
+    sup_z = jax.vmap(r.features, (1, None), 1)(sup_enc, r.xb_test)         # (VS, Nn, 500, p)
     _check_finite("supervised target features", sup_z)
-    errs["supervised"] = np.asarray(jax.vmap(jax.vmap(probe_error, (0, 0, None)))(
-        sup_head, sup_z, y_test))
-    done("supervised")
+    return np.asarray(jax.vmap(jax.vmap(probe_error, (0, 0, None)))(sup_head, sup_z, r.y_test))
 
-    # DisCoM-KD on the n labeled pairs: (view, seed, n) in one program.
-    # the invariant part has the width of the CMCD features (the specific part as much again)
-    model = discomkd_model([width, width], cfg.feature_dim, K, hidden=cfg.hidden)
-    xa_lab = np.tile(d["src_lab"], (V, 1, 1))[:, tiles]                    # (VS, Nn, n_max, w)
+
+def _discomkd(r: _Run) -> tuple:
+    """DisCoM-KD on the n labeled pairs: (view, seed, n) in one program. The invariant part
+    has the width of the CMCD features (the specific part as much again).
+
+    Returns ``(err_B, inv_a, inv_b)``: the target classifier's error ``(V S, Nn)`` and the
+    normalised invariant parts of the source and target test rows ``(V S, Nn, 500, p)``.
+    """
+    cfg, d, V, S, Nn = r.cfg, r.d, r.V, r.S, r.Nn
+    width = mfeat.VIEWS[mfeat.SOURCE_VIEW]
+    model = discomkd_model([width, width], cfg.feature_dim, mfeat.NUM_CLASSES, hidden=cfg.hidden)
+    xa_lab = np.tile(d["src_lab"], (V, 1, 1))[:, r.tiles]                  # (VS, Nn, n_max, w)
     k_dis = jnp.moveaxis(_key_grid(cfg.seeds, (V, Nn), 11), 2, 1).reshape(V * S, Nn)
-    dis_fn = jit(jax.vmap(jax.vmap(
+    dis_fn = r.jit(jax.vmap(jax.vmap(
         lambda k, xa, xb, y: train_discomkd(k, model, (xa, xb), y, cfg.discom)[0])))
-    dis_params = dis_fn(k_dis, jnp.asarray(xa_lab), x_sup, y_tiled)
+    dis_params = dis_fn(k_dis, jnp.asarray(xa_lab), r.xb_tiled, r.y_tiled)
 
     def dis_eval(prm, xa, xb, y):
         err = jnp.mean(discomkd_predict(prm, model, xb, 1) != y)
@@ -364,24 +406,34 @@ def run(cfg: MfeatConfig, progress: bool = True) -> pd.DataFrame:
         return err, inv_a, inv_b
 
     xa_test = jnp.asarray(np.tile(d["src_test"], (V, 1, 1)))
-    err_dis, inv_a, inv_b = jit(jax.vmap(jax.vmap(dis_eval, (0, None, None, None))))(
-        dis_params, xa_test, xb_test, y_test)
+    err_dis, inv_a, inv_b = r.jit(jax.vmap(jax.vmap(dis_eval, (0, None, None, None))))(
+        dis_params, xa_test, r.xb_test, r.y_test)
     _check_finite("DisCoM-KD invariant parts", jnp.stack([inv_a, inv_b]))
-    errs["discomkd"] = np.asarray(err_dis)
-    done("DisCoM-KD")
+    return np.asarray(err_dis), inv_a, inv_b
 
-    # Modality distance on held-out paired test rows, every aligned (method, view, seed, n).
+
+def _distances(r: _Run, za_test, zb_test: dict, inv_a, inv_b) -> dict:
+    """Modality distance on held-out paired test rows, every aligned (method, view, seed, n),
+    by :func:`classifier_tv`: the three students against the teacher (flat index
+    ``method V S + vs``), then DisCoM-KD's invariant parts (``3 V S + vs Nn + j``)."""
+    cfg, V, Nn = r.cfg, r.V, r.Nn
     tv_p = [za_test] * len(DISTILL) + [inv_a.reshape((-1,) + inv_a.shape[2:])]
     tv_q = [zb_test[m_] for m_ in DISTILL] + [inv_b.reshape((-1,) + inv_b.shape[2:])]
     tv_keys = jnp.concatenate([_key_grid(cfg.seeds, (V,), 20 + i).reshape(-1)
                                for i in range(len(DISTILL))]
                               + [jnp.moveaxis(_key_grid(cfg.seeds, (V, Nn), 30), 2, 1).reshape(-1)])
-    tv = classifier_tv(tv_keys, jnp.concatenate(tv_p), jnp.concatenate(tv_q),
-                       delta=cfg.tv_delta, train_frac=cfg.tv_train_frac, l2=cfg.tv_l2,
-                       fast_compile=cfg.fast_compile)
-    done("modality distance")
+    return classifier_tv(tv_keys, jnp.concatenate(tv_p), jnp.concatenate(tv_q),
+                         delta=cfg.tv_delta, train_frac=cfg.tv_train_frac, l2=cfg.tv_l2,
+                         fast_compile=cfg.fast_compile)
 
-    # Assemble the table, one row per cell.
+
+def _table(r: _Run, errs: dict, tv: dict, progress: bool) -> list[dict]:
+    """One row per (target view, method, n, seed) cell, the columns of ``COLUMNS``."""
+    from tqdm.auto import tqdm
+
+    cfg, V, S, Nn = r.cfg, r.V, r.S, r.Nn
+    m_rows, M_rows = r.d["src_pairs"].shape[1], r.d["src_ssl"].shape[1]
+
     def tv_at(flat_index):
         return {k: tv[k][flat_index] for k in ("lower", "estimate", "acc", "slack")}
 
@@ -406,10 +458,58 @@ def run(cfg: MfeatConfig, progress: bool = True) -> pd.DataFrame:
             "tv_n_test": tv["n_test"] if method in DISTILL + ("discomkd",) else float("nan"),
             "tv_features": _TV_FEATURES[method], "M": M_rows, "m": m_rows,
         })
-    done("table")
-    stages.close()
+    return rows
+
+
+class _Stages:
+    """The stage progress bar and the seconds each stage took (``df.attrs``)."""
+
+    def __init__(self, total: int, progress: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc="mfeat stages", disable=not progress, leave=False)
+        self.timings: dict[str, float] = {}
+        self.clock = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.clock, 2)
+        self.clock = now
+        self.bar.set_postfix_str(name)
+        self.bar.update()
+
+
+def run(cfg: MfeatConfig, progress: bool = True) -> pd.DataFrame:
+    """Run every (target view, method, n, seed) cell; return the tidy table (COLUMNS).
+
+    The data of every (view, seed); stage 1 (source teachers and target SSL); stage 2 (CMD,
+    CMC, L2 students); stage 3 (the probes of every label-free route at every n); the
+    supervised and DisCoM-KD routes at every n; the modality distance of every aligned
+    route; the table. ``df.attrs["stage_seconds"]`` holds each stage's seconds.
+    """
+    n_max = 10 * cfg.labeled_per_class
+    for n in cfg.ns:
+        mfeat.tile_rows(n, n_max)  # checks that n divides n_max
+    stages = _Stages(8, progress)
+    r = _setup(cfg, _prepare(cfg))
+    stages.done("data")
+    teacher, tgt_ssl = _stage1(r)
+    stages.done("stage 1 (source + target SSL)")
+    za_test, zb_lab, zb_test = _stage2(r, teacher, tgt_ssl)
+    stages.done("stage 2 (CMD, CMC, L2)")
+    errs = _stage3(r, zb_lab, zb_test)
+    stages.done("stage 3 probes")
+    errs["supervised"] = _supervised(r)
+    stages.done("supervised")
+    errs["discomkd"], inv_a, inv_b = _discomkd(r)
+    stages.done("DisCoM-KD")
+    tv = _distances(r, za_test, zb_test, inv_a, inv_b)
+    stages.done("modality distance")
+    rows = _table(r, errs, tv, progress)
+    stages.done("table")
+    stages.bar.close()
     df = pd.DataFrame(rows, columns=list(COLUMNS))
-    df.attrs["stage_seconds"] = timings
+    df.attrs["stage_seconds"] = stages.timings
     return df
 
 

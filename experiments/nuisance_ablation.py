@@ -19,7 +19,7 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "nuisance_ablation"
 T = 0.5
@@ -53,7 +53,7 @@ def grid(quick: bool, rho: float) -> dict:
 
 
 def run(args) -> pd.DataFrame:
-    from cmcd_theory.sweep import run_sweep
+    from cmcd_theory.sweeps.sweep import run_sweep
     frames = []
     for q, sn, rho in knobs(args.quick):
         wc = world(q, sn, rho)

@@ -21,7 +21,7 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "pairing_vs_distance"
 METHODS = ("cmc", "cmd", "l2")
@@ -38,7 +38,7 @@ def _post(*a):
 
 
 def run(args) -> pd.DataFrame:
-    from cmcd_theory.sweep import run_sweep
+    from cmcd_theory.sweeps.sweep import run_sweep
     from cmcd_theory.worlds import WorldConfig
     wc = WorldConfig()
     df = run_sweep(grid(args.quick), world=wc, pipeline=common.budget_pipeline("linear"), seeds=args.seeds,

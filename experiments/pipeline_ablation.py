@@ -15,7 +15,7 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "pipeline_ablation"
 T = 0.25
@@ -29,7 +29,7 @@ def grid(quick: bool) -> dict:
 
 
 def run(args) -> pd.DataFrame:
-    from cmcd_theory.sweep import run_sweep
+    from cmcd_theory.sweeps.sweep import run_sweep
     return run_sweep(grid(args.quick), pipeline=common.base_pipeline(args), seeds=args.seeds,
                      out=common.raw_path(args, NAME), progress=not args.no_progress)
 

@@ -7,7 +7,7 @@ and their total. With ``--jobs 1`` the experiments run in order in this process;
 time its last JSON recorded), its output in ``<results>/logs/<name>.log``: on 2 cores two
 experiments overlap one's single-threaded XLA compilation with the other's execution. The
 experiments write disjoint files and their numbers do not depend on the schedule. A persistent XLA compile cache
-(:func:`cmcd_theory.devices.setup_jax`: ``.jax_cache`` in the repository, or
+(:func:`cmcd_theory.sweeps.devices.setup_jax`: ``.jax_cache`` in the repository, or
 ``$JAX_COMPILATION_CACHE_DIR``) makes a second run skip compilation. An experiment of the list
 that cannot be imported is an error.
 """
@@ -24,7 +24,7 @@ import time
 import traceback
 
 from cmcd_theory import validation as V
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "convergence_M_stage1", "generalization_n", "tv_vs_gain",
                "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat",

@@ -4,7 +4,7 @@ For each (channel, t, seed) the CMCD pipeline's target error is compared with th
 supervised-only baseline's on the same data: gain = err_B(supervised) - err_B(CMCD). The x axis
 is the TV between the learned source and target features, ``tv_features``: the Monte Carlo
 estimate of the Gaussian track (linear world, linear encoders, attenuate / noise channels;
-:func:`cmcd_theory.divergences.gaussian_feature_tv`, at the feature scale that gives the smaller
+:func:`cmcd_theory.learn.divergences.gaussian_feature_tv`, at the feature scale that gives the smaller
 certified upper end). The Spearman rank correlation over all cells (seed-averaged) is printed.
 
 Run: ``python -m experiments.tv_vs_gain [--quick] [--seeds S]``.
@@ -17,7 +17,7 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "tv_vs_gain"
 SWEEP = "feature_sweep"  # shared with loss_comparison: a second run reuses the cells
@@ -32,7 +32,7 @@ def grid(quick: bool, methods=("cmc", "supervised")) -> dict:
 
 
 def run_feature_sweep(args, methods) -> pd.DataFrame:
-    from cmcd_theory.sweep import run_sweep
+    from cmcd_theory.sweeps.sweep import run_sweep
     df = run_sweep(grid(args.quick, methods), pipeline=common.base_pipeline(args), seeds=args.seeds,
                    out=common.raw_path(args, SWEEP), postprocess=common.feature_tv,
                    progress=not args.no_progress)

@@ -23,7 +23,7 @@ from experiments import common  # sets the compile cache before jax loads
 import numpy as np
 import pandas as pd
 
-from cmcd_theory.devices import setup_jax
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "when_distillation_pays"
 CMCD = ("cmc", "cmd")
@@ -43,7 +43,7 @@ def grid(quick: bool) -> dict:
 
 
 def run(args) -> pd.DataFrame:
-    from cmcd_theory.sweep import run_sweep
+    from cmcd_theory.sweeps.sweep import run_sweep
     wc = world()
     df = run_sweep(grid(args.quick), world=wc, pipeline=common.budget_pipeline("mlp"),
                    seeds=args.seeds, out=common.raw_path(args, NAME), progress=not args.no_progress,
@@ -136,7 +136,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
         for i in range(len(ts)):
             for j in range(len(ns)):
                 ax.text(j, i, f"{G[i, j]:+.2f}" + ("*" if S[i, j] else ""), ha="center", va="center",
-                        fontsize=7, color="black")
+                        fontsize=8.5, color="black")
         xs, ys = np.arange(len(ns)), np.arange(len(ts))
         if len(ts) > 1 and len(ns) > 1:
             if np.nanmin(G) < 0 < np.nanmax(G):
@@ -149,16 +149,17 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
         ax.set_xticklabels([str(n) for n in ns])
         ax.set_yticks(ys)
         tvs = g.drop_duplicates("t").set_index("t")["tv_latent"]
-        ax.set_yticklabels([f"{t:g} (TV {tvs[t]:.2f})" for t in ts], fontsize=8)
+        ax.set_yticklabels([f"{t:g} (TV {tvs[t]:.2f})" for t in ts], fontsize=9)
         ax.set_xlabel("labeled target samples n (count)")
         ax.set_ylabel("attenuate knob t (TV_latent, exact)")
         ax.set_title(f"gain of {me.upper()} over best target-only route\n"
                      + ("(* : 95% interval excludes 0)" if args.seeds > 1 else "(one seed, no interval)"))
         ax.grid(False)
-        ax.legend(fontsize=7, loc="upper right")
-        fig.colorbar(im, ax=ax, label="error(best target-only) - error(CMCD) (fraction)")
+        fig.colorbar(im, ax=ax, label="gain: error(best target-only) - error(CMCD)")
     fig.suptitle("When distillation pays: nuisance world (q=8, sigma_nu=1, rho=0), MLP encoders")
     fig.tight_layout()
+    # below the panels: a legend inside a heatmap would hide cells (the t = 0.75 row)
+    common.legend_below(fig, axes, ncol=2)
     common.save_fig(fig, NAME, args)
 
 

@@ -9,15 +9,15 @@ and 3 project to the origin and are left out of the picture, not of the numbers)
 path (an arc for rotate) takes each class's source mean to the mean of its target latents as
 the knob grows from 0 to t. Each panel is titled with the world's ground truth (G5):
 
-* ``TV_latent`` -- the exact modality distance of G2 (:func:`cmcd_theory.divergences.tv_latent`);
+* ``TV_latent`` -- the exact modality distance of G2 (:func:`cmcd_theory.learn.divergences.tv_latent`);
 * ``eps*_A``, ``eps*_B`` -- Bayes errors of predicting y from s and from s_B
-  (:func:`cmcd_theory.divergences.bayes_error`: exact by one-dimensional quadrature, G5b,
+  (:func:`cmcd_theory.learn.divergences.bayes_error`: exact by one-dimensional quadrature, G5b,
   for every channel shown; Monte Carlo of the posterior argmax with a Hoeffding interval at
   ``DELTA`` only where no exact form exists).
 
 ``results/world_gallery.csv`` has one row per (channel, t): the three numbers with their
 intervals, a Monte Carlo check of TV_latent
-(:func:`~cmcd_theory.divergences.tv_latent_monte_carlo`), and B1a on the interval ends:
+(:func:`~cmcd_theory.learn.divergences.tv_latent_monte_carlo`), and B1a on the interval ends:
 ``b1a_holds = bayes_B_lower <= bayes_A_upper + tv_latent``. ``results/world_gallery.json``
 holds the world's config, the Monte Carlo sizes and the findings.
 
@@ -38,8 +38,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from cmcd_theory import divergences, worlds
-from cmcd_theory.devices import setup_jax
+from cmcd_theory import worlds
+from cmcd_theory.learn import divergences
+from cmcd_theory.sweeps.devices import setup_jax
 
 NAME = "world_gallery"
 T_VALUES = (0.0, 0.5, 1.0)

@@ -773,8 +773,8 @@ def test_b4n_holds_on_a_trained_normalised_student():
     import jax
     from cmcd_theory import worlds
     from cmcd_theory.certify import certify
-    from cmcd_theory.pipeline import PipelineConfig, ground_truth, run_pipeline_jit
-    from cmcd_theory.training import TrainConfig
+    from cmcd_theory.learn.pipeline import PipelineConfig, ground_truth, run_pipeline_jit
+    from cmcd_theory.learn.training import TrainConfig
     cfg = PipelineConfig(M=512, m=1024, n=128, n_pop=2048, n_test=2000, tuple_size=64,
                          ssl=TrainConfig(steps=100, batch_size=128, tau=0.1),
                          distill=TrainConfig(steps=100, batch_size=128, tau=0.1), probe_steps=50)

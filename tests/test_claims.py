@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cmcd_theory import bounds, divergences
+from cmcd_theory import bounds
+from cmcd_theory.learn import divergences
 from cmcd_theory.certify import certify
-from cmcd_theory.sweep import quick_pipeline, run_sweep
+from cmcd_theory.sweeps.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig
 
 T_GRID = [0.0, 0.25, 0.5, 0.75, 1.0]

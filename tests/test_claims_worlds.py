@@ -5,9 +5,10 @@ ground truth, the Bayes floor and the bounds (the default world's claims: test_c
 import numpy as np
 import pytest
 
-from cmcd_theory import bounds, divergences
+from cmcd_theory import bounds
+from cmcd_theory.learn import divergences
 from cmcd_theory.certify import certify
-from cmcd_theory.sweep import quick_pipeline, run_sweep
+from cmcd_theory.sweeps.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig
 
 

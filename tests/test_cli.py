@@ -25,7 +25,7 @@ def _cases(tmp):
     wrong = os.path.join(tmp, "wrong.npz")
     np.savez(wrong, train_features=np.eye(3), train_labels=np.array([0, 1]))
     certify = ["-m", "cmcd_theory.certify"]
-    sweep = ["-m", "cmcd_theory.sweep", "--quick", "--no-progress", "--out",
+    sweep = ["-m", "cmcd_theory.sweeps.sweep", "--quick", "--no-progress", "--out",
              os.path.join(tmp, "s.csv")]
     return {
         "bad channel": (sweep + ["--channel", "nope"], "--channel"),
@@ -51,8 +51,8 @@ SUBPROCESS = ("t above 1", "unreadable npz", "experiment seeds", "reproduce only
 def _in_process_main(module):
     """The ``main(argv)`` that ``python -m module`` calls (only for modules whose ``__main__``
     does nothing else before it)."""
-    if module == "cmcd_theory.sweep":
-        from cmcd_theory import sweep
+    if module == "cmcd_theory.sweeps.sweep":
+        from cmcd_theory.sweeps import sweep
         return sweep.main
     if module == "cmcd_theory.certify":
         from cmcd_theory import certify

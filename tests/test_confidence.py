@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cmcd_theory import certify as certify_mod
-from cmcd_theory.pipeline import PipelineConfig
+from cmcd_theory.learn.pipeline import PipelineConfig
 from cmcd_theory.worlds import WorldConfig, make_world
 import jax
 

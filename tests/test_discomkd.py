@@ -1,4 +1,4 @@
-"""Tests of cmcd_theory.discomkd (docs/theory.md, section O, the DisCoM-KD comparator).
+"""Tests of cmcd_theory.learn.discomkd (docs/theory.md, section O, the DisCoM-KD comparator).
 
 Gradient reversal is checked to flip exactly the sign of the gradient and scale it by lambda;
 each loss term is compared with an independent float64 NumPy implementation (the encoders
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from cmcd_theory import discomkd
-from cmcd_theory.discomkd import (
+from cmcd_theory.learn import discomkd
+from cmcd_theory.learn.discomkd import (
     DiscomConfig,
     discomkd_features,
     discomkd_logits,

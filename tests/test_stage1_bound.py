@@ -97,9 +97,9 @@ def test_b5n_holds_on_a_small_certified_run():
     perturbed encoder, spends exactly delta, and the statistics are recorded."""
     import jax
     from cmcd_theory import certify, worlds
-    from cmcd_theory.pipeline import PipelineConfig, source_world_config, train_teacher
-    from cmcd_theory.sweep import seed_keys
-    from cmcd_theory.training import TrainConfig
+    from cmcd_theory.learn.pipeline import PipelineConfig, source_world_config, train_teacher
+    from cmcd_theory.learn.pipeline import seed_keys
+    from cmcd_theory.learn.training import TrainConfig
     cfg = PipelineConfig(M=512, tuple_size=32, ssl=TrainConfig(steps=60, batch_size=64))
     world = worlds.make_world(source_world_config(worlds.WorldConfig()))
     teacher = train_teacher(world, seed_keys([0])[0][0], cfg)

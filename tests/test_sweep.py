@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmcd_theory import sweep, sweep_io, training
+from cmcd_theory.sweeps import sweep
+from cmcd_theory.sweeps import storage as sweep_io
+from cmcd_theory.learn import training
 from cmcd_theory.worlds import WorldConfig
 
 TINY = sweep.quick_pipeline().replace(
@@ -264,7 +266,7 @@ def test_cli_refuses_another_grid_at_the_same_out(tmp_path):
                     out=str(out), progress=False)  # what `--quick --t 0 --methods random --seeds 1` runs
     before = out.read_text()
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "cmcd_theory.sweep", "--quick", "--t", "0.5", "--methods",
+    proc = subprocess.run([sys.executable, "-m", "cmcd_theory.sweeps.sweep", "--quick", "--t", "0.5", "--methods",
                            "random", "--seeds", "1", "--scheduler", "none", "--out", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
@@ -276,7 +278,7 @@ def test_cli_refuses_another_grid_at_the_same_out(tmp_path):
 # ---- on a Dask cluster ---------------------------------------------------------------------
 
 def test_setup_jax_sets_one_cache_for_every_process(monkeypatch, tmp_path):
-    from cmcd_theory import devices
+    from cmcd_theory.sweeps import devices
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path))
     env = devices.jax_env()
     assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path)
@@ -295,7 +297,7 @@ def test_setup_jax_sets_one_cache_for_every_process(monkeypatch, tmp_path):
 def test_dask_sweep_survives_a_killed_worker_and_matches_in_process(tmp_path):
     """A 2-worker LocalCluster loses a worker mid-sweep: its chunk runs again, and the CSV holds
     every cell exactly once, row for row the in-process sweep's."""
-    from cmcd_theory import cluster
+    from cmcd_theory.sweeps import cluster
     out = tmp_path / "d.csv"
     grid = {"t": [0.0, 0.5, 1.0], "method": GRID["method"]}
     killed = {}

@@ -448,7 +448,7 @@ def test_nuisance_world_defaults_and_bayes_error_of_x_B():
     """G6: nonlinear maps by default; s_B (hence law(s_B, y), TV_latent) is the one of the world
     without nuisance for the same key; nu ~ N(0, sigma_nu^2 I) independent of y; x_B determines
     (s_B, nu) and the true posterior p(y | x_B) = p(y | s_B) errs Binomial(n, eps*_B)."""
-    from cmcd_theory import divergences
+    from cmcd_theory.learn import divergences
     assert NUIS.observation == "nonlinear" and SMALL.replace(nuisance_dim=2, d_B=7).observation == "nonlinear"
     world = make_world(NUIS)
     key = jax.random.key(41)

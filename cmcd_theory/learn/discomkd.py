@@ -60,7 +60,7 @@ import numpy as np
 import optax
 
 from cmcd_theory import validation as V
-from cmcd_theory.models import Encoder, linear_encoder, mlp_encoder
+from cmcd_theory.learn.models import Encoder, linear_encoder, mlp_encoder
 
 __all__ = [
     "gradient_reversal",
@@ -240,7 +240,7 @@ class DiscomModel(NamedTuple):
     """Architecture of a DisCoM-KD model (static: hashable, holds no arrays).
 
     Attributes:
-      encoders: one :class:`~cmcd_theory.models.Encoder` per modality, each of width ``2 q``.
+      encoders: one :class:`~cmcd_theory.learn.models.Encoder` per modality, each of width ``2 q``.
       d_part: ``q``, the width of the invariant part and of the specific part.
       num_classes: K.
       discriminator: the modality discriminator, an Encoder ``q -> M``.
@@ -392,11 +392,10 @@ def discomkd_loss(params: Params, model: DiscomModel, xs: Sequence[jax.Array], y
 
     with :func:`label_cross_entropy` of the single-modal classifiers (``L_cls``) and of the
     shared classifier on the invariant parts (``L_aux``), :func:`modality_cross_entropy` of
-    the discriminator
-    on :func:`gradient_reversal` of the invariant parts (``L_adv``) and of the modality
-    classifier on the specific parts (``L_mod``), and :func:`orthogonality_loss`. The value
-    is this sum; its gradient in the encoders carries ``-lam w_adv`` times the gradient of
-    ``L_adv`` (the reversal), in the discriminator ``+w_adv`` times it.
+    the discriminator on :func:`gradient_reversal` of the invariant parts (``L_adv``) and of
+    the modality classifier on the specific parts (``L_mod``), and :func:`orthogonality_loss`.
+    The value is this sum; its gradient in the encoders carries ``-lam w_adv`` times the
+    gradient of ``L_adv`` (the reversal), in the discriminator ``+w_adv`` times it.
 
     Args:
       params: from :func:`init_discomkd`.
@@ -482,10 +481,11 @@ def train_discomkd(key: jax.Array, model: DiscomModel, xs: Sequence[jax.Array], 
                    cfg: DiscomConfig) -> tuple[Params, dict]:
     r"""Train every DisCoM-KD component jointly on labeled M-tuples (one ``lax.scan``).
 
-    Each step draws ``batch_size`` row indices uniformly with replacement and takes one AdamW step on :func:`discomkd_loss`; because of the
-    gradient reversal this single step lowers the discriminator's loss in its own
-    parameters and raises it in the encoders' (the saddle-point scheme of Ganin and
-    Lempitsky, 2015). Pure and jit/vmap-able: ``model`` and ``cfg`` are static.
+    Each step draws ``batch_size`` row indices uniformly with replacement and takes one AdamW
+    step on :func:`discomkd_loss`; because of the gradient reversal this single step lowers
+    the discriminator's loss in its own parameters and raises it in the encoders' (the
+    saddle-point scheme of Ganin and Lempitsky, 2015). Pure and jit/vmap-able: ``model`` and
+    ``cfg`` are static.
 
     Args:
       key: PRNG key (initialisation and batches); the same key gives the same result.

@@ -120,7 +120,7 @@ def infonce(u: jax.typing.ArrayLike, v: jax.typing.ArrayLike, tau) -> jax.Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from cmcd_theory.objectives import infonce
+      >>> from cmcd_theory.learn.objectives import infonce
       >>> z = jnp.ones((4, 3)) / jnp.sqrt(3.0)
       >>> print(f"{float(infonce(z, z, 0.1)):.4f}")   # log 4
       1.3863
@@ -169,7 +169,7 @@ def cmc(z_b: jax.typing.ArrayLike, z_a: jax.typing.ArrayLike, tau) -> jax.Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from cmcd_theory.objectives import cmc
+      >>> from cmcd_theory.learn.objectives import cmc
       >>> z = jnp.eye(3)                               # orthogonal, perfectly paired
       >>> print(f"{float(cmc(z, z, 0.5)):.4f}")        # log(1 + 2 exp(-2))
       0.2395
@@ -221,7 +221,7 @@ def cmc_per_anchor(z_b: jax.typing.ArrayLike, z_a: jax.typing.ArrayLike, tau) ->
     Example:
       >>> import jax.numpy as jnp
       >>> import numpy as np
-      >>> from cmcd_theory.objectives import cmc_per_anchor
+      >>> from cmcd_theory.learn.objectives import cmc_per_anchor
       >>> z_a = jnp.eye(2)
       >>> z_b = jnp.array([[1.0, 0.0], [1.0, 0.0]])   # anchor 1 points at the wrong candidate
       >>> print(np.asarray(cmc_per_anchor(z_b, z_a, 1.0)).round(4))
@@ -263,7 +263,7 @@ def cmc_b_to_a(z_b: jax.typing.ArrayLike, z_a: jax.typing.ArrayLike, tau) -> jax
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from cmcd_theory.objectives import cmc_b_to_a
+      >>> from cmcd_theory.learn.objectives import cmc_b_to_a
       >>> z = jnp.ones((5, 2)) / jnp.sqrt(2.0)
       >>> print(f"{float(cmc_b_to_a(z, z, 0.2)):.4f}")   # log 5
       1.6094
@@ -352,7 +352,7 @@ def cmd_per_anchor(
     Example:
       >>> import jax.numpy as jnp
       >>> import numpy as np
-      >>> from cmcd_theory.objectives import cmd_per_anchor
+      >>> from cmcd_theory.learn.objectives import cmd_per_anchor
       >>> z = jnp.ones((3, 2)) / jnp.sqrt(2.0)        # all equal: uniform p_A and p_B
       >>> print(np.asarray(cmd_per_anchor(z, z, 0.1, 0.2)).round(4))   # log 3 each
       [1.0986 1.0986 1.0986]
@@ -410,7 +410,7 @@ def cmd(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from cmcd_theory.objectives import cmd
+      >>> from cmcd_theory.learn.objectives import cmd
       >>> z = jnp.ones((2, 2)) / jnp.sqrt(2.0)
       >>> queue = jnp.ones((2, 2)) / jnp.sqrt(2.0)
       >>> print(f"{float(cmd(z, z, 0.1, 0.1, queue=queue)):.4f}")   # log 4
@@ -448,7 +448,7 @@ def update_queue(queue: jax.typing.ArrayLike, z_a: jax.typing.ArrayLike) -> jax.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from cmcd_theory.objectives import update_queue
+      >>> from cmcd_theory.learn.objectives import update_queue
       >>> queue = jnp.array([[1.0], [2.0], [3.0]])
       >>> print(update_queue(queue, jnp.array([[9.0]])).ravel())
       [9. 1. 2.]
@@ -491,7 +491,7 @@ def l2_align(z_b: jax.typing.ArrayLike, z_a: jax.typing.ArrayLike) -> jax.Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from cmcd_theory.objectives import l2_align
+      >>> from cmcd_theory.learn.objectives import l2_align
       >>> print(float(l2_align(jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]]))))
       2.0
 

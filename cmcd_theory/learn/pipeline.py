@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from cmcd_theory import divergences, validation as V, worlds
-from cmcd_theory.models import Encoder, clip_to_ball, make_encoder, normalize
-from cmcd_theory.probe import fit_probe, probe_error
-from cmcd_theory.training import (DISTILL_METHODS, TrainConfig, student_features, train_distill,
+from cmcd_theory import validation as V, worlds
+from cmcd_theory.learn import divergences
+from cmcd_theory.learn.models import Encoder, clip_to_ball, make_encoder, normalize
+from cmcd_theory.learn.probe import fit_probe, probe_error
+from cmcd_theory.learn.training import (DISTILL_METHODS, TrainConfig, student_features, train_distill,
                                   train_ssl, train_supervised, tuple_loss)
 
 
@@ -48,7 +49,7 @@ class PipelineConfig:
       feature_dim: feature dimension p; ``None`` = the world's latent_dim (the Gaussian track
         of B1b needs p = k).
       hidden: hidden widths of the MLP encoder.
-      ssl, distill, supervised: :class:`~cmcd_theory.training.TrainConfig` of each stage.
+      ssl, distill, supervised: :class:`~cmcd_theory.learn.training.TrainConfig` of each stage.
       probe_l2, probe_steps: ridge and full-batch Adam steps of the stage-3 probe.
       n_test: labeled paired test samples (Hoeffding slack <= 0.0087 at delta 0.05 for 20000).
       n_pop: fresh pairs on which the stage-2 population loss is estimated.
@@ -138,7 +139,7 @@ STAGE1_STATS_TAG = 1_000_001
 
 def _infonce_tuple_losses(enc, params, x1, x2, tau, N):
     """O1 (symmetric InfoNCE) of each disjoint tuple of N consecutive view pairs, shape (n_t,)."""
-    from cmcd_theory.objectives import infonce
+    from cmcd_theory.learn.objectives import infonce
     n_t = x1.shape[0] // N
     u = normalize(enc.apply(params, x1[: n_t * N])).reshape(n_t, N, -1)
     v = normalize(enc.apply(params, x2[: n_t * N])).reshape(n_t, N, -1)
@@ -421,7 +422,7 @@ def run_downstream_ns(world: worlds.World, key: jax.Array, teacher, methods,
       method at every n after ``ns[0]`` leave out the entries that are the very values of
       ``ns[0]`` (a label-free route's encoder and test features, the test labels, the teacher,
       the stage-2 arrays): one copy of each, not one per n; take them from
-      ``result[ns[0]][method]["artifacts"]`` (as :func:`cmcd_theory.sweep.run_chunk` does).
+      ``result[ns[0]][method]["artifacts"]`` (as :func:`cmcd_theory.sweeps.sweep.run_chunk` does).
     """
     methods = _check_methods(methods)
     ns = _check_ns(ns)
@@ -580,8 +581,8 @@ def run_cell(world: worlds.World, key: jax.Array, method: str,
     """One pipeline call as one result row: host floats of every metric of
     :func:`run_pipeline` (jitted) plus the world's :func:`ground_truth` at ``t``.
 
-    This is what a sweep writes per (cell, seed); :func:`cmcd_theory.sweep.run_sweep` computes
-    the same rows for a whole grid at once, sharing what the cells have in common.
+    This is what a sweep writes per (cell, seed); :func:`cmcd_theory.sweeps.sweep.run_sweep`
+    computes the same rows for a whole grid at once, sharing what the cells have in common.
 
     Example:
       >>> w = worlds.make_world(worlds.WorldConfig(channel="noise"))
@@ -597,3 +598,9 @@ def run_cell(world: worlds.World, key: jax.Array, method: str,
     row = {k: float(v) for k, v in jax.device_get(out).items()}
     row.update(ground_truth(world.config, t))
     return row
+
+
+def seed_keys(seeds: Sequence[int]):
+    """Per-seed ``(teacher_key, downstream_key)``, exactly as :func:`run_pipeline` splits them."""
+    ks = jnp.stack([jax.random.key_data(jax.random.split(jax.random.key(s))) for s in seeds])
+    return jax.random.wrap_key_data(ks[:, 0]), jax.random.wrap_key_data(ks[:, 1])

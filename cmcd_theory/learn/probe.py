@@ -3,9 +3,9 @@
 Used for stage 3 of CMCD (the downstream head ``h(z) = argmax_c (W z + b)_c`` on frozen,
 normalised target features; docs/theory.md, O and B2/B3) and for the two-sample classifiers
 that certify TV lower bounds (B1). The problem is strictly convex, so a full-batch solver
-started at zero is deterministic and needs no PRNG key. Full-batch Adam in a ``lax.scan`` is
-used rather than L-BFGS: it reaches the same objective to ~1e-4 here and compiles about six
-times faster, which dominates the cost of a sweep on a CPU.
+started at zero is deterministic and needs no PRNG key. Full-batch Adam in a ``lax.scan`` of
+fixed length is used rather than L-BFGS: it reaches the same objective to ~1e-4 here, and a
+fixed-length scan is a small program to compile (a sweep compiles one per shape and setting).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def fit_probe(z: jax.Array, y: jax.Array, num_classes: int, l2: float = 1e-3,
     if not isinstance(z, jax.core.Tracer) and not isinstance(y, jax.core.Tracer):
         # called eagerly (certify, the two-sample classifier): one compiled program per
         # shape and setting, reused across calls; inside a caller's jit/vmap the body is traced
-        # into the caller's program as before
+        # into the caller's program
         return _fit_probe_compiled(jnp.asarray(z, jnp.float32), jnp.asarray(y, jnp.int32),
                                    num_classes=int(num_classes), l2=float(l2), steps=int(steps),
                                    lr=float(lr))

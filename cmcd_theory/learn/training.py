@@ -4,7 +4,7 @@
 * stage 2, :func:`train_distill`: CMC (O2), CMD (O3) or L2 alignment (O4) of a target
   student to the frozen teacher's normalised features on m unlabeled pairs;
 * stage 3, :func:`fit_probe`: multinomial logistic regression on frozen normalised target
-  features of the n labeled samples (re-exported from :mod:`cmcd_theory.probe`);
+  features of the n labeled samples (re-exported from :mod:`cmcd_theory.learn.probe`);
 * the supervised-only baseline, :func:`train_supervised`.
 
 Every function is pure, takes an explicit PRNG key and runs under ``jit`` and ``vmap``
@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cmcd_theory import objectives
+from cmcd_theory.learn import objectives
 from cmcd_theory import validation as V
-from cmcd_theory.models import Encoder, normalize
-from cmcd_theory.probe import fit_probe, probe_error, probe_logits, probe_predict  # noqa: F401
+from cmcd_theory.learn.models import Encoder, normalize
+from cmcd_theory.learn.probe import fit_probe, probe_error, probe_logits, probe_predict  # noqa: F401
 
 DISTILL_METHODS = ("cmc", "cmd", "l2")
 
@@ -102,7 +102,7 @@ def train_ssl(key: jax.Array, encoder: Encoder, x: jax.Array,
 
     Args:
       key: PRNG key (initialisation, batches, views).
-      encoder: the :class:`~cmcd_theory.models.Encoder` to train.
+      encoder: the :class:`~cmcd_theory.learn.models.Encoder` to train.
       x: the M unlabeled samples, shape (M, ...), what ``augment`` takes.
       augment: ``(key, x_batch) -> (view1, view2)``, each (B, d_in).
       cfg: :class:`TrainConfig`.
@@ -174,7 +174,7 @@ def train_distill(key: jax.Array, student: Encoder, x_b: jax.Array, z_a: jax.Arr
 
     Args:
       key: PRNG key (initialisation, batches).
-      student: the target :class:`~cmcd_theory.models.Encoder`.
+      student: the target :class:`~cmcd_theory.learn.models.Encoder`.
       x_b: target inputs of the pairs, (m, d_B).
       z_a: the frozen teacher's normalised features of the paired source inputs, (m, p).
       method: ``"cmc"`` (O2), ``"cmd"`` (O3) or ``"l2"`` (O4).

@@ -1,6 +1,6 @@
 """Where a sweep's chunks run: this process, or the worker processes of a Dask cluster.
 
-:func:`engine` turns the ``cluster=`` argument of :func:`cmcd_theory.sweep.run_sweep` into an
+:func:`engine` turns the ``cluster=`` argument of :func:`cmcd_theory.sweeps.sweep.run_sweep` into an
 object with ``n_workers``, ``retried`` and ``run(fn, world, pipeline, chunks, postprocess,
 retries)``, a generator of ``(chunk, rows)`` in the order chunks finish:
 
@@ -16,7 +16,8 @@ the task fail and submits it again (up to ``retries`` times per chunk; the embed
 reports a dead worker's tasks to the driver at once instead of rescheduling them itself). A
 worker keeps its compiled programs and stage-1 teachers across chunks (module-level caches in
 the worker process), and every process shares JAX's persistent compilation cache on disk
-(:func:`cmcd_theory.devices.setup_jax`). Rows come back to the driver, which alone writes them.
+(:func:`cmcd_theory.sweeps.devices.setup_jax`). Rows come back to the driver, which alone
+writes them.
 
 Workers import the toolkit afresh: a channel registered at run time
 (:func:`cmcd_theory.worlds.register_channel`) exists in the driver only, so register it in the
@@ -48,7 +49,7 @@ def _task(fn, world, pipeline, chunk, postprocess):
     """One chunk on a worker (JAX set up once per worker process)."""
     global _WORKER_READY
     if not _WORKER_READY:
-        from cmcd_theory.devices import setup_jax
+        from cmcd_theory.sweeps.devices import setup_jax
         setup_jax()
         _WORKER_READY = True
     return fn(world, pipeline, chunk, postprocess)
@@ -118,7 +119,7 @@ def local_cluster(n_workers: int | None = None, **kwargs):
     import dask
     from distributed import Client, LocalCluster
 
-    from cmcd_theory.devices import jax_env
+    from cmcd_theory.sweeps.devices import jax_env
     n_workers = n_cores() if n_workers is None else n_workers
     opts = dict(n_workers=n_workers, threads_per_worker=1, processes=True,
                 dashboard_address=":0", silence_logs=logging.CRITICAL,

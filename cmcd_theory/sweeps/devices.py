@@ -3,19 +3,18 @@
 It points JAX's persistent compilation cache at one folder on disk, so that a program compiled
 once (by this process, an earlier run, or another sweep worker process) is read back instead of
 compiled again. The settings go into the environment as well as into ``jax.config``, so the
-processes a sweep starts (Dask workers, :mod:`cmcd_theory.cluster`) inherit them.
+processes a sweep starts (Dask workers, :mod:`cmcd_theory.sweeps.cluster`) inherit them.
 
 On a CPU-only installation it also has XLA compile the toolkit's programs at LLVM optimisation
 level 1 (:data:`CPU_OPT_LEVEL`) unless ``XLA_FLAGS`` already names a level: the programs are
-compiled once and run briefly, so compilation dominates; measured on 2 cores with an empty
-cache, level 1 takes 10-35% less CPU time than XLA's default for an experiment (convergence_m
-at 2 seeds: 104 -> 67 CPU-s) and computes the same functions (the values agree to float32
+compiled once and run briefly, so compilation dominates their cost, and level 1 compiles with
+less work than XLA's default while computing the same functions (the values agree to float32
 rounding: error columns identical, a few losses one ulp apart). Where a GPU plugin is
 installed the default is left alone.
 
 A sweep runs one XLA program at a time per process on the default device; parallelism over CPU
-cores comes from worker processes (:func:`cmcd_theory.sweep.run_sweep` with ``cluster=``), each
-of which can fail alone without taking the sweep down.
+cores comes from worker processes (:func:`cmcd_theory.sweeps.sweep.run_sweep` with
+``cluster=``), each of which can fail alone without taking the sweep down.
 """
 
 from __future__ import annotations
@@ -65,7 +64,8 @@ def jax_env(cache_dir: str | None = None) -> dict:
     """
     if cache_dir is None:
         cache_dir = os.environ.get(CACHE_ENV, default_cache_dir())
-    # programs of a sweep compile in 0.1-3 s each: cache them all, not only those over 1 s
+    # a sweep's many programs each compile quickly: cache them all (minimum compile time and
+    # entry size 0), not only those over JAX's default threshold of 1 s
     return {CACHE_ENV: cache_dir, "XLA_FLAGS": xla_flags(),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS":
                 os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),

@@ -5,7 +5,7 @@
 * shape-changing ("static") axes: ``channel, M, m, tau, encoder`` -- one compiled program
   per combination;
 * the ``method`` and ``n`` axes: every method at every label count n of a combination runs
-  in that same program, on the same data (:func:`~cmcd_theory.pipeline.run_downstream_ns`):
+  in that same program, on the same data (:func:`~cmcd_theory.learn.pipeline.run_downstream_ns`):
   the samples, the teacher's features and the encoder of every label-free route
   (distillation, target SSL) are computed once per (t, seed), not once per method and n;
   only the stage-3 probes and the supervised route run once per n;
@@ -14,23 +14,23 @@
 
 The work is split in three parts, each usable alone: :func:`plan_chunks` (which cells run
 together), :func:`run_chunk` (the rows of one chunk, a pure function of its arguments) and
-:mod:`cmcd_theory.sweep_io` (the CSV and JSON on disk); :mod:`cmcd_theory.cluster` decides
-where chunks run -- in this process one after the other, or as tasks of a Dask cluster whose
-worker processes can each fail alone (the chunk is run again, the sweep goes on).
+:mod:`cmcd_theory.sweeps.storage` (the CSV and JSON on disk); :mod:`cmcd_theory.sweeps.cluster`
+decides where chunks run -- in this process one after the other, or as tasks of a Dask cluster
+whose worker processes can each fail alone (the chunk is run again, the sweep goes on).
 
 It returns a pandas DataFrame with one row per (cell, method, seed). The stage-1 teacher
 depends on the seed and the source side only, so it is trained once per seed (vmapped) in
 each process and shared by every t, method, m and n of that seed; the result of a cell is the
-one :func:`run_pipeline` gives for the same key (up to float32 rounding of batched
-arithmetic). Each row carries the exact ground truth of its world
-(:func:`~cmcd_theory.pipeline.ground_truth`) and every metric of
-:func:`~cmcd_theory.pipeline.run_downstream_multi`.
+one :func:`~cmcd_theory.learn.pipeline.run_pipeline` gives for the same key (up to float32
+rounding of batched arithmetic). Each row carries the exact ground truth of its world
+(:func:`~cmcd_theory.learn.pipeline.ground_truth`) and every metric of
+:func:`~cmcd_theory.learn.pipeline.run_downstream_multi`.
 
 With ``out=...csv`` every chunk's rows land whole as it finishes, the grid and configuration
 are saved beside them as JSON, and a rerun skips the cells already in the CSV: a sweep killed
 midway keeps every finished chunk and resumes where it stopped.
 
-Command line: ``python -m cmcd_theory.sweep --help``.
+Command line: ``python -m cmcd_theory.sweeps.sweep --help``.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cmcd_theory import validation as V
-from cmcd_theory.pipeline import (METHODS, TEACHER_METHODS, PipelineConfig, ground_truth,
-                                  run_downstream_ns,
+from cmcd_theory.learn.pipeline import (METHODS, TEACHER_METHODS, PipelineConfig, ground_truth,
+                                  run_downstream_ns, seed_keys,
                                   source_world_config, teacher_config, train_teacher)
 from cmcd_theory.worlds import CHANNELS, WorldConfig, make_world
 
@@ -185,9 +185,9 @@ def plan_chunks(g: dict, done: set, chunk_size: int, min_chunks: int = 1) -> lis
 
     One program per combination of the static axes other than the method and n
     (:data:`PROGRAM_AXES`): all methods at all label counts of a (t, seed) cell share its data,
-    teacher features and label-free encoders (:func:`~cmcd_theory.pipeline.run_downstream_ns`);
-    (t, seed) cells missing different sets of (n, method) rows (a resumed sweep) go to
-    different programs.
+    teacher features and label-free encoders
+    (:func:`~cmcd_theory.learn.pipeline.run_downstream_ns`); (t, seed) cells missing different
+    sets of (n, method) rows (a resumed sweep) go to different programs.
     """
     outer = [a for a in STATIC_AXES if a not in PROGRAM_AXES]
     chunks = []
@@ -228,12 +228,6 @@ _TEACHERS: collections.OrderedDict = collections.OrderedDict()
 _TEACHERS_MAX = 256
 
 
-def seed_keys(seeds: Sequence[int]):
-    """Per-seed ``(teacher_key, downstream_key)``, exactly as :func:`run_pipeline` splits them."""
-    ks = jnp.stack([jax.random.key_data(jax.random.split(jax.random.key(s))) for s in seeds])
-    return jax.random.wrap_key_data(ks[:, 0]), jax.random.wrap_key_data(ks[:, 1])
-
-
 def _pad(items: list, size: int) -> list:
     return items + [items[-1]] * (size - len(items))
 
@@ -260,8 +254,8 @@ def run_chunk(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk,
               postprocess: Callable | None = None) -> list[dict]:
     """The rows of one chunk: a pure function of its arguments (so a lost chunk is recomputed
     with the same numbers wherever it runs). Every scalar that
-    :func:`~cmcd_theory.pipeline.ground_truth` and
-    :func:`~cmcd_theory.pipeline.run_downstream_ns` return becomes a column. ``postprocess``
+    :func:`~cmcd_theory.learn.pipeline.ground_truth` and
+    :func:`~cmcd_theory.learn.pipeline.run_downstream_ns` return becomes a column. ``postprocess``
     gets the pipeline config of the row's own n."""
     cell = dict(chunk.cell)
     wc, pc = cell_config(world, pipeline, {**cell, "n": chunk.ns[0]})
@@ -305,12 +299,12 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
       grid: axis name -> list of values, axes among :data:`GRID_AXES` (``seed`` is given by
         ``seeds``). Missing axes take the base configs' values; ``method`` defaults to cmc.
       world: base :class:`~cmcd_theory.worlds.WorldConfig`.
-      pipeline: base :class:`~cmcd_theory.pipeline.PipelineConfig`.
+      pipeline: base :class:`~cmcd_theory.learn.pipeline.PipelineConfig`.
       seeds: number of seeds (0..S-1) or an explicit list.
       out: CSV path; each chunk's rows land whole as it finishes, the grid and configs go to
         ``<out>.json``, and cells already in the CSV are skipped (a partial last row left by a
-        crash is dropped and recomputed). See :mod:`cmcd_theory.sweep_io` for what an existing
-        ``out`` may hold.
+        crash is dropped and recomputed). See :mod:`cmcd_theory.sweeps.storage` for what an
+        existing ``out`` may hold.
       postprocess: optional ``f(world, cfg, method, t, seed, metrics, artifacts) -> dict`` of
         extra columns, called on host arrays for every new row (e.g. bounds); it runs where the
         chunk runs, so on a cluster it must be picklable.
@@ -323,16 +317,31 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
         Otherwise a Dask ``distributed.Client``, a Dask cluster object, a scheduler address
         (``"tcp://host:8786"``), ``"local"`` (an embedded ``LocalCluster``, one single-threaded
         worker process per core) or an int (a ``LocalCluster`` of that many workers); see
-        :mod:`cmcd_theory.cluster`. A chunk whose worker dies or raises is run again.
+        :mod:`cmcd_theory.sweeps.cluster`. A chunk whose worker dies or raises is run again.
       retries: how many times a failed chunk is run again before the sweep gives up (cluster).
 
     Returns:
-      DataFrame with the grid columns, the world's ground truth (``tv_latent``, ``bayes_A``,
-      ``bayes_B``, ...) and the metrics of :func:`~cmcd_theory.pipeline.run_downstream`: the
-      rows of the cells of ``grid`` (resumed ones first). ``df.attrs["sweep"]`` holds the run's
-      counts (``computed``, ``resumed``, ``retried`` rows/chunks, ``wall_s``).
+      DataFrame of the rows of the cells of ``grid`` (resumed ones first), one per (cell,
+      method, seed), with the columns
+
+      * grid axes: ``channel, M, m, n, tau, encoder``, then ``method, t, seed``;
+      * exact ground truth at ``t`` (:func:`~cmcd_theory.learn.pipeline.ground_truth`):
+        ``tv_latent`` (``sum_y pi_y TV(law(s|y), law(s_B|y))``, G2), ``bayes_A`` / ``bayes_B``
+        (eps*_A, eps*_B; ``bayes_B`` NaN for a channel with no exact form), ``pair_agreement``
+        (``P(y_B = y)``, G7);
+      * the metrics of the row's method (route; :func:`~cmcd_theory.learn.pipeline.run_downstream`),
+        NaN where they do not apply: ``err_B`` (target test error of its stage-3 probe, or of
+        the supervised head, on ``n_test`` held-out rows); for the distillation routes
+        ``err_A_head`` (that probe on the teacher's source features), ``err_A_probe`` (a probe
+        fitted on the source features of the n labeled rows), ``distill_train_loss`` /
+        ``distill_pop_loss`` / ``distill_gap`` (stage-2 tuple loss on the m pairs, on ``n_pop``
+        fresh pairs, and pop minus train), ``student_norm`` (Frobenius norm of the student
+        params), ``sum_sq_inputs`` (B4's S: squared clipped target inputs of the tuples);
+      * the columns ``postprocess`` returns, if any.
+
+      ``df.attrs["sweep"]`` holds the run's bookkeeping: ``computed`` and ``resumed`` rows,
+      ``retried_chunks``, ``chunks`` and ``wall_s``.
     """
-    from cmcd_theory import cluster as cluster_mod, sweep_io
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -340,11 +349,41 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
     t_start = time.perf_counter()
     g = _normalise_grid(grid, world, pipeline, seeds)
     config = {"grid": g, "world": world.as_dict(), "pipeline": _jsonable(pipeline.as_dict())}
-    store = sweep_io.open_store(out, config, extend=extend, overwrite=overwrite) if out else None
+    store, old, done = _open_store(out, config, g, extend, overwrite)
+    new_rows, retried, n_chunks = _compute(g, done, world, pipeline, store, postprocess=postprocess,
+                                           chunk_size=chunk_size, progress=progress,
+                                           cluster=cluster, retries=retries)
+    if store is not None:  # every cell asked for is in; the recorded grid may be larger
+        store.write_config(complete=store.asked_whole_grid or store.was_complete)
+    df = pd.DataFrame(new_rows)
+    if old is not None and len(old):
+        df = pd.concat([old, df], ignore_index=True) if len(df) else old
+    wall = time.perf_counter() - t_start
+    df.attrs["sweep"] = {"computed": len(new_rows), "resumed": 0 if old is None else len(old),
+                         "retried_chunks": retried, "chunks": n_chunks, "wall_s": wall}
+    if progress:
+        print(summary_line(df.attrs["sweep"]), file=sys.stderr)
+    return df
+
+
+def _open_store(out: str | None, config: dict, g: dict, extend: bool, overwrite: bool):
+    """``(store, old, done)``: the :mod:`~cmcd_theory.sweeps.storage` store at ``out`` (None
+    without ``out``), its rows that are cells of ``g`` (None: no file) and their cell ids."""
+    from cmcd_theory.sweeps import storage
+    store = storage.open_store(out, config, extend=extend, overwrite=overwrite) if out else None
     old = store.rows if store is not None else None
     if old is not None:
         old = old[_in_grid(old, g)].reset_index(drop=True)
     done = {_cell_id(r) for r in old.to_dict("records")} if old is not None else set()
+    return store, old, done
+
+
+def _compute(g: dict, done: set, world: WorldConfig, pipeline: PipelineConfig, store, *,
+             postprocess, chunk_size: int, progress: bool, cluster, retries: int):
+    """Run the chunks of the cells of ``g`` not in ``done`` where ``cluster`` says; each
+    chunk's rows are appended to ``store`` (if any) as it finishes. Returns ``(rows, retried
+    chunks, chunks)``."""
+    from cmcd_theory.sweeps import cluster as cluster_mod
     if not plan_chunks(g, done, chunk_size):
         cluster = None  # everything is in the file: start no cluster
     with cluster_mod.engine(cluster) as eng:
@@ -360,17 +399,7 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
             bar.update(chunk.n_rows)
         bar.close()
         retried = eng.retried
-    if store is not None:  # every cell asked for is in; the recorded grid may be larger
-        store.write_config(complete=store.asked_whole_grid or store.was_complete)
-    df = pd.DataFrame(new_rows)
-    if old is not None and len(old):
-        df = pd.concat([old, df], ignore_index=True) if len(df) else old
-    wall = time.perf_counter() - t_start
-    df.attrs["sweep"] = {"computed": len(new_rows), "resumed": 0 if old is None else len(old),
-                         "retried_chunks": retried, "chunks": len(chunks), "wall_s": wall}
-    if progress:
-        print(summary_line(df.attrs["sweep"]), file=sys.stderr)
-    return df
+    return new_rows, retried, len(chunks)
 
 
 def summary_line(stats: dict) -> str:
@@ -491,8 +520,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.workers is not None and args.scheduler != "local":
         p.error(f"argument --workers: only with --scheduler local, got --scheduler {args.scheduler}")
-    from cmcd_theory import sweep_io
-    from cmcd_theory.devices import setup_jax
+    from cmcd_theory.sweeps import storage
+    from cmcd_theory.sweeps.devices import setup_jax
     setup_jax()
     pipe = quick_pipeline() if args.quick else PipelineConfig()
     grid = {"channel": list(args.channel), "t": list(args.t), "method": list(args.methods)}
@@ -506,7 +535,7 @@ def main(argv=None) -> int:
             return run_sweep(grid, pipeline=pipe, seeds=args.seeds, out=args.out, overwrite=args.overwrite,
                              extend=args.extend, progress=not args.no_progress, cluster=cluster,
                              chunk_size=args.chunk_size)
-        except sweep_io.SweepConfigError as e:
+        except storage.SweepConfigError as e:
             raise ValueError(f"--out: {e}") from None
 
     df = V.cli(run, None, prog=PROG)
