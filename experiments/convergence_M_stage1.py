@@ -108,7 +108,7 @@ def findings(df: pd.DataFrame) -> dict:
 
 def plot(df: pd.DataFrame, args, f: dict) -> None:
     plt = common.pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.8))
     s = gap_summary(df, "M", "ssl_gap")
     s = s.merge(common.summarize(df, ["M"], ["b5n_gap"]).drop(columns="n_seeds"), on="M")
     draw_gap(a1, s, "M", "ssl_gap", color="tab:purple", marker="D", label="O1 (stage 1)",
@@ -120,7 +120,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     a1.set_xlabel("source samples M (count, log scale)")
     a1.set_ylabel("population - training O1 loss (nats)")
     a1.set_title("Stage-1 generalisation gap and B5n")
-    a1.legend(fontsize=8)
+    a1.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
     cols = ["ssl_train_loss", "ssl_pop_loss", "b5n_pop_loss_stochastic", "b5n_total"]
     sc = common.summarize(df, ["M"], cols)
     styles = {"ssl_train_loss": dict(color="tab:blue", marker="o", label="training loss (trained encoder)"),
@@ -128,14 +128,18 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
               "b5n_pop_loss_stochastic": dict(color="tab:green", marker="^",
                                               label="population loss (perturbed encoder, what B5n bounds)"),
               "b5n_total": dict(color="tab:red", marker="v", linestyle="--", label="B5n (delta = 0.05)")}
-    for c in cols:
-        common.band(a2, sc["M"], sc[f"{c}_mean"], sc[f"{c}_lo"], sc[f"{c}_hi"], **styles[c])
-    a2.axhline(f["log_N"], color="k", linestyle=":", lw=1, label=f"log N = {f['log_N']:.2f} (vacuous above)")
+    for i, c in enumerate(cols[:3]):  # nearly equal losses: side by side, with error bars
+        common.interval_bars(a2, common.dodge(sc["M"], i, 3, 0.16, log=True), sc[f"{c}_mean"],
+                             sc[f"{c}_lo"], sc[f"{c}_hi"], **styles[c])
+    c = cols[3]
+    common.band(a2, sc["M"], sc[f"{c}_mean"], sc[f"{c}_lo"], sc[f"{c}_hi"], **styles[c])
+    common.reference_line(a2, f["log_N"], f"log N = {f['log_N']:.2f}: vacuous above", color="black",
+                          ls=":", label=f"log N = {f['log_N']:.2f} (vacuous above)")
     a2.set_xscale("log")
     a2.set_xlabel("source samples M (count, log scale)")
     a2.set_ylabel("O1 tuple loss (nats)")
     a2.set_title("Stage-1 losses and the certified B5n")
-    a2.legend(fontsize=8)
+    a2.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
     common.count_ticks((a1, a2), df["M"].unique())
     fig.suptitle(f"Convergence in the number of source samples ({common.interval_note(args)})")
     fig.tight_layout()

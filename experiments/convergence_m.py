@@ -119,11 +119,14 @@ def findings(df: pd.DataFrame) -> dict:
 
 def plot(df: pd.DataFrame, args, f: dict) -> None:
     plt = common.pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.8))
     s = common.summarize(df, ["method", "m"], ["distill_gap", "b4_gap"])
     b4_styles = {"cmc": dict(linestyle="--", marker="s"), "cmd": dict(linestyle=":", marker="o")}
-    for me in dict.fromkeys(s["method"]):
+    methods = list(dict.fromkeys(s["method"]))
+    for i, me in enumerate(methods):
         g = s[s["method"] == me].sort_values("m")
+        # methods side by side at each m (a factor within 1.1): equal gaps keep both intervals
+        g = g.assign(m=common.dodge(g["m"], i, len(methods), 0.1, log=True))
         st = common.METHOD_STYLE[me]
         slope = f.get(f"gap_loglog_slope[{me}]", np.nan)
         half = f.get(f"gap_loglog_slope_ci95_halfwidth[{me}]", np.nan)
@@ -136,7 +139,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     a1.set_xlabel("unlabeled pairs m (count, log scale)")
     a1.set_ylabel("population - training tuple loss (nats)")
     a1.set_title("Stage-2 generalisation gap and B4")
-    a1.legend(fontsize=8)
+    a1.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
     sc = common.summarize(df[df["method"] == "cmc"], ["t", "m"], ["err_B", "bayes_B", "tv_latent"])
     colors = ["tab:blue", "tab:orange", "tab:red", "tab:green"]
     for c, t in zip(colors, dict.fromkeys(sc["t"])):
@@ -149,7 +152,7 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     a2.set_xlabel("unlabeled pairs m (count, log scale)")
     a2.set_ylabel("target test error $R_B$ (fraction)")
     a2.set_title("Target error against m: distance-dependent floor")
-    a2.legend(fontsize=8)
+    a2.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
     common.count_ticks((a1, a2), df["m"].unique())
     fig.suptitle(f"Convergence in the number of pairs ({common.interval_note(args)})")
     fig.tight_layout()

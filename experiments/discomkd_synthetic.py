@@ -10,7 +10,7 @@ classifier's certified lower bound ``tv_lower`` and its point estimate ``tv_esti
 features are its normalised modality-invariant parts; CMCD's are the normalised teacher and
 student features.
 
-    python -m experiments.discomkd_synthetic [--quick] [--seeds S]
+    python -m experiments.discomkd_synthetic [--quick] [--seeds S] [--plot-only]
 """
 
 from __future__ import annotations
@@ -53,7 +53,11 @@ def main(argv=None) -> pd.DataFrame:
     args = common.parse_args(argv, __doc__.split("\n")[0],
                              default_seeds=(grid(True)["seeds"], grid(False)["seeds"]),
                              prog=f"python -m experiments.{NAME}",
-                             epilog=common.OUTPUTS + common.NO_RESUME)
+                             epilog=common.OUTPUTS + common.NO_RESUME, plot_only=True)
+    if args.plot_only:  # the figure from the saved CSV, nothing trained
+        df, _ = common.load_results(NAME, args)
+        _plot(df, args)
+        return df
     t0 = time.perf_counter()
     g = grid(args.quick)
     seeds = args.seeds
@@ -115,32 +119,42 @@ def main(argv=None) -> pd.DataFrame:
     return df
 
 
+STYLE = {"cmc": common.METHOD_STYLE["cmc"],
+         "discomkd": dict(color="tab:purple", marker="P", label="DisCoM-KD")}
+
+
 def _plot(df, args):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Target error (left, beside eps*_B) and the estimated TV between learned source and target
+    features (right, beside its maximum 1) against TV_latent: per method and n, mean and 95%
+    interval over seeds, the curves side by side at each distance."""
+    plt = common.pyplot()
     ns = sorted(df.n.unique())
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for n, ls in zip(ns, ["-", "--"]):
-        for m, c in [("cmc", "tab:orange"), ("discomkd", "tab:purple")]:
-            d = df[(df.n == n) & (df.method == m)].groupby("tv_latent")[["err_B", "tv_estimate"]].mean()
-            axes[0].plot(d.index, d.err_B, ls, color=c, marker="o", label=f"{m}, n={n}")
-            axes[1].plot(d.index, d.tv_estimate, ls, color=c, marker="o", label=f"{m}, n={n}")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharex=True)
+    s = common.summarize(df, ["method", "n", "tv_latent"], ["err_B", "tv_estimate"])
+    curves = [(m, n, ls) for n, ls in zip(ns, ["-", "--", ":"])
+              for m in STYLE if m in set(s.method)]
+    width = 0.06 * float(np.ptp(s["tv_latent"]) or 1.0)
+    for i, (m, n, ls) in enumerate(curves):
+        g = s[(s.method == m) & (s.n == n)].sort_values("tv_latent")
+        st = dict(STYLE[m], linestyle=ls, label=f"{STYLE[m]['label']}, n = {n}")
+        x = common.dodge(g.tv_latent, i, len(curves), width)
+        common.interval_bars(axes[0], x, g.err_B_mean, g.err_B_lo, g.err_B_hi, **st)
+        common.interval_bars(axes[1], x, g.tv_estimate_mean, g.tv_estimate_lo, g.tv_estimate_hi,
+                             **st)
     b = df.groupby("tv_latent").bayes_B.mean()
-    axes[0].plot(b.index, b.values, "k:", label=r"$\epsilon^*_B$")
+    axes[0].plot(b.index, b.values, "k-", lw=2, label=r"$\varepsilon^*_B$ (Bayes floor, exact)")
+    axes[1].axhline(1.0, color="dimgray", ls="--", lw=1.2, label="TV = 1: fully separable")
+    axes[1].set_ylim(0, 1.08)
     axes[0].set_ylabel("target test error $R_B$ (fraction)")
-    axes[1].set_ylabel("estimated TV of learned features")
+    axes[1].set_ylabel("estimated TV of learned features\n(2 acc - 1, two-sample classifier)")
     for ax in axes:
         ax.set_xlabel(r"modality distance $TV_{latent}$ (exact)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     fig.suptitle("DisCoM-KD vs CMCD (CMC), n labeled pairs, attenuate world "
-                 f"({'mean over seeds' if args.seeds > 1 else 'one seed'})")
+                 f"({common.interval_note(args)})")
     fig.tight_layout()
+    common.legend_below(fig, axes, ncol=3)
     os.makedirs(args.fig_dir, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(os.path.join(args.fig_dir, f"{NAME}.{ext}"), dpi=120)
-    plt.close(fig)
+    common.save_fig(fig, NAME, args)
 
 
 if __name__ == "__main__":

@@ -43,29 +43,40 @@ def findings(d: pd.DataFrame) -> dict:
 
 
 def plot(d: pd.DataFrame, args, f: dict) -> None:
+    """Per channel (rows): the learned-feature TV of each loss beside TV_latent (left), and each
+    loss's excess error R_B - eps*_B over the Bayes floor with its 95% interval, the losses side
+    by side at each t (right: on the 0-1 scale they and eps*_B are one line)."""
     plt = common.pyplot()
     chans = list(dict.fromkeys(d["channel"]))
-    fig, axes = plt.subplots(len(chans), 2, figsize=(11, 4.2 * len(chans)), squeeze=False)
-    s = common.summarize(d, ["channel", "method", "t"], ["tv_features", "err_B", "tv_latent", "bayes_B"])
+    fig, axes = plt.subplots(len(chans), 2, figsize=(11, 3.9 * len(chans)), squeeze=False,
+                             sharex=True, sharey="col")
+    d = d.assign(excess=d["err_B"] - d["bayes_B"])
+    s = common.summarize(d, ["channel", "method", "t"], ["tv_features", "excess", "tv_latent"])
+    width = 0.05 * float(np.ptp(s["t"]) or 1.0)
     for row, ch in zip(axes, chans):
         sc = s[s["channel"] == ch]
-        for me in dict.fromkeys(sc["method"]):
+        methods = list(dict.fromkeys(sc["method"]))
+        for i, me in enumerate(methods):
             g = sc[sc["method"] == me].sort_values("t")
             st = common.METHOD_STYLE[me]
-            common.band(row[0], g["t"], g["tv_features_mean"], g["tv_features_lo"], g["tv_features_hi"], **st)
-            common.band(row[1], g["t"], g["err_B_mean"], g["err_B_lo"], g["err_B_hi"], **st)
+            common.band(row[0], g["t"], g["tv_features_mean"], g["tv_features_lo"],
+                        g["tv_features_hi"], **st)
+            common.interval_bars(row[1], common.dodge(g["t"], i, len(methods), width),
+                                 g["excess_mean"], g["excess_lo"], g["excess_hi"], **st)
         g = sc.drop_duplicates("t").sort_values("t")
         row[0].plot(g["t"], g["tv_latent_mean"], "k--", label="$TV_{latent}$ (exact)")
-        row[1].plot(g["t"], g["bayes_B_mean"], "k-", lw=2, label=r"$\varepsilon^*_B$")
-        row[0].set_ylabel("TV of learned features (MC estimate)")
-        row[1].set_ylabel("target test error $R_B$ (fraction)")
+        common.reference_line(row[1], 0.0, r"Bayes floor $\varepsilon^*_B$ (excess 0)",
+                              color="black", ls="-", where=0.01, below=True)
+        row[0].set_ylabel("TV of learned features\n(MC estimate)")
+        row[1].set_ylabel("excess error $R_B - \\varepsilon^*_B$\n(fraction)")
         row[0].set_title(f"{ch}: distance between learned features")
-        row[1].set_title(f"{ch}: target error")
+        row[1].set_title(f"{ch}: target error above the Bayes floor")
         for ax in row:
             ax.set_xlabel("channel knob t (dimensionless)")
-            ax.legend(fontsize=8)
+            ax.tick_params(labelbottom=True)
     fig.suptitle(f"Stage-2 losses at equal budgets ({common.interval_note(args)})")
     fig.tight_layout()
+    common.legend_below(fig, axes, ncol=4)
     common.save_fig(fig, NAME, args)
 
 

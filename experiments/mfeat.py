@@ -559,21 +559,24 @@ def plot(df: pd.DataFrame, stem: pathlib.Path) -> None:
     fig = plt.figure(figsize=(3.3 * ncol, 8.0))
     gs = fig.add_gridspec(2, ncol, height_ratios=[1, 1.15], hspace=0.38, wspace=0.32,
                           left=0.06, right=0.985, top=0.91, bottom=0.08)
+    top = None
     for i, view in enumerate(views):
-        ax = fig.add_subplot(gs[0, i])
-        for method in METHODS:
+        # one error scale for every view (they compare); methods side by side at each n
+        ax = top = fig.add_subplot(gs[0, i], sharey=top)
+        for j, method in enumerate(METHODS):
             s = summary[(summary["target_view"] == view) & (summary["method"] == method)]
             st = STYLE[method]
-            ax.errorbar(s["n"], s["err_B"], yerr=s["err_B_ci"].fillna(0), marker=st["marker"],
-                        ms=4, capsize=2, label=st["label"], color=st["color"], lw=1.2)
+            ax.errorbar(common.dodge(s["n"], j, len(METHODS), 0.3, log=True), s["err_B"],
+                        yerr=s["err_B_ci"].fillna(0), marker=st["marker"], ms=4, capsize=2,
+                        label=st["label"], color=st["color"], lw=1.2)
         ax.set_xscale("log")
         ax.set_xticks(ns, [str(n) for n in ns])
         ax.minorticks_off()
-        ax.set_title(f"B = {view} ({mfeat.VIEWS[view]} features)", fontsize=10)
-        ax.set_xlabel("n labels (n labeled pairs for DisCoM-KD)", fontsize=8)
+        ax.set_title(f"B = {view} ({mfeat.VIEWS[view]} features)", fontsize=10.5)
+        ax.set_xlabel("n labels (labeled pairs for DisCoM-KD)", fontsize=9.5)
         if i == 0:
             ax.set_ylabel("target test error err_B")
-        ax.tick_params(labelsize=8)
+        ax.tick_params(labelsize=9)
     handles, labels = fig.axes[0].get_legend_handles_labels()
 
     ax = fig.add_subplot(gs[1, : ncol - 2])

@@ -106,11 +106,12 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     settings = list(df.groupby(["q", "sigma_nu", "rho"]).groups)
     chans = list(dict.fromkeys(df["channel"]))
     fig, axes = plt.subplots(len(chans), 1, figsize=(max(6.4, 1.3 * len(settings) + 2), 4.4 * len(chans)),
-                             squeeze=False)
+                             squeeze=False, sharey=True)  # one error scale: the channels compare
     for ax, ch in zip(axes[:, 0], chans):
         _bars(ax, df[df["channel"] == ch], settings, f["eps_star_B"][ch], ch,
               common.interval_note(args))
     fig.tight_layout()
+    common.legend_below(fig, axes, ncol=6)
     common.save_fig(fig, NAME, args)
 
 
@@ -127,13 +128,15 @@ def _bars(ax, df, settings, eps, ch, note):
         st = common.METHOD_STYLE[me]
         ax.bar(x, mean, width, yerr=np.where(np.isfinite(err), err, 0), color=st["color"],
                label=st["label"], capsize=2)
-    ax.axhline(eps, color="black", linestyle=":", label=r"$\varepsilon^*_B$ (exact)")
+    ax.axhline(eps, color="black", linestyle=":", lw=1.5,
+               label=r"$\varepsilon^*_B$ (Bayes floor, exact)")
     ax.set_xticks(np.arange(len(settings)))
-    ax.set_xticklabels([f"q={q}\n$\\sigma_\\nu$={sn:g}\n$\\rho$={r:g}" for q, sn, r in settings], fontsize=8)
+    ax.set_xticklabels([f"q={q}\n$\\sigma_\\nu$={sn:g}\n$\\rho$={r:g}" for q, sn, r in settings],
+                       fontsize=9.5)
+    ax.tick_params(labelleft=True)
     ax.set_ylabel("target test error $R_B$ (fraction)")
     ax.set_title(f"Nuisance world, {ch} t={T}, n=64: routes and stage-2 losses "
                  f"({note})")
-    ax.legend(fontsize=7, ncol=2)
 
 
 def config(args) -> dict:

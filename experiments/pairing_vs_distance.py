@@ -81,33 +81,49 @@ def findings(df: pd.DataFrame) -> dict:
     return f
 
 
+def _channel_row(row, sc: pd.DataFrame, width: float) -> None:
+    """One pairing channel: each method's error with its interval, side by side at each t
+    (left), and its B1b and probe certificate with the vacuity level 1 (right). B1a equals
+    eps*_B here (TV_latent = 0), so one line shows both."""
+    methods = [m for m in METHODS if m in set(sc["method"])]
+    curves = [(sc[sc["method"] == me].sort_values("t"), common.METHOD_STYLE[me]) for me in methods]
+    for i, (g, st) in enumerate(curves):
+        common.interval_bars(row[0], common.dodge(g["t"], i, len(methods), width),
+                             g["err_B_mean"], g["err_B_lo"], g["err_B_hi"], **st)
+    for g, st in curves:  # in this order, the figure legend reads one column per quantity
+        common.band(row[1], g["t"], g["b1b_mean"], g["b1b_lo"], g["b1b_hi"],
+                    **{**st, "label": f"B1b {st['label']}"})
+    for g, st in curves:
+        row[1].plot(g["t"], g["certificate_mean"], color=st["color"], linestyle=":",
+                    marker=st["marker"], mfc="none", label=f"probe certificate {st['label']}")
+    g = sc.drop_duplicates("t").sort_values("t")
+    floor = r"$\varepsilon^*_B$ (exact) = B1a: $\varepsilon^*_A + TV_{latent}$"
+    for ax, label in zip(row, ("_floor", floor)):
+        ax.plot(g["t"], g["bayes_B_mean"], "k-", lw=2, zorder=1.6, label=label)
+    common.reference_line(row[1], 1.0, common.VACUOUS, where=0.01)
+
+
 def plot(df: pd.DataFrame, args, f: dict) -> None:
+    """Rows: the pairing channels; columns: measured error (one y range for every channel, so
+    that their degradations compare) and the bounds (one y range, vacuity level 1 marked)."""
     plt = common.pyplot()
     chans = list(dict.fromkeys(df["channel"]))
-    fig, axes = plt.subplots(len(chans), 2, figsize=(11.5, 4.3 * len(chans)), squeeze=False)
+    fig, axes = plt.subplots(len(chans), 2, figsize=(11.5, 4.1 * len(chans)), squeeze=False,
+                             sharex=True, sharey="col")
     s = common.summarize(df, ["channel", "method", "t"], ["err_B", "b1b", "certificate", "b1a", "bayes_B"])
+    width = 0.06 * float(np.ptp(s["t"]) or 1.0)
     for row, ch in zip(axes, chans):
-        sc = s[s["channel"] == ch]
-        for me in [m for m in METHODS if m in set(sc["method"])]:
-            g = sc[sc["method"] == me].sort_values("t")
-            st = common.METHOD_STYLE[me]
-            common.band(row[0], g["t"], g["err_B_mean"], g["err_B_lo"], g["err_B_hi"], **st)
-            common.band(row[1], g["t"], g["b1b_mean"], g["b1b_lo"], g["b1b_hi"],
-                        **{**st, "label": f"B1b {st['label']}"})
-            row[1].plot(g["t"], g["certificate_mean"], color=st["color"], linestyle=":", marker=st["marker"],
-                        label=f"probe certificate {st['label']}")
-        g = sc.drop_duplicates("t").sort_values("t")
+        _channel_row(row, s[s["channel"] == ch], width)
         for ax in row:
-            ax.plot(g["t"], g["b1a_mean"], "k--", label=r"B1a: $\varepsilon^*_A + TV_{latent}$ (flat)")
-            ax.plot(g["t"], g["bayes_B_mean"], "k-", lw=2, label=r"$\varepsilon^*_B$ (exact)")
             ax.set_xlabel(f"{ch} knob t (fraction of pairs {'mispaired' if ch == 'mispair' else 'resampled'})")
-            ax.legend(fontsize=7)
+            ax.tick_params(labelbottom=True)
         row[0].set_ylabel("target test error $R_B$ (fraction)")
-        row[1].set_ylabel("bound value (fraction; > 1 vacuous)")
+        row[1].set_ylabel("bound value (fraction)")
         row[0].set_title(f"{ch}: measured error (TV_latent = 0 for every t)")
         row[1].set_title(f"{ch}: what the bounds say")
     fig.suptitle(f"Pairing vs distance (linear maps and encoders; {common.interval_note(args)})")
     fig.tight_layout()
+    common.legend_below(fig, axes, ncol=4)
     common.save_fig(fig, NAME, args)
 
 

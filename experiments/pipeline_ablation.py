@@ -57,17 +57,21 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     labels = {"cmc": "source SSL -> distill (CMC) -> probe", "target_ssl": "target SSL -> probe",
               "supervised": "supervised only", "oracle": "oracle probe on s_B"}
-    for me in dict.fromkeys(s["method"]):
+    methods = list(dict.fromkeys(s["method"]))
+    for i, me in enumerate(methods):  # side by side at each n: overlapping bands hid each other
         g = s[s["method"] == me].sort_values("n")
-        common.band(ax, g["n"], g["err_B_mean"], g["err_B_lo"], g["err_B_hi"],
-                    **{**common.METHOD_STYLE[me], "label": labels[me]})
-    ax.axhline(f["eps_star_B"], color="black", linestyle=":", label=r"$\varepsilon^*_B$")
+        common.interval_bars(ax, common.dodge(g["n"], i, len(methods), 0.2, log=True),
+                             g["err_B_mean"], g["err_B_lo"], g["err_B_hi"],
+                             **{**common.METHOD_STYLE[me], "label": labels[me]})
+    common.reference_line(ax, f["eps_star_B"], r"$\varepsilon^*_B$ (Bayes floor, exact)",
+                          color="black", ls=":", where=0.01, below=True)
+    ax.set_ylim(bottom=f["eps_star_B"] - 0.03)  # room for the floor's label under its line
     ax.set_xscale("log")
     common.count_ticks((ax,), df["n"].unique())
     ax.set_xlabel("labeled target samples n (count, log scale)")
     ax.set_ylabel("target test error $R_B$ (fraction)")
     ax.set_title(f"Pipeline ablation (attenuate, t={T}; {common.interval_note(args)})")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9, loc="upper right")
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 

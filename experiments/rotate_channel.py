@@ -57,41 +57,68 @@ def findings(df: pd.DataFrame) -> dict:
     return f
 
 
-def plot(df: pd.DataFrame, args, f: dict) -> None:
-    plt = common.pyplot()
-    cols = [c for c in ("err_B", "tv_latent", "bayes_A", "bayes_B", "tv_features", "tv_features_upper",
-                        "b1b_total") if c in df]
-    s = common.summarize(df, ["method", "t"], cols)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4))
-    g0 = s.drop_duplicates("t").sort_values("t")
-    a1.plot(g0["t"], g0["tv_latent_mean"], "k--", lw=2, label="$TV_{latent}$ (exact, nominal)")
+def _distance_panel(ax, s: pd.DataFrame, g0: pd.DataFrame) -> None:
+    """TV_latent (nominal) beside the learned-feature TV of CMC and L2 and its certified end."""
+    ax.plot(g0["t"], g0["tv_latent_mean"], "k--", lw=2, label="$TV_{latent}$ (exact, nominal)")
     for me in ("cmc", "l2"):
         g = s[s["method"] == me].sort_values("t")
         if not len(g):
             continue
         st = common.METHOD_STYLE[me]
-        common.band(a1, g["t"], g["tv_features_mean"], g["tv_features_lo"], g["tv_features_hi"],
+        common.band(ax, g["t"], g["tv_features_mean"], g["tv_features_lo"], g["tv_features_hi"],
                     **{**st, "label": f"{st['label']}: TV of learned features (MC estimate)"})
-        a1.plot(g["t"], g["tv_features_upper_mean"], ":", color=st["color"],
-                label=f"{st['label']}: certified upper end")
-    a1.set_xlabel("rotation knob t (angle t*90 degrees)")
-    a1.set_ylabel("total variation distance")
-    a1.set_title("Nominal vs learned modality distance")
-    a1.legend(fontsize=8)
-    for me in dict.fromkeys(s["method"]):
-        g = s[s["method"] == me].sort_values("t")
-        common.band(a2, g["t"], g["err_B_mean"], g["err_B_lo"], g["err_B_hi"], **common.METHOD_STYLE[me])
-    a2.plot(g0["t"], g0["bayes_B_mean"], "k-", lw=2, label=r"$\varepsilon^*_B$")
-    a2.plot(g0["t"], g0["bayes_A_mean"] + g0["tv_latent_mean"], "k--",
-            label=r"$\varepsilon^*_A + TV_{latent}$ (B1a)")
+        ax.plot(g["t"], g["tv_features_upper_mean"], ":", color=st["color"],
+                label=f"{st['label']}: certified upper end of that TV")
+    ax.set_ylabel("total variation distance")
+    ax.set_title("Nominal vs learned modality distance")
+
+
+def _bound_panel(ax, s: pd.DataFrame, g0: pd.DataFrame) -> None:
+    """CMC's error against eps*_B and the two transfer bounds B1a and B1b."""
     g = s[s["method"] == "cmc"].sort_values("t")
-    a2.plot(g["t"], g["b1b_total_mean"], "-.", color="tab:orange", label="$R_A(h) + TV_{features}$ (B1b, CMC)")
-    a2.set_xlabel("rotation knob t (angle t*90 degrees)")
-    a2.set_ylabel("target test error $R_B$ (fraction)")
-    a2.set_title("Target error: which distance the bound needs")
-    a2.legend(fontsize=8)
+    ax.plot(g0["t"], g0["bayes_A_mean"] + g0["tv_latent_mean"], "k--",
+            label=r"$\varepsilon^*_A + TV_{latent}$ (B1a)")
+    ax.plot(g["t"], g["b1b_total_mean"], "-.", color="tab:orange",
+            label="$R_A(h) + TV_{features}$ (B1b, CMC)")
+    ax.plot(g0["t"], g0["bayes_B_mean"], "k-", lw=2.5,
+            label=r"$\varepsilon^*_B$ (Bayes floor, exact)")
+    common.band(ax, g["t"], g["err_B_mean"], g["err_B_lo"], g["err_B_hi"],
+                **{**common.METHOD_STYLE["cmc"], "ms": 4, "label": "CMC target error $R_B$"})
+    ax.set_ylim(0, None)
+    ax.set_ylabel("target test error $R_B$ (fraction)")
+    ax.set_title("Target error: which distance the bound needs")
+
+
+def _excess_panel(ax, s: pd.DataFrame) -> None:
+    """Every method's excess error over eps*_B, side by side at each t, with its interval."""
+    methods = list(dict.fromkeys(s["method"]))
+    for i, me in enumerate(methods):
+        g = s[s["method"] == me].sort_values("t")
+        common.interval_bars(ax, common.dodge(g["t"], i, len(methods), 0.06), g["excess_mean"],
+                             g["excess_lo"], g["excess_hi"], **common.METHOD_STYLE[me])
+    common.reference_line(ax, 0.0, r"Bayes floor $\varepsilon^*_B$ (excess 0)", color="black",
+                          ls="-", where=0.01, below=True)
+    ax.set_ylabel("excess error $R_B - \\varepsilon^*_B$ (fraction)")
+    ax.set_title("Every method above the floor")
+
+
+def plot(df: pd.DataFrame, args, f: dict) -> None:
+    """The nominal and learned distances, the error against B1a and B1b, and each method's
+    excess error over eps*_B (where the methods, all near the floor, can be told apart)."""
+    plt = common.pyplot()
+    cols = [c for c in ("err_B", "excess", "tv_latent", "bayes_A", "bayes_B", "tv_features",
+                        "tv_features_upper", "b1b_total") if c in df or c == "excess"]
+    s = common.summarize(df.assign(excess=df["err_B"] - df["bayes_B"]), ["method", "t"], cols)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), sharex=True)
+    g0 = s.drop_duplicates("t").sort_values("t")
+    _distance_panel(axes[0], s, g0)
+    _bound_panel(axes[1], s, g0)
+    _excess_panel(axes[2], s)
+    for ax in axes:
+        ax.set_xlabel("rotation knob t (angle t*90 degrees)")
     fig.suptitle(f"Rotate channel ({common.interval_note(args)})")
     fig.tight_layout()
+    common.legend_below(fig, axes, ncol=4)
     common.save_fig(fig, NAME, args)
 
 

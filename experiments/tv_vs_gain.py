@@ -65,7 +65,7 @@ def findings(d: pd.DataFrame) -> dict:
 def plot(d: pd.DataFrame, args, f: dict) -> None:
     plt = common.pyplot()
     s = common.summarize(d, ["channel", "method", "t"], ["tv_features", "gain"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = plt.subplots(figsize=(9.6, 5.0))
     fills = {"attenuate": "full", "noise": "none"}
     for (ch, me), g in s.groupby(["channel", "method"]):
         st = common.METHOD_STYLE[me]
@@ -75,14 +75,15 @@ def plot(d: pd.DataFrame, args, f: dict) -> None:
                                            g["tv_features_hi"] - g["tv_features_mean"]])),
                     fmt=st["marker"], color=st["color"], fillstyle=fills.get(ch, "full"), capsize=2,
                     label=f"{st['label']}, {ch}")
-    ax.axhline(0, color="gray", lw=0.8)
-    ax.text(0.03, 0.04, f"Spearman rho (TV_features, gain) = {f['spearman_tv_features_vs_gain[all]']:.2f}\n"
+    ax.axhline(0.0, color="black", lw=1.0, zorder=1.5, label="0: no gain over supervised-only")
+    ax.text(1.02, 0.0, f"Spearman rho (TV_features, gain) = {f['spearman_tv_features_vs_gain[all]']:.2f}\n"
             f"Spearman rho (TV_latent, gain) = {f['spearman_tv_latent_vs_gain[all]']:.2f}",
-            transform=ax.transAxes, fontsize=9, bbox=dict(facecolor="white", alpha=0.8))
+            transform=ax.transAxes, fontsize=9, va="bottom",
+            bbox=dict(facecolor="white", alpha=0.8))
     ax.set_xlabel("TV of learned features (Gaussian-track MC estimate)")
     ax.set_ylabel("gain over supervised-only: $R_B^{sup} - R_B$ (fraction)")
     ax.set_title(f"Learned modality distance vs gain ({common.interval_note(args)})")
-    ax.legend(fontsize=8, loc="upper right")
+    common.legend_right(ax, title="method, channel (hollow: noise)", title_fontsize=9)
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 

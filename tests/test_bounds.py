@@ -1,4 +1,4 @@
-"""Tests of cmcd_theory/bounds.py (docs/theory.md, B1-B6 and C).
+"""Tests of cmcd_theory/bounds/ (docs/theory.md, B1-B6 and C).
 
 Hand-computed cases write the arithmetic out with math.sqrt / math.log; the Lipschitz
 constants of B4 and B5 are checked against independent float64 numpy implementations of the
