@@ -192,7 +192,7 @@ def feature_gaussians(world: World, W: np.ndarray, modality: str, t: float | Non
     A = W @ Q
     k = cfg.latent_dim
     if modality == "A":
-        mu, std = cfg.class_means(), cfg.sigma
+        mu, std = cfg.source_class_means(), cfg.sigma  # s_A | y ~ N(mean, sigma^2 I), G8
         cov = std ** 2 * A @ A.T
     else:
         law = _law_B(cfg, cfg.t if t is None else float(t))

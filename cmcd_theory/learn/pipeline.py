@@ -11,7 +11,9 @@ the composition of
   :func:`run_downstream_ns` runs them at several label counts n, training every label-free
   stage (distillation, target SSL) once for all of them.
 
-Methods: ``cmc``, ``cmd``, ``l2`` (CMCD with the O2, O3, O4 stage-2 loss) and the baselines
+Methods: ``cmc``, ``cmd``, ``l2`` (CMCD with the O2, O3, O4 stage-2 loss), ``cmc_ssl`` (the
+combined route, O5: CMC plus :data:`CMC_SSL_WEIGHT` times the target's own InfoNCE on one
+encoder, then the probe) and the baselines
 ``supervised`` (encoder + head trained on the n target labels only), ``target_ssl`` (InfoNCE on
 target views of the m unlabeled target samples, then the probe), ``random`` (a random frozen
 encoder plus the probe) and ``oracle`` (the probe on the true target latent s_B, which
@@ -34,8 +36,9 @@ from cmcd_theory import validation as V, worlds
 from cmcd_theory.learn import divergences
 from cmcd_theory.learn.models import Encoder, clip_to_ball, make_encoder, normalize
 from cmcd_theory.learn.probe import fit_probe, probe_error
-from cmcd_theory.learn.training import (DISTILL_METHODS, TrainConfig, student_features, train_distill,
-                                  train_ssl, train_supervised, tuple_loss)
+from cmcd_theory.learn.training import (DISTILL_METHODS, TrainConfig, ssl_batch_loss,
+                                        student_features, train_distill, train_ssl,
+                                        train_supervised, tuple_loss)
 
 
 
@@ -116,7 +119,9 @@ def teacher_config(cfg: PipelineConfig) -> PipelineConfig:
 
 
 def source_world_config(wc: worlds.WorldConfig) -> worlds.WorldConfig:
-    """The world with the channel knob at a fixed value: stage 1 never sees the channel."""
+    """The world with the target channel at a fixed value: stage 1 never sees the target's
+    channel. The source channel's fields (``source_t``, ``source_axes``, G8) are kept, so the
+    teacher trains on the source latents ``s_A`` of the world."""
     return wc.replace(channel="attenuate", t=0.0)
 
 
@@ -318,20 +323,52 @@ def _from_label_free(d: _Data, lab, fitted) -> RouteOutput:
     return RouteOutput(student, None, d.feats(d.enc_b, student, lab.x_B), z_test, metrics)
 
 
-def _route_distill(d: _Data, method: str, lab) -> RouteOutput:
-    """CMCD stage 2 with the O2 / O3 / O4 loss on the m pairs, then the probe."""
+def _distill_metrics(d: _Data, loss: str, student) -> dict:
+    """Stage-2 metrics of a student for the ``loss`` in {cmc, cmd, l2}: its tuple loss on the
+    m training pairs and on the ``n_pop`` fresh pairs, their gap, its norm and B4's S."""
     dc, cfg = d.cfg.distill, d.cfg
 
-    def metrics(student):
-        def loss_on(x_b, z_a):
-            return tuple_loss(method, student_features(d.enc_b, student, x_b, dc), z_a, dc, cfg.tuple_size)
+    def loss_on(x_b, z_a):
+        return tuple_loss(loss, student_features(d.enc_b, student, x_b, dc), z_a, dc, cfg.tuple_size)
 
-        train_l, pop_l = loss_on(d.pairs.x_B, d.za_pairs), loss_on(d.pop.x_B, d.za_pop)
-        return dict(distill_train_loss=train_l, distill_pop_loss=pop_l, distill_gap=pop_l - train_l,
-                    student_norm=jnp.sqrt(_sq_norm_tree(student)), sum_sq_inputs=d.sum_sq_inputs)
+    train_l, pop_l = loss_on(d.pairs.x_B, d.za_pairs), loss_on(d.pop.x_B, d.za_pop)
+    return dict(distill_train_loss=train_l, distill_pop_loss=pop_l, distill_gap=pop_l - train_l,
+                student_norm=jnp.sqrt(_sq_norm_tree(student)), sum_sq_inputs=d.sum_sq_inputs)
+
+
+def _route_distill(d: _Data, method: str, lab) -> RouteOutput:
+    """CMCD stage 2 with the O2 / O3 / O4 loss on the m pairs, then the probe."""
+    def train():
+        return train_distill(d.k_train, d.enc_b, d.pairs.x_B, d.za_pairs, method, d.cfg.distill)
 
     return _from_label_free(d, lab, _label_free(
-        d, method, lambda: train_distill(d.k_train, d.enc_b, d.pairs.x_B, d.za_pairs, method, dc), metrics))
+        d, method, train, lambda student: _distill_metrics(d, method, student)))
+
+
+#: lambda of the combined route ``cmc_ssl`` (O5): its stage-2 loss is
+#: ``L_O2 + CMC_SSL_WEIGHT * L_O1``. Fixed at 1 (the two losses weighted equally) before any
+#: scored run and never tuned on one; it is not a field of :class:`PipelineConfig`, so every
+#: sweep and the theory arena use this one value.
+CMC_SSL_WEIGHT = 1.0
+
+
+def _route_cmc_ssl(d: _Data, method: str, lab) -> RouteOutput:
+    """The combined route (O5): one target encoder trained on the CMC loss (O2) on the m pairs
+    plus :data:`CMC_SSL_WEIGHT` times the target's own InfoNCE (O1) on two views of the same
+    batch's target inputs ``u_B`` (the views of ``target_ssl``, with its temperature
+    ``cfg.ssl.tau``), with the optimiser and steps of distillation (``cfg.distill``); then the
+    probe. Its key, initialisation and batches are those of the ``cmc`` route (the views use
+    each step's own key), so at weight 0 it is that route. Its stage-2 metrics are the CMC
+    part's (:func:`_distill_metrics`)."""
+    def ssl_term(params, k, idx):
+        return CMC_SSL_WEIGHT * ssl_batch_loss(d.enc_b, params, k, d.pairs.u_B[idx],
+                                               lambda kv, b: worlds.views(d.world, kv, b, "B"),
+                                               d.cfg.ssl.tau)
+
+    return _from_label_free(d, lab, _label_free(
+        d, method, lambda: train_distill(d.k_train, d.enc_b, d.pairs.x_B, d.za_pairs, "cmc",
+                                         d.cfg.distill, aux_loss=ssl_term),
+        lambda student: _distill_metrics(d, "cmc", student)))
 
 
 def _route_target_ssl(d: _Data, method: str, lab) -> RouteOutput:
@@ -374,9 +411,11 @@ ROUTES: dict = {
     "target_ssl": Route(_route_target_ssl),
     "random": Route(_route_random),
     "oracle": Route(_route_oracle),
+    "cmc_ssl": Route(_route_cmc_ssl, uses_teacher=True),
 }
 METHODS = tuple(ROUTES)
-BASELINES = tuple(m for m in METHODS if m not in DISTILL_METHODS)
+COMBINED_METHODS = ("cmc_ssl",)  # distillation plus the target's own SSL on one encoder (O5)
+BASELINES = tuple(m for m, r in ROUTES.items() if not r.uses_teacher)  # target-only routes
 TEACHER_METHODS = tuple(m for m, r in ROUTES.items() if r.uses_teacher)
 _NAN_METRICS = ("err_A_head", "err_A_probe", "distill_train_loss", "distill_pop_loss",
                 "distill_gap", "student_norm", "sum_sq_inputs")
@@ -555,18 +594,23 @@ run_pipeline_jit = jax.jit(run_pipeline, static_argnames=("method", "cfg"))
 def _truth(config: worlds.WorldConfig) -> tuple:
     bayes_b = divergences.bayes_error_exact(config, "B")
     return (divergences.tv_latent(config),
-            divergences.bayes_error_exact(config.replace(t=0.0), "A"),  # the source ignores t
+            # the source ignores t; its own channel (G8) is kept by replace
+            divergences.bayes_error_exact(config.replace(t=0.0), "A"),
             float("nan") if bayes_b is None else bayes_b,
             divergences.pair_agreement(config))
 
 
 def ground_truth(config: worlds.WorldConfig, t: float | None = None) -> dict:
-    """The world's exact ground truth at knob ``t`` (G5b, G7), host floats:
+    """The world's exact ground truth at knob ``t`` (G5b, G7, G8), host floats:
 
-    ``tv_latent`` (the channel's closed form), ``bayes_A`` and ``bayes_B`` (eps*_A, eps*_B by
-    the 1-D quadrature of G5b; ``bayes_B`` is NaN for a user channel that states no exact
-    form) and ``pair_agreement`` (``P(y_B = y)``). Deterministic in (config, t), so memoised
-    per process (``ground_truth.cache_clear()`` empties the memo).
+    ``tv_latent`` (the channel's closed form, ``TV(law(s_A, y), law(s_B, y_B))`` with the
+    source's own channel, G8: NaN where no closed form holds), ``bayes_A`` and ``bayes_B``
+    (eps*_A of the source latent s_A, eps*_B, by the 1-D quadrature of G5b; ``bayes_B`` is
+    NaN for a user channel that states no exact form) and ``pair_agreement``
+    (``P(y_B = y)``). Deterministic in (config, t), so memoised per process
+    (``ground_truth.cache_clear()`` empties the memo). The latent mutual informations of G8
+    are Monte Carlo estimates, not memoised here: see
+    :func:`cmcd_theory.worlds.latent_mutual_information`.
     """
     t = config.t if t is None else float(t)
     tv, a, b, agree = _truth(config.replace(t=t))

@@ -2,7 +2,8 @@
 
 * stage 1, :func:`train_ssl`: InfoNCE (O1) on two views of M unlabeled source samples;
 * stage 2, :func:`train_distill`: CMC (O2), CMD (O3) or L2 alignment (O4) of a target
-  student to the frozen teacher's normalised features on m unlabeled pairs;
+  student to the frozen teacher's normalised features on m unlabeled pairs, optionally plus
+  an auxiliary loss (the combined route's target InfoNCE, O5, :func:`ssl_batch_loss`);
 * stage 3, :func:`fit_probe`: multinomial logistic regression on frozen normalised target
   features of the n labeled samples (re-exported from :mod:`cmcd_theory.learn.probe`);
 * the supervised-only baseline, :func:`train_supervised`.
@@ -113,13 +114,23 @@ def train_ssl(key: jax.Array, encoder: Encoder, x: jax.Array,
     k_init, k_fit = jax.random.split(key)
 
     def loss_fn(params, k, idx, extra):
-        v1, v2 = augment(k, x[idx])
-        u = normalize(encoder.apply(params, v1))
-        v = normalize(encoder.apply(params, v2))
-        return objectives.infonce(u, v, cfg.tau), extra
+        return ssl_batch_loss(encoder, params, k, x[idx], augment, cfg.tau), extra
 
     params, _, _ = _scan_fit(k_fit, encoder.init(k_init), loss_fn, x.shape[0], cfg)
     return params
+
+
+def ssl_batch_loss(encoder: Encoder, params, key: jax.Array, batch: jax.Array,
+                   augment: Callable[[jax.Array, jax.Array], tuple], tau: float) -> jax.Array:
+    """O1 on one batch: InfoNCE between the normalised features of two views of each row.
+
+    The loss :func:`train_ssl` minimises, and the target term of the combined route
+    ``cmc_ssl`` (O5, :func:`train_distill` with ``aux_loss``).
+    """
+    v1, v2 = augment(key, batch)
+    u = normalize(encoder.apply(params, v1))
+    v = normalize(encoder.apply(params, v2))
+    return objectives.infonce(u, v, tau)
 
 
 def student_features(student: Encoder, params, x_b: jax.Array, cfg: TrainConfig) -> jax.Array:
@@ -169,7 +180,7 @@ def tuple_loss(method: str, z_b: jax.Array, z_a: jax.Array, cfg: TrainConfig, tu
 
 
 def train_distill(key: jax.Array, student: Encoder, x_b: jax.Array, z_a: jax.Array,
-                  method: str, cfg: TrainConfig):
+                  method: str, cfg: TrainConfig, aux_loss: Callable | None = None):
     """Stage 2: distil a target student from frozen teacher features on m unlabeled pairs.
 
     Args:
@@ -180,6 +191,10 @@ def train_distill(key: jax.Array, student: Encoder, x_b: jax.Array, z_a: jax.Arr
       method: ``"cmc"`` (O2), ``"cmd"`` (O3) or ``"l2"`` (O4).
       cfg: :class:`TrainConfig` (``queue_size > 0`` adds a FIFO queue of teacher features
         to the CMD candidates).
+      aux_loss: optional ``(params, key, batch_index) -> scalar`` added to the stage-2 loss of
+        each step (the step's own key, unused by the stage-2 loss); the combined route
+        ``cmc_ssl`` (O5) adds the target's weighted InfoNCE on views of the batch's pairs.
+        ``None``: plain distillation.
 
     Returns:
       the trained student params.
@@ -199,6 +214,8 @@ def train_distill(key: jax.Array, student: Encoder, x_b: jax.Array, z_a: jax.Arr
         zb = student_features(student, params, x_b[idx], cfg)
         za = z_a[idx]
         loss = distill_loss(method, zb, za, cfg, queue)
+        if aux_loss is not None:
+            loss = loss + aux_loss(params, k, idx)
         if use_queue:
             queue = objectives.update_queue(queue, za)
         return loss, queue

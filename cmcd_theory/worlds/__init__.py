@@ -1,4 +1,4 @@
-"""Synthetic source/target worlds whose modality distance is set by hand (docs/theory.md, G1-G7).
+"""Synthetic source/target worlds whose modality distance is set by hand (docs/theory.md, G1-G8).
 
 A world is a generative model of paired modalities:
 
@@ -13,10 +13,15 @@ A world is a generative model of paired modalities:
 * G4 views ``v = g(s + nu)`` for the self-supervised stages;
 * G6 a nuisance-laden target (``nuisance_dim = q > 0``): ``x_B = g_B(s_B, nu)``,
   ``nu ~ N(0, sigma_nu^2 I_q)`` independent of everything else, ``g_B`` injective on
-  ``R^(k+q)``; the target's own SSL views resample a fraction ``nuisance_rho`` of ``nu``.
+  ``R^(k+q)``; the target's own SSL views resample a fraction ``nuisance_rho`` of ``nu``;
+* G8 a source that forgets (``source_t = t_A > 0``): the source latent is
+  ``s_A = attenuate(s; J_A, t_A)`` (``source_axes`` J_A, default the class axes), beside the
+  target's channel, so the source can lose label information the target keeps.
 
-The exact distances and Bayes errors (G2, G5, G5b) are in :mod:`.ground_truth`, built on the
-closed forms and quadrature of :mod:`.exact`.
+The exact distances and Bayes errors (G2, G5, G5b, G8) and the latent mutual informations
+(G8: ``I(s_A; s_B)``, ``I(s_B; y_B)`` by Monte Carlo with the true densities,
+``I(s_A; s_B | y)`` in closed form) are in :mod:`.ground_truth`, built on the closed forms and
+quadrature of :mod:`.exact`.
 
 Channels are an extension point. A channel is a :class:`Channel` object that knows how to
 apply itself to latents (jax, explicit key, knob t) and its exact ground truth: the per-class
@@ -49,7 +54,8 @@ Modules, bottom to top (each imports only modules listed before it):
 * ``config``        ``WorldConfig``, ``World``, the ``Channel`` interface and its registry
 * ``channels``      the six built-in channels (G2, G7), registered on import
 * ``sampling``      ``make_world``, the channel, the observation maps and the samplers (G1-G4)
-* ``ground_truth``  ``tv_latent``, ``bayes_error``, ``pair_agreement`` and their Monte Carlo checks
+* ``ground_truth``  ``tv_latent``, ``bayes_error``, ``pair_agreement``, the latent mutual
+                    informations, and their Monte Carlo checks
 * ``mfeat``         the UCI multiple-features data (a real two-modality world), imported on demand
 """
 
@@ -74,10 +80,15 @@ from cmcd_theory.worlds.config import unregister_channel as unregister_channel
 from cmcd_theory.worlds.exact import QUAD_TOL as QUAD_TOL
 from cmcd_theory.worlds.exact import gaussian_axes_bayes_error as gaussian_axes_bayes_error
 from cmcd_theory.worlds.ground_truth import Interval as Interval
+from cmcd_theory.worlds.ground_truth import LatentMutualInformation as LatentMutualInformation
 from cmcd_theory.worlds.ground_truth import bayes_error as bayes_error
 from cmcd_theory.worlds.ground_truth import bayes_error_exact as bayes_error_exact
 from cmcd_theory.worlds.ground_truth import bayes_error_monte_carlo as bayes_error_monte_carlo
+from cmcd_theory.worlds.ground_truth import (
+    latent_conditional_mutual_information as latent_conditional_mutual_information,
+)
 from cmcd_theory.worlds.ground_truth import latent_logpdf as latent_logpdf
+from cmcd_theory.worlds.ground_truth import latent_mutual_information as latent_mutual_information
 from cmcd_theory.worlds.ground_truth import pair_agreement as pair_agreement
 from cmcd_theory.worlds.ground_truth import sample_latent_np as sample_latent_np
 from cmcd_theory.worlds.ground_truth import tv_latent as tv_latent
@@ -85,6 +96,7 @@ from cmcd_theory.worlds.ground_truth import tv_latent_monte_carlo as tv_latent_m
 from cmcd_theory.worlds.ground_truth import tv_latent_per_class as tv_latent_per_class
 from cmcd_theory.worlds.ground_truth import tv_monte_carlo as tv_monte_carlo
 from cmcd_theory.worlds.sampling import LEAKY_SLOPE as LEAKY_SLOPE
+from cmcd_theory.worlds.sampling import SOURCE_CHANNEL_TAG as SOURCE_CHANNEL_TAG
 from cmcd_theory.worlds.sampling import Sample as Sample
 from cmcd_theory.worlds.sampling import apply_channel as apply_channel
 from cmcd_theory.worlds.sampling import make_world as make_world
@@ -95,5 +107,6 @@ from cmcd_theory.worlds.sampling import sample_pairs as sample_pairs
 from cmcd_theory.worlds.sampling import sample_source as sample_source
 from cmcd_theory.worlds.sampling import sample_target_labeled as sample_target_labeled
 from cmcd_theory.worlds.sampling import sample_target_latents as sample_target_latents
+from cmcd_theory.worlds.sampling import source_channel as source_channel
 from cmcd_theory.worlds.sampling import transmit as transmit
 from cmcd_theory.worlds.sampling import views as views

@@ -163,7 +163,8 @@ class WorldConfig:
         if axes is None:
             return
         k = self.latent_dim
-        msg = f"source_axes must be None or distinct integers in [0, {k}) (latent_dim), got {axes!r}"
+        msg = (f"source_axes must be None or distinct integers in [0, {k}) (latent_dim), "
+               f"got {axes!r}")
         if isinstance(axes, (str, bytes)) or not isinstance(axes, (Sequence, np.ndarray)):
             raise ValueError(msg)
         if any(isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer))
