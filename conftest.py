@@ -34,9 +34,12 @@ def _with(flags: str, flag: str, value: str) -> str:
 def _xla_accepts(flags: str) -> bool:
     """Whether JAX's CPU backend starts with ``XLA_FLAGS=flags`` (XLA aborts on unknown flags)."""
     try:
-        proc = subprocess.run([sys.executable, "-c", "import jax; jax.devices('cpu')"],
-                              env={**os.environ, "XLA_FLAGS": flags}, capture_output=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", "import jax; jax.devices('cpu')"],
+            env={**os.environ, "XLA_FLAGS": flags},
+            capture_output=True,
+            timeout=120,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0

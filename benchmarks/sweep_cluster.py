@@ -42,8 +42,14 @@ T8 = [round(i / 7, 6) for i in range(8)]
 GRIDS = {
     "headline": dict(grid={"t": T8, "method": ["cmd", "cmc", "l2"]}, seeds=5),
     "headline_x4": dict(grid={"t": T8, "method": ["cmd", "cmc", "l2"]}, seeds=20),
-    "phase": dict(grid={"t": T8, "n": [32, 64, 128, 256, 512, 1024],
-                        "method": ["cmc", "cmd", "l2", "supervised", "target_ssl"]}, seeds=5),
+    "phase": dict(
+        grid={
+            "t": T8,
+            "n": [32, 64, 128, 256, 512, 1024],
+            "method": ["cmc", "cmd", "l2", "supervised", "target_ssl"],
+        },
+        seeds=5,
+    ),
 }
 QUICK = {
     "headline": dict(grid={"t": [0.0, 0.5, 1.0], "method": ["cmd", "cmc", "l2"]}, seeds=2),
@@ -59,11 +65,12 @@ def _child(args) -> None:
     import resource
 
     import jax
-    from cmcd_theory.sweeps import cluster
-    from cmcd_theory.sweeps import sweep
-    from cmcd_theory.sweeps.devices import setup_jax
+
     from cmcd_theory.learn.pipeline import PipelineConfig, ground_truth
+    from cmcd_theory.sweeps import cluster, sweep
+    from cmcd_theory.sweeps.devices import setup_jax
     from cmcd_theory.worlds import WorldConfig
+
     setup_jax()
     stamps["imported"] = time.time()
     compiles: dict = {}
@@ -78,7 +85,9 @@ def _child(args) -> None:
     out = {}
 
     def run(cl):
-        return sweep.run_sweep(spec["grid"], pipeline=pipe, seeds=spec["seeds"], progress=False, cluster=cl)
+        return sweep.run_sweep(
+            spec["grid"], pipeline=pipe, seeds=spec["seeds"], progress=False, cluster=cl
+        )
 
     if args.engine == "none":
         t0 = time.time()
@@ -89,8 +98,10 @@ def _child(args) -> None:
         stamps["first"] = time.time()
         comp = {k: round(sum(v), 2) for k, v in compiles.items()}
         out["compile_events_s"] = comp
-        out["backend_compiles_s"] = sorted((round(x, 2) for x in compiles.get(
-            "/jax/core/compile/backend_compile_duration", [])), reverse=True)[:12]
+        out["backend_compiles_s"] = sorted(
+            (round(x, 2) for x in compiles.get("/jax/core/compile/backend_compile_duration", [])),
+            reverse=True,
+        )[:12]
         if not args.once:
             run(None)
     else:
@@ -101,22 +112,36 @@ def _child(args) -> None:
             if not args.once:
                 run(client)
     stamps["second"] = time.time()
-    out.update(rows=len(df), stamps=stamps, load_start=load0, load_end=os.getloadavg(),
-               maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               maxrss_children_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    out.update(
+        rows=len(df),
+        stamps=stamps,
+        load_start=load0,
+        load_end=os.getloadavg(),
+        maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        maxrss_children_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    )
     print("RESULT " + json.dumps(out), flush=True)
 
 
 def _measure(grid, engine, cache, quick, once=False) -> dict:
     env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache}
-    cmd = [sys.executable, "-m", "benchmarks.sweep_cluster", "--child", "--grid", grid, "--engine", engine]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.sweep_cluster",
+        "--child",
+        "--grid",
+        grid,
+        "--engine",
+        engine,
+    ]
     cmd += (["--quick"] if quick else []) + (["--once"] if once else [])
     t_spawn = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"child {grid}/{engine} failed:\n{proc.stderr[-3000:]}")
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    r = json.loads(line[len("RESULT "):])
+    r = json.loads(line[len("RESULT ") :])
     s = r.pop("stamps")
     r["whole_process_s"] = round(s["first"] - t_spawn, 2)  # spawn -> first sweep done
     r["imports_s"] = round(s["imported"] - t_spawn, 2)
@@ -127,12 +152,20 @@ def _measure(grid, engine, cache, quick, once=False) -> dict:
         r["compiled_s"] = round(s["second"] - s["first"], 2)
     if "compile_events_s" in r:
         compile_s = r["compile_events_s"].get("/jax/core/compile/backend_compile_duration", 0.0)
-        trace_s = sum(v for k, v in r["compile_events_s"].items()
-                      if k.startswith("/jax/core/compile") and "backend" not in k)
-        r["profile"] = {"imports_s": r["imports_s"], "ground_truth_s": round(r.pop("ground_truth_s"), 2),
-                        "xla_compile_s": round(compile_s, 2), "trace_lower_s": round(trace_s, 2)}
+        trace_s = sum(
+            v
+            for k, v in r["compile_events_s"].items()
+            if k.startswith("/jax/core/compile") and "backend" not in k
+        )
+        r["profile"] = {
+            "imports_s": r["imports_s"],
+            "ground_truth_s": round(r.pop("ground_truth_s"), 2),
+            "xla_compile_s": round(compile_s, 2),
+            "trace_lower_s": round(trace_s, 2),
+        }
         r["profile"]["execution_and_rest_s"] = round(
-            r["first_sweep_s"] - r["profile"]["ground_truth_s"] - compile_s - trace_s, 2)
+            r["first_sweep_s"] - r["profile"]["ground_truth_s"] - compile_s - trace_s, 2
+        )
     for k in ("load_start", "load_end"):
         r[k] = [round(x, 2) for x in r[k]]
     r["maxrss_mb"] = round(r["maxrss_mb"])
@@ -142,12 +175,21 @@ def _measure(grid, engine, cache, quick, once=False) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.sweep_cluster", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="quick sizes and small grids (a smoke test)")
-    p.add_argument("--repeat", type=int, default=3, help="processes per headline measurement (median)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.sweep_cluster",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="quick sizes and small grids (a smoke test)"
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, help="processes per headline measurement (median)"
+    )
     p.add_argument("--grids", default="headline,phase", help="comma list of headline, phase")
-    p.add_argument("--out", default=None, help="JSON path (default results/[quick/]sweep_cluster.json)")
+    p.add_argument(
+        "--out", default=None, help="JSON path (default results/[quick/]sweep_cluster.json)"
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--grid", help=argparse.SUPPRESS)
@@ -155,10 +197,19 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.child:
         return _child(args)
-    out_path = args.out or os.path.join("results", "quick" if args.quick else "", "sweep_cluster.json")
-    res = {"quick": args.quick, "cpu_count": os.cpu_count(), "repeat": args.repeat,
-           "grids": {g: (QUICK if args.quick else GRIDS)[g] for g in ("headline", "phase", "headline_x4")},
-           "uptime_start": _uptime(), "results": {}}
+    out_path = args.out or os.path.join(
+        "results", "quick" if args.quick else "", "sweep_cluster.json"
+    )
+    res = {
+        "quick": args.quick,
+        "cpu_count": os.cpu_count(),
+        "repeat": args.repeat,
+        "grids": {
+            g: (QUICK if args.quick else GRIDS)[g] for g in ("headline", "phase", "headline_x4")
+        },
+        "uptime_start": _uptime(),
+        "results": {},
+    }
     for grid in [g for g in args.grids.split(",") if g]:
         reps = args.repeat if grid == "headline" else 1
         for engine in ("none", "local2"):
@@ -171,16 +222,24 @@ def main(argv=None) -> dict:
                 "cold_whole_process_s": statistics.median(r["whole_process_s"] for r in cold),
                 "compiled_s": statistics.median(r["compiled_s"] for r in cold),
                 "warm_cache_whole_process_s": statistics.median(r["whole_process_s"] for r in warm),
-                "runs_cold": cold, "runs_warm_cache": warm}
+                "runs_cold": cold,
+                "runs_warm_cache": warm,
+            }
         a, b = res["results"][f"{grid}/none"], res["results"][f"{grid}/local2"]
         res["results"][f"{grid}/ratios_none_over_local2"] = {
-            k: round(a[k] / b[k], 2) for k in ("cold_whole_process_s", "compiled_s", "warm_cache_whole_process_s")}
+            k: round(a[k] / b[k], 2)
+            for k in ("cold_whole_process_s", "compiled_s", "warm_cache_whole_process_s")
+        }
     if "headline" in args.grids:  # peak memory at 4x the cells, in process
         with tempfile.TemporaryDirectory() as cache:
             big = _measure("headline_x4", "none", cache, args.quick, once=True)
         small = res["results"]["headline/none"]["runs_cold"][0]
-        res["memory"] = {"headline_rows": small["rows"], "headline_maxrss_mb": small["maxrss_mb"],
-                         "headline_x4_rows": big["rows"], "headline_x4_maxrss_mb": big["maxrss_mb"]}
+        res["memory"] = {
+            "headline_rows": small["rows"],
+            "headline_maxrss_mb": small["maxrss_mb"],
+            "headline_x4_rows": big["rows"],
+            "headline_x4_maxrss_mb": big["maxrss_mb"],
+        }
     res["uptime_end"] = _uptime()
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "w") as f:
@@ -188,8 +247,10 @@ def main(argv=None) -> dict:
     print(json.dumps({k: v for k, v in res["results"].items() if "ratios" in k}, indent=1))
     for k, v in res["results"].items():
         if "ratios" not in k:
-            print(f"{k}: cold {v['cold_whole_process_s']} s, compiled {v['compiled_s']} s, "
-                  f"warm cache {v['warm_cache_whole_process_s']} s")
+            print(
+                f"{k}: cold {v['cold_whole_process_s']} s, compiled {v['compiled_s']} s, "
+                f"warm cache {v['warm_cache_whole_process_s']} s"
+            )
     if "memory" in res:
         print("memory:", res["memory"])
     return res

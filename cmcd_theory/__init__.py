@@ -26,5 +26,14 @@ from cmcd_theory import bounds, certify, learn, sweeps, validation, worlds
 from cmcd_theory.certify import Certificate, certify_features
 from cmcd_theory.validation import __version__
 
-__all__ = ["Certificate", "bounds", "certify", "certify_features", "learn", "sweeps",
-           "validation", "worlds", "__version__"]
+__all__ = [
+    "Certificate",
+    "bounds",
+    "certify",
+    "certify_features",
+    "learn",
+    "sweeps",
+    "validation",
+    "worlds",
+    "__version__",
+]

@@ -29,11 +29,11 @@ import pandas as pd
 from scipy import special
 
 from cmcd_theory import worlds
-from cmcd_theory.learn import divergences
 from cmcd_theory.certify import certify
+from cmcd_theory.learn import divergences
 from cmcd_theory.learn.pipeline import PipelineConfig
-from cmcd_theory.sweeps.sweep import run_sweep
 from cmcd_theory.learn.training import TrainConfig
+from cmcd_theory.sweeps.sweep import run_sweep
 
 
 class Shift(worlds.Channel):
@@ -50,7 +50,7 @@ class Shift(worlds.Channel):
 
     def bayes_error_B(self, config, t):
         axes = np.full(config.num_classes, config.separation / math.sqrt(2))  # mu_c on e_c
-        return divergences.gaussian_axes_bayes_error(axes, config.sigma ** 2)
+        return divergences.gaussian_axes_bayes_error(axes, config.sigma**2)
 
     def law_B(self, config, t):
         mu = config.class_means().copy()
@@ -61,14 +61,23 @@ class Shift(worlds.Channel):
 def small_pipeline(steps: int) -> PipelineConfig:
     """A theory-track pipeline (linear encoders, raw student features: B4's form) of small size."""
     train = TrainConfig(steps=steps, batch_size=128, lr=1e-2, tau=0.1)
-    return PipelineConfig(M=1024, m=512, n=500, n_test=4000, n_pop=1024, tuple_size=64,
-                          probe_steps=100, ssl=train,
-                          distill=train.replace(student_features="raw"))
+    return PipelineConfig(
+        M=1024,
+        m=512,
+        n=500,
+        n_test=4000,
+        n_pop=1024,
+        tuple_size=64,
+        probe_steps=100,
+        ssl=train,
+        distill=train.replace(student_features="raw"),
+    )
 
 
 def main(argv=None) -> pd.DataFrame:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=200, help="training steps of stages 1 and 2")
     p.add_argument("--seeds", type=int, default=2, help="seeds 0..S-1")
     p.add_argument("--weight-samples", type=int, default=200, help="B3's Monte Carlo draws")
@@ -79,22 +88,50 @@ def main(argv=None) -> pd.DataFrame:
     rows = []
 
     def post(world, cfg, method, t, seed, metrics, artifacts):
-        res = certify(world, cfg, method, t, seed, metrics, artifacts, n_tv_mc=5000,
-                      n_weight_samples=args.weight_samples)
+        res = certify(
+            world,
+            cfg,
+            method,
+            t,
+            seed,
+            metrics,
+            artifacts,
+            n_tv_mc=5000,
+            n_weight_samples=args.weight_samples,
+        )
         rows.extend({"t": t, "seed": seed, **r} for r in res["rows"])
         return res["wide"]
 
-    df = run_sweep({"channel": ["shift"], "t": [0.0, 0.5, 1.0], "method": ["cmc"]},
-                   pipeline=small_pipeline(args.steps), seeds=args.seeds, postprocess=post,
-                   progress=False)
-    cols = ["t", "seed", "tv_latent", "bayes_A", "bayes_B", "err_B", "tv_features_upper",
-            "b2_total", "b3_total_deterministic", "b4_total", "bounds_hold"]
+    df = run_sweep(
+        {"channel": ["shift"], "t": [0.0, 0.5, 1.0], "method": ["cmc"]},
+        pipeline=small_pipeline(args.steps),
+        seeds=args.seeds,
+        postprocess=post,
+        progress=False,
+    )
+    cols = [
+        "t",
+        "seed",
+        "tv_latent",
+        "bayes_A",
+        "bayes_B",
+        "err_B",
+        "tv_features_upper",
+        "b2_total",
+        "b3_total_deterministic",
+        "b4_total",
+        "bounds_hold",
+    ]
     print("the shift channel through run_sweep (one row per t and seed):")
     print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     long = pd.DataFrame(rows)
     print("\nevery bound beside what it bounds (certify; mean over seeds):")
-    print(long.groupby(["bound", "t"])[["measured", "value"]].mean().unstack("t")
-          .to_string(float_format=lambda x: f"{x:.4g}"))
+    print(
+        long.groupby(["bound", "t"])[["measured", "value"]]
+        .mean()
+        .unstack("t")
+        .to_string(float_format=lambda x: f"{x:.4g}")
+    )
     print(f"\nall {len(long)} certified rows hold: {bool(long['holds'].all())}")
     df.attrs["bounds"] = long
     return df

@@ -55,8 +55,16 @@ NO_RESUME = "\nresume: none; every run recomputes every cell."
 EPILOG = OUTPUTS + RESUMES
 
 
-def parse_args(argv, description: str, default_seeds: tuple = (2, 3), *, prog: str | None = None,
-               extra=None, epilog: str = EPILOG, plot_only: bool = False) -> argparse.Namespace:
+def parse_args(
+    argv,
+    description: str,
+    default_seeds: tuple = (2, 3),
+    *,
+    prog: str | None = None,
+    extra=None,
+    epilog: str = EPILOG,
+    plot_only: bool = False,
+) -> argparse.Namespace:
     """Common arguments; ``--seeds`` defaults to ``default_seeds[0]`` in quick mode and
     ``default_seeds[1]`` otherwise. ``--quick`` runs write under ``results/quick`` and
     ``figures/quick`` unless ``--out-dir`` / ``--fig-dir`` are given, so they never overwrite
@@ -65,22 +73,39 @@ def parse_args(argv, description: str, default_seeds: tuple = (2, 3), *, prog: s
     :func:`load_results`; ``args.plot_only`` is False where it is not offered).
     Invalid values exit with one line on stderr and status 2."""
     from cmcd_theory import validation as V
+
     prog = prog or "python -m experiments.<name>"
     p = V.parser(prog, description, epilog.replace("<name>", prog.rsplit(".", 1)[-1]))
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes (about a minute); writes under results/quick, figures/quick")
-    p.add_argument("--seeds", type=V.arg(V.positive_int, "--seeds"), default=None,
-                   help=f"number of seeds 0..S-1, >= 1 (default {default_seeds[0]} with --quick, "
-                        f"{default_seeds[1]} otherwise)")
-    p.add_argument("--out-dir", default=None,
-                   help="folder of the CSV and JSON (default results, or results/quick)")
-    p.add_argument("--fig-dir", default=None,
-                   help="folder of the PNG and PDF (default figures, or figures/quick)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (about a minute); writes under results/quick, figures/quick",
+    )
+    p.add_argument(
+        "--seeds",
+        type=V.arg(V.positive_int, "--seeds"),
+        default=None,
+        help=f"number of seeds 0..S-1, >= 1 (default {default_seeds[0]} with --quick, "
+        f"{default_seeds[1]} otherwise)",
+    )
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        help="folder of the CSV and JSON (default results, or results/quick)",
+    )
+    p.add_argument(
+        "--fig-dir",
+        default=None,
+        help="folder of the PNG and PDF (default figures, or figures/quick)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the sweep's progress bar")
     if plot_only:
-        p.add_argument("--plot-only", action="store_true",
-                       help="re-draw <fig-dir>/<name>.png and .pdf from <out-dir>/<name>.csv and "
-                            ".json without computing anything; writes no CSV or JSON")
+        p.add_argument(
+            "--plot-only",
+            action="store_true",
+            help="re-draw <fig-dir>/<name>.png and .pdf from <out-dir>/<name>.csv and "
+            ".json without computing anything; writes no CSV or JSON",
+        )
     if extra is not None:
         extra(p)
     args = p.parse_args(argv)
@@ -105,6 +130,7 @@ def base_pipeline(args, **changes):
     """:func:`quick_pipeline` in quick mode, the default :class:`PipelineConfig` otherwise."""
     from cmcd_theory.learn.pipeline import PipelineConfig
     from cmcd_theory.sweeps.sweep import quick_pipeline
+
     cfg = quick_pipeline() if args.quick else PipelineConfig()
     return cfg.replace(**changes) if changes else cfg
 
@@ -114,6 +140,7 @@ def budget_pipeline(encoder: str):
     given encoder, in both modes: the grids of the nuisance and pairing experiments fit the
     reproduce time budget with it; their --quick shrinks the grid, not the training."""
     from cmcd_theory.sweeps.sweep import quick_pipeline
+
     return quick_pipeline().replace(encoder=encoder)
 
 
@@ -130,11 +157,14 @@ def ci95(x) -> tuple:
         return float("nan"), float("nan")
     if len(x) == 1:
         return float(x[0]), float("nan")
-    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return float(x.mean()), float(
+        stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    )
 
 
 def summarize(df: pd.DataFrame, by, cols) -> pd.DataFrame:
-    """Per group of ``by``: ``<col>_mean``, ``<col>_lo``, ``<col>_hi`` (95% t-interval over seeds)."""
+    """Per group of ``by``: ``<col>_mean``, ``<col>_lo``, ``<col>_hi`` (95% t-interval over
+    seeds)."""
     out = []
     for key, g in df.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -152,12 +182,18 @@ def fmt_ci(x, digits: int = 3) -> str:
     return f"{m:.{digits}f} +- {h:.{digits}f}" if np.isfinite(h) else f"{m:.{digits}f}"
 
 
-def save_results(df: pd.DataFrame, name: str, args, config: dict, findings: dict,
-                 elapsed: float | None = None) -> None:
+def save_results(
+    df: pd.DataFrame, name: str, args, config: dict, findings: dict, elapsed: float | None = None
+) -> None:
     """``<out_dir>/<name>.csv`` (tidy) and ``<out_dir>/<name>.json`` (config and findings)."""
     df.to_csv(os.path.join(args.out_dir, f"{name}.csv"), index=False)
-    meta = {"experiment": name, "quick": bool(args.quick), "seeds": int(args.seeds),
-            "config": config, "findings": findings}
+    meta = {
+        "experiment": name,
+        "quick": bool(args.quick),
+        "seeds": int(args.seeds),
+        "config": config,
+        "findings": findings,
+    }
     if elapsed is not None:
         meta["wall_time_s"] = round(float(elapsed), 1)
     with open(os.path.join(args.out_dir, f"{name}.json"), "w") as f:
@@ -173,11 +209,14 @@ def load_results(name: str, args) -> tuple:
     number and rewrites neither file). Sets ``args.seeds`` to the run's seed count, so that the
     figure's interval note is the run's. A missing file: one line on stderr, exit status 2."""
     import sys
+
     csv, meta = (os.path.join(args.out_dir, f"{name}.{ext}") for ext in ("csv", "json"))
     for path in (csv, meta):
         if not os.path.exists(path):
-            sys.stderr.write(f"--plot-only: {path} not found: run python -m experiments.{name}"
-                             f"{' --quick' if args.quick else ''} first\n")
+            sys.stderr.write(
+                f"--plot-only: {path} not found: run python -m experiments.{name}"
+                f"{' --quick' if args.quick else ''} first\n"
+            )
             raise SystemExit(2)
     with open(meta) as fh:
         meta = json.load(fh)
@@ -202,11 +241,22 @@ def _jsonable(x):
 def pyplot():
     """matplotlib (Agg) with the figures' style."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
-                         "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3,
-                         "figure.dpi": 120, "savefig.bbox": "tight"})
+
+    plt.rcParams.update(
+        {
+            "font.size": 11,
+            "axes.titlesize": 12,
+            "axes.labelsize": 11,
+            "legend.fontsize": 9,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "figure.dpi": 120,
+            "savefig.bbox": "tight",
+        }
+    )
     return plt
 
 
@@ -215,6 +265,7 @@ def save_fig(fig, name: str, args) -> None:
     for ext in ("png", "pdf"):
         fig.savefig(os.path.join(args.fig_dir, f"{name}.{ext}"), dpi=120)
     import matplotlib.pyplot as plt
+
     plt.close(fig)
 
 
@@ -225,8 +276,14 @@ def band(ax, x, mean, lo, hi, **style):
     st.pop("marker", None)
     st.pop("label", None)
     st.pop("linestyle", None)
-    ax.fill_between(x, np.where(np.isfinite(lo), lo, mean), np.where(np.isfinite(hi), hi, mean),
-                    alpha=0.18, color=st.get("color"), linewidth=0)
+    ax.fill_between(
+        x,
+        np.where(np.isfinite(lo), lo, mean),
+        np.where(np.isfinite(hi), hi, mean),
+        alpha=0.18,
+        color=st.get("color"),
+        linewidth=0,
+    )
 
 
 def interval_bars(ax, x, mean, lo, hi, **style):
@@ -249,8 +306,18 @@ def dodge(x, i: int, k: int, width: float, *, log: bool = False) -> np.ndarray:
     return x * np.exp(off) if log else x + off
 
 
-def reference_line(ax, value: float, text: str, *, axis: str = "y", color: str = "dimgray",
-                   ls="--", where: float = 0.99, below: bool = False, **kw):
+def reference_line(
+    ax,
+    value: float,
+    text: str,
+    *,
+    axis: str = "y",
+    color: str = "dimgray",
+    ls="--",
+    where: float = 0.99,
+    below: bool = False,
+    **kw,
+):
     """A reference level (the vacuity level 1 of a 0-1 bound, a Bayes floor) drawn across the
     panel and labelled on the line itself, so that it reads without the legend. ``axis="y"``:
     a horizontal line at y = value, the text above it (``below``: under it) at ``where`` (axes
@@ -258,13 +325,28 @@ def reference_line(ax, value: float, text: str, *, axis: str = "y", color: str =
     line, the text beside it near the top."""
     if axis == "y":
         line = ax.axhline(value, color=color, ls=ls, lw=1.2, zorder=1.5, **kw)
-        ax.text(where, value, text, transform=ax.get_yaxis_transform(),
-                ha="right" if where > 0.5 else "left", va="top" if below else "bottom",
-                fontsize=8.5, color=color)
+        ax.text(
+            where,
+            value,
+            text,
+            transform=ax.get_yaxis_transform(),
+            ha="right" if where > 0.5 else "left",
+            va="top" if below else "bottom",
+            fontsize=8.5,
+            color=color,
+        )
     else:
         line = ax.axvline(value, color=color, ls=ls, lw=1.2, zorder=1.5, **kw)
-        ax.text(value, where, " " + text, transform=ax.get_xaxis_transform(), ha="left",
-                va="top", fontsize=8.5, color=color)
+        ax.text(
+            value,
+            where,
+            " " + text,
+            transform=ax.get_xaxis_transform(),
+            ha="left",
+            va="top",
+            fontsize=8.5,
+            color=color,
+        )
     return line
 
 
@@ -281,8 +363,9 @@ def legend_below(fig, axes, ncol: int = 4, **kw):
             if lab not in labels and not lab.startswith("_"):
                 handles.append(h)
                 labels.append(lab)
-    opts = dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False,
-                fontsize=9.5)
+    opts = dict(
+        loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False, fontsize=9.5
+    )
     opts.update(kw)
     return fig.legend(handles, labels, **opts)
 
@@ -323,6 +406,7 @@ def count_ticks(axes, values) -> None:
 def test_slack(n_test: int) -> float:
     """Hoeffding slack of a test-set error on ``n_test`` samples at ``DELTA_TEST``."""
     from cmcd_theory import bounds
+
     return bounds.hoeffding_slack(n_test, DELTA_TEST)
 
 
@@ -331,22 +415,46 @@ def test_slack(n_test: int) -> float:
 # the fixed columns of its parts (NaN where the bound does not apply), so that the chunks a
 # sweep appends to its CSV stay aligned.
 
+
 def _certify_columns(parts, world, cfg, method, t, seed, row, arts, **kw) -> dict:
     from cmcd_theory.certify import PART_KEYS, certify
-    wide = certify(world, cfg, method, t, seed, row, arts, delta=DELTA, delta_test=DELTA_TEST,
-                   parts=parts, **kw)["wide"]
+
+    wide = certify(
+        world,
+        cfg,
+        method,
+        t,
+        seed,
+        row,
+        arts,
+        delta=DELTA,
+        delta_test=DELTA_TEST,
+        parts=parts,
+        **kw,
+    )["wide"]
     return {k: wide[k] for part in parts for k in PART_KEYS[part]}
 
 
-def probe_bounds(world, cfg, method, t, seed, row, arts, *, n_weight_samples: int = 500,
-                 certificate: bool = False) -> dict:
+def probe_bounds(
+    world,
+    cfg,
+    method,
+    t,
+    seed,
+    row,
+    arts,
+    *,
+    n_weight_samples: int = 500,
+    certificate: bool = False,
+) -> dict:
     """B2 (both forms, and their minimum) and B3 of the probe, with terms, from ``certify``;
     with ``certificate`` also the probe certificate ``probe_total`` (the minimum of B2 and
     B3 with delta split over them, :func:`cmcd_theory.certify.probe_certificate_rows`; a
     minimum of the ``b2_total`` and ``b3_*`` columns would spend 2 delta)."""
     parts = ("B2", "B3", "probe") if certificate else ("B2", "B3")
-    return _certify_columns(parts, world, cfg, method, t, seed, row, arts,
-                            n_weight_samples=n_weight_samples)
+    return _certify_columns(
+        parts, world, cfg, method, t, seed, row, arts, n_weight_samples=n_weight_samples
+    )
 
 
 def distill_bound(world, cfg, method, t, seed, row, arts) -> dict:
@@ -361,6 +469,7 @@ def feature_tv(world, cfg, method, t, seed, row, arts, *, n_mc: int = 20_000) ->
 
 def _keys(*parts):
     from cmcd_theory.certify import PART_KEYS
+
     return tuple(k for p in parts for k in PART_KEYS[p])
 
 
@@ -380,14 +489,26 @@ class Timer:
 PROBE_BOUND_KEYS = _keys("B2", "B3")
 PROBE_CERTIFICATE_KEYS = _keys("probe")
 #: How an experiment's config describes the probe certificate column it reports.
-PROBE_CERTIFICATE_CONFIG = ("probe_total: min(B2 sample, B2 data-free, 2 L(Q) of B3, 2 L(Q) of "
-                            "B3p) at delta/4 each (cmcd_theory.certify.probe_certificate_rows)")
+PROBE_CERTIFICATE_CONFIG = (
+    "probe_total: min(B2 sample, B2 data-free, 2 L(Q) of B3, 2 L(Q) of "
+    "B3p) at delta/4 each (cmcd_theory.certify.probe_certificate_rows)"
+)
 DISTILL_BOUND_KEYS = _keys("B4")
 FEATURE_TV_KEYS = _keys("B1b")
 
 
-def run_experiment(argv, doc: str, name: str, run, findings, plot, config, *,
-                   resumes: bool = True, default_seeds: tuple = (2, 3)) -> pd.DataFrame:
+def run_experiment(
+    argv,
+    doc: str,
+    name: str,
+    run,
+    findings,
+    plot,
+    config,
+    *,
+    resumes: bool = True,
+    default_seeds: tuple = (2, 3),
+) -> pd.DataFrame:
     """What every figure experiment's ``main`` does: parse the common arguments, run, compute the
     findings, plot, and save CSV + JSON (config, findings, wall time). With ``--plot-only`` it
     only re-draws the figure from the saved CSV and the JSON's findings (:func:`load_results`).
@@ -401,8 +522,14 @@ def run_experiment(argv, doc: str, name: str, run, findings, plot, config, *,
       resumes: whether ``run`` keeps a raw resumable CSV (:func:`raw_path`), for ``--help``.
       default_seeds: ``--seeds`` default in (quick, full) mode.
     """
-    args = parse_args(argv, doc.splitlines()[0], default_seeds, prog=f"python -m experiments.{name}",
-                      epilog=OUTPUTS + (RESUMES if resumes else NO_RESUME), plot_only=True)
+    args = parse_args(
+        argv,
+        doc.splitlines()[0],
+        default_seeds,
+        prog=f"python -m experiments.{name}",
+        epilog=OUTPUTS + (RESUMES if resumes else NO_RESUME),
+        plot_only=True,
+    )
     if args.plot_only:
         df, f = load_results(name, args)
         plot(df, args, f)

@@ -19,15 +19,14 @@ Run: ``python -m experiments.convergence_M_stage1 [--quick] [--seeds S]``.
 
 from __future__ import annotations
 
-from experiments import common  # sets the compile cache before jax loads
-
 import math
 
 import numpy as np
 import pandas as pd
 
 from cmcd_theory.sweeps.devices import setup_jax
-from experiments.convergence_m import gap_summary, slope_with_interval, draw_gap
+from experiments import common
+from experiments.convergence_m import draw_gap, gap_summary, slope_with_interval
 
 NAME = "convergence_M_stage1"
 SEEDS = (2, 5)
@@ -39,10 +38,11 @@ def grid(quick: bool) -> list:
 
 def run(args) -> pd.DataFrame:
     import jax
+
     from cmcd_theory import worlds
     from cmcd_theory.certify import certify_stage1
-    from cmcd_theory.learn.pipeline import source_world_config, train_teacher
-    from cmcd_theory.learn.pipeline import seed_keys
+    from cmcd_theory.learn.pipeline import seed_keys, source_world_config, train_teacher
+
     base = common.base_pipeline(args)
     world = worlds.make_world(source_world_config(worlds.WorldConfig()))
     train = jax.jit(train_teacher, static_argnames="cfg")
@@ -51,22 +51,35 @@ def run(args) -> pd.DataFrame:
         cfg = base.replace(M=M)
         for seed in range(args.seeds):
             teacher = train(world, seed_keys([seed])[0][0], cfg)
-            res = certify_stage1(world, cfg, seed, teacher, delta=common.DELTA,
-                                 delta_test=common.DELTA_TEST)
+            res = certify_stage1(
+                world, cfg, seed, teacher, delta=common.DELTA, delta_test=common.DELTA_TEST
+            )
             (b5n,) = res["rows"] or [{}]
-            rows.append({"M": M, "seed": seed, "tuple_size": cfg.tuple_size, "tau": cfg.ssl.tau,
-                         "ssl_steps": cfg.ssl.steps, **res["wide"],
-                         "b5n_gap": res["wide"]["b5n_total"] - res["wide"]["ssl_train_loss"],
-                         "b5n_empirical_upper": b5n.get("empirical_upper", np.nan),
-                         "b5n_confidence": b5n.get("confidence", np.nan),
-                         "b5n_kappa": b5n.get("kappa", np.nan),
-                         "b5n_n_draws": b5n.get("n_draws", np.nan),
-                         "b5n_holds": b5n.get("holds"), "b5n_delta": res["spent"].get("b5n_total")})
+            rows.append(
+                {
+                    "M": M,
+                    "seed": seed,
+                    "tuple_size": cfg.tuple_size,
+                    "tau": cfg.ssl.tau,
+                    "ssl_steps": cfg.ssl.steps,
+                    **res["wide"],
+                    "b5n_gap": res["wide"]["b5n_total"] - res["wide"]["ssl_train_loss"],
+                    "b5n_empirical_upper": b5n.get("empirical_upper", np.nan),
+                    "b5n_confidence": b5n.get("confidence", np.nan),
+                    "b5n_kappa": b5n.get("kappa", np.nan),
+                    "b5n_n_draws": b5n.get("n_draws", np.nan),
+                    "b5n_holds": b5n.get("holds"),
+                    "b5n_delta": res["spent"].get("b5n_total"),
+                }
+            )
             if not args.no_progress:
                 r = rows[-1]
-                print(f"[{NAME}] M={M} seed={seed}: gap {r['ssl_gap']:+.4f}, pop {r['ssl_pop_loss']:.4f}, "
-                      f"B5n {r['b5n_total']:.3f} (stochastic pop {r['b5n_pop_loss_stochastic']:.3f})",
-                      flush=True)
+                print(
+                    f"[{NAME}] M={M} seed={seed}: gap {r['ssl_gap']:+.4f}, "
+                    f"pop {r['ssl_pop_loss']:.4f}, "
+                    f"B5n {r['b5n_total']:.3f} (stochastic pop {r['b5n_pop_loss_stochastic']:.3f})",
+                    flush=True,
+                )
     return pd.DataFrame(rows)
 
 
@@ -87,8 +100,9 @@ def findings(df: pd.DataFrame) -> dict:
         f[f"train_loss[M={M}]"] = common.fmt_ci(g["ssl_train_loss"], 4)
         f[f"pop_loss_stochastic[M={M}]"] = common.fmt_ci(g["b5n_pop_loss_stochastic"], 4)
         f[f"b5n[M={M}]"] = common.fmt_ci(g["b5n_total"], 3)
-        f[f"b5n_over_pop_stochastic[M={M}]"] = round(float(np.median(
-            g["b5n_total"] / g["b5n_pop_loss_stochastic"])), 3)
+        f[f"b5n_over_pop_stochastic[M={M}]"] = round(
+            float(np.median(g["b5n_total"] / g["b5n_pop_loss_stochastic"])), 3
+        )
         f[f"b5n_over_pop[M={M}]"] = round(float(np.median(g["b5n_total"] / g["ssl_pop_loss"])), 3)
         f[f"b5n_below_log_N[M={M}]"] = bool((g["b5n_total"] < log_n).all())
         # which term dominates: the Monte Carlo step (empirical -> empirical_upper) or the
@@ -100,7 +114,8 @@ def findings(df: pd.DataFrame) -> dict:
             "pac_bayes_step": round(float((g["b5n_total"] - g["b5n_empirical_upper"]).median()), 4),
             "kl_over_n": round(float(g["b5n_kl_over_n"].median()), 5),
             "confidence": round(float(g["b5n_confidence"].median()), 5),
-            "nu": round(float(g["b5n_nu"].median()), 4)}
+            "nu": round(float(g["b5n_nu"].median()), 4),
+        }
     f["b5n_holds_fraction"] = float(np.mean(df["b5n_holds"].astype(bool)))
     f["b5n_delta_spent_max"] = float(df["b5n_delta"].max())
     return f
@@ -111,10 +126,26 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.8))
     s = gap_summary(df, "M", "ssl_gap")
     s = s.merge(common.summarize(df, ["M"], ["b5n_gap"]).drop(columns="n_seeds"), on="M")
-    draw_gap(a1, s, "M", "ssl_gap", color="tab:purple", marker="D", label="O1 (stage 1)",
-             slope=f["gap_loglog_slope"], half=f["gap_loglog_slope_ci95_halfwidth"])
-    a1.plot(s["M"], s["b5n_gap_mean"], color="tab:purple", linestyle="--", marker="s", mfc="none",
-            label="B5n certified gap (bound - training loss)")
+    draw_gap(
+        a1,
+        s,
+        "M",
+        "ssl_gap",
+        color="tab:purple",
+        marker="D",
+        label="O1 (stage 1)",
+        slope=f["gap_loglog_slope"],
+        half=f["gap_loglog_slope_ci95_halfwidth"],
+    )
+    a1.plot(
+        s["M"],
+        s["b5n_gap_mean"],
+        color="tab:purple",
+        linestyle="--",
+        marker="s",
+        mfc="none",
+        label="B5n certified gap (bound - training loss)",
+    )
     a1.set_xscale("log")
     a1.set_yscale("log")
     a1.set_xlabel("source samples M (count, log scale)")
@@ -123,18 +154,39 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     a1.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
     cols = ["ssl_train_loss", "ssl_pop_loss", "b5n_pop_loss_stochastic", "b5n_total"]
     sc = common.summarize(df, ["M"], cols)
-    styles = {"ssl_train_loss": dict(color="tab:blue", marker="o", label="training loss (trained encoder)"),
-              "ssl_pop_loss": dict(color="tab:orange", marker="s", label="population loss (trained encoder)"),
-              "b5n_pop_loss_stochastic": dict(color="tab:green", marker="^",
-                                              label="population loss (perturbed encoder, what B5n bounds)"),
-              "b5n_total": dict(color="tab:red", marker="v", linestyle="--", label="B5n (delta = 0.05)")}
+    styles = {
+        "ssl_train_loss": dict(
+            color="tab:blue", marker="o", label="training loss (trained encoder)"
+        ),
+        "ssl_pop_loss": dict(
+            color="tab:orange", marker="s", label="population loss (trained encoder)"
+        ),
+        "b5n_pop_loss_stochastic": dict(
+            color="tab:green",
+            marker="^",
+            label="population loss (perturbed encoder, what B5n bounds)",
+        ),
+        "b5n_total": dict(color="tab:red", marker="v", linestyle="--", label="B5n (delta = 0.05)"),
+    }
     for i, c in enumerate(cols[:3]):  # nearly equal losses: side by side, with error bars
-        common.interval_bars(a2, common.dodge(sc["M"], i, 3, 0.16, log=True), sc[f"{c}_mean"],
-                             sc[f"{c}_lo"], sc[f"{c}_hi"], **styles[c])
+        common.interval_bars(
+            a2,
+            common.dodge(sc["M"], i, 3, 0.16, log=True),
+            sc[f"{c}_mean"],
+            sc[f"{c}_lo"],
+            sc[f"{c}_hi"],
+            **styles[c],
+        )
     c = cols[3]
     common.band(a2, sc["M"], sc[f"{c}_mean"], sc[f"{c}_lo"], sc[f"{c}_hi"], **styles[c])
-    common.reference_line(a2, f["log_N"], f"log N = {f['log_N']:.2f}: vacuous above", color="black",
-                          ls=":", label=f"log N = {f['log_N']:.2f} (vacuous above)")
+    common.reference_line(
+        a2,
+        f["log_N"],
+        f"log N = {f['log_N']:.2f}: vacuous above",
+        color="black",
+        ls=":",
+        label=f"log N = {f['log_N']:.2f} (vacuous above)",
+    )
     a2.set_xscale("log")
     a2.set_xlabel("source samples M (count, log scale)")
     a2.set_ylabel("O1 tuple loss (nats)")
@@ -148,15 +200,28 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
 
 def _n_pop_ssl() -> int:
     from cmcd_theory.certify import N_POP_SSL
+
     return N_POP_SSL
 
 
 def main(argv=None) -> pd.DataFrame:
-    return common.run_experiment(argv, __doc__, NAME, run, findings, plot,
-                                 lambda a: {"M": grid(a.quick), "world": "default (attenuate, t = 0)",
-                                            "pipeline": "quick" if a.quick else "default",
-                                            "n_pop_ssl": _n_pop_ssl(), "delta": common.DELTA},
-                                 resumes=False, default_seeds=SEEDS)
+    return common.run_experiment(
+        argv,
+        __doc__,
+        NAME,
+        run,
+        findings,
+        plot,
+        lambda a: {
+            "M": grid(a.quick),
+            "world": "default (attenuate, t = 0)",
+            "pipeline": "quick" if a.quick else "default",
+            "n_pop_ssl": _n_pop_ssl(),
+            "delta": common.DELTA,
+        },
+        resumes=False,
+        default_seeds=SEEDS,
+    )
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ Run: ``python -m experiments.error_vs_distance [--quick] [--seeds S]``.
 
 from __future__ import annotations
 
-from experiments import common  # sets the compile cache before jax loads
-
 import numpy as np
 import pandas as pd
 
 from cmcd_theory.sweeps.devices import setup_jax
+from experiments import common
 
 NAME = "error_vs_distance"
 BOUND_METHOD = "cmc"
@@ -24,10 +23,12 @@ BOUND_METHOD = "cmc"
 
 def grid(quick: bool) -> dict:
     if quick:
-        return {"channel": ["attenuate"], "t": [0.0, 0.33, 0.67, 1.0],
-                "method": ["cmc", "oracle"]}
-    return {"channel": ["attenuate", "noise", "corrupt"], "t": [0.0, 0.25, 0.5, 0.75, 1.0],
-            "method": ["cmd", "cmc", "l2", "supervised", "oracle"]}
+        return {"channel": ["attenuate"], "t": [0.0, 0.33, 0.67, 1.0], "method": ["cmc", "oracle"]}
+    return {
+        "channel": ["attenuate", "noise", "corrupt"],
+        "t": [0.0, 0.25, 0.5, 0.75, 1.0],
+        "method": ["cmd", "cmc", "l2", "supervised", "oracle"],
+    }
 
 
 def postprocess(world, cfg, method, t, seed, row, arts):
@@ -38,9 +39,15 @@ def postprocess(world, cfg, method, t, seed, row, arts):
 
 def run(args) -> pd.DataFrame:
     from cmcd_theory.sweeps.sweep import run_sweep
-    return run_sweep(grid(args.quick), pipeline=common.base_pipeline(args), seeds=args.seeds,
-                     out=common.raw_path(args, NAME), postprocess=postprocess,
-                     progress=not args.no_progress)
+
+    return run_sweep(
+        grid(args.quick),
+        pipeline=common.base_pipeline(args),
+        seeds=args.seeds,
+        out=common.raw_path(args, NAME),
+        postprocess=postprocess,
+        progress=not args.no_progress,
+    )
 
 
 def findings(df: pd.DataFrame) -> dict:
@@ -70,10 +77,22 @@ def _bounds_panel(ax, sc: pd.DataFrame) -> None:
     x = g["tv_latent_mean"]
     gb = sc[sc["method"] == BOUND_METHOD].sort_values("tv_latent_mean")
     if "b2_total_mean" in gb and len(gb):
-        ax.plot(gb["tv_latent_mean"], gb["b2_total_mean"], ":", color="tab:orange", lw=2,
-                label="B2 margin bound (CMC probe)")
-        ax.plot(gb["tv_latent_mean"], gb["b3_total_deterministic_mean"], "-.", color="tab:orange",
-                lw=1.5, label="B3 PAC-Bayes bound, 2 L(Q) (CMC probe)")
+        ax.plot(
+            gb["tv_latent_mean"],
+            gb["b2_total_mean"],
+            ":",
+            color="tab:orange",
+            lw=2,
+            label="B2 margin bound (CMC probe)",
+        )
+        ax.plot(
+            gb["tv_latent_mean"],
+            gb["b3_total_deterministic_mean"],
+            "-.",
+            color="tab:orange",
+            lw=1.5,
+            label="B3 PAC-Bayes bound, 2 L(Q) (CMC probe)",
+        )
     ax.plot(x, g["bayes_A_mean"] + x, "k--", lw=1.3, label=r"$\varepsilon^*_A + TV_{latent}$ (B1a)")
     ax.plot(x, g["bayes_B_mean"], "k-", lw=2.5, label=r"$\varepsilon^*_B$ (Bayes floor, exact)")
     st = dict(common.METHOD_STYLE[BOUND_METHOD], ms=4)
@@ -88,11 +107,23 @@ def _excess_panel(ax, sc: pd.DataFrame, width: float) -> None:
     methods = [m for m in EXCESS_ORDER if m in set(sc["method"])]
     for i, me in enumerate(methods):
         g = sc[sc["method"] == me].sort_values("tv_latent_mean")
-        common.interval_bars(ax, common.dodge(g["tv_latent_mean"], i, len(methods), width),
-                             g["excess_mean"], g["excess_lo"], g["excess_hi"],
-                             **common.METHOD_STYLE[me])
-    common.reference_line(ax, 0.0, r"Bayes floor $\varepsilon^*_B$ (excess 0)", color="black",
-                          ls="-", where=0.01, below=True)
+        common.interval_bars(
+            ax,
+            common.dodge(g["tv_latent_mean"], i, len(methods), width),
+            g["excess_mean"],
+            g["excess_lo"],
+            g["excess_hi"],
+            **common.METHOD_STYLE[me],
+        )
+    common.reference_line(
+        ax,
+        0.0,
+        r"Bayes floor $\varepsilon^*_B$ (excess 0)",
+        color="black",
+        ls="-",
+        where=0.01,
+        below=True,
+    )
 
 
 def plot(df: pd.DataFrame, args, f: dict) -> None:
@@ -101,12 +132,29 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     interval, where the methods (within about 0.01 of the floor) can be told apart."""
     plt = common.pyplot()
     chans = list(dict.fromkeys(df["channel"]))
-    fig, axes = plt.subplots(2, len(chans), figsize=(5.2 * len(chans), 7.6), squeeze=False,
-                             sharex="col", sharey="row", gridspec_kw={"height_ratios": [1.25, 1]})
-    cols = ["err_B", "excess", "tv_latent", "bayes_A", "bayes_B", "b2_total",
-            "b3_total_deterministic"]
-    s = common.summarize(df.assign(excess=df["err_B"] - df["bayes_B"]),
-                         ["channel", "method", "t"], [c for c in cols if c in df or c == "excess"])
+    fig, axes = plt.subplots(
+        2,
+        len(chans),
+        figsize=(5.2 * len(chans), 7.6),
+        squeeze=False,
+        sharex="col",
+        sharey="row",
+        gridspec_kw={"height_ratios": [1.25, 1]},
+    )
+    cols = [
+        "err_B",
+        "excess",
+        "tv_latent",
+        "bayes_A",
+        "bayes_B",
+        "b2_total",
+        "b3_total_deterministic",
+    ]
+    s = common.summarize(
+        df.assign(excess=df["err_B"] - df["bayes_B"]),
+        ["channel", "method", "t"],
+        [c for c in cols if c in df or c == "excess"],
+    )
     for j, ch in enumerate(chans):
         sc = s[s["channel"] == ch]
         x = np.sort(sc["tv_latent_mean"].unique())
@@ -123,14 +171,18 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     axes[0][0].set_ylabel("target test error $R_B$\nand its bounds (fraction)")
     axes[1][0].set_ylabel("excess error $R_B - \\varepsilon^*_B$\n(fraction)")
     common.legend_below(fig, axes, ncol=4)
-    fig.suptitle(f"Target error against modality distance ({common.interval_note(args)}; "
-                 "lower row: methods side by side at each distance)")
+    fig.suptitle(
+        f"Target error against modality distance ({common.interval_note(args)}; "
+        "lower row: methods side by side at each distance)"
+    )
     fig.tight_layout()
     common.save_fig(fig, NAME, args)
 
 
 def main(argv=None) -> pd.DataFrame:
-    return common.run_experiment(argv, __doc__, NAME, run, findings, plot, lambda a: {"grid": grid(a.quick)})
+    return common.run_experiment(
+        argv, __doc__, NAME, run, findings, plot, lambda a: {"grid": grid(a.quick)}
+    )
 
 
 if __name__ == "__main__":

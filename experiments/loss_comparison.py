@@ -12,13 +12,12 @@ Run: ``python -m experiments.loss_comparison [--quick] [--seeds S]``.
 
 from __future__ import annotations
 
-from experiments import common  # sets the compile cache before jax loads
-from experiments.tv_vs_gain import grid, run_feature_sweep
-
 import numpy as np
 import pandas as pd
 
 from cmcd_theory.sweeps.devices import setup_jax
+from experiments import common
+from experiments.tv_vs_gain import grid, run_feature_sweep
 
 NAME = "loss_comparison"
 
@@ -31,9 +30,12 @@ def findings(d: pd.DataFrame) -> dict:
     f = {}
     per_seed = d.groupby(["method", "seed"], as_index=False)[["tv_features", "err_B"]].mean()
     for me, g in per_seed.groupby("method"):
-        f[f"mean_over_grid[{me}]"] = (f"TV_features {common.fmt_ci(g['tv_features'])}, "
-                                      f"err_B {common.fmt_ci(g['err_B'])}")
-    piv = d.pivot_table(index=["channel", "t", "seed"], columns="method", values=["tv_features", "err_B"])
+        f[f"mean_over_grid[{me}]"] = (
+            f"TV_features {common.fmt_ci(g['tv_features'])}, err_B {common.fmt_ci(g['err_B'])}"
+        )
+    piv = d.pivot_table(
+        index=["channel", "t", "seed"], columns="method", values=["tv_features", "err_B"]
+    )
     for a in [m for m in ("cmd", "cmc") if m in d["method"].unique()]:
         if "l2" in d["method"].unique():
             for col in ("tv_features", "err_B"):
@@ -48,8 +50,9 @@ def plot(d: pd.DataFrame, args, f: dict) -> None:
     by side at each t (right: on the 0-1 scale they and eps*_B are one line)."""
     plt = common.pyplot()
     chans = list(dict.fromkeys(d["channel"]))
-    fig, axes = plt.subplots(len(chans), 2, figsize=(11, 3.9 * len(chans)), squeeze=False,
-                             sharex=True, sharey="col")
+    fig, axes = plt.subplots(
+        len(chans), 2, figsize=(11, 3.9 * len(chans)), squeeze=False, sharex=True, sharey="col"
+    )
     d = d.assign(excess=d["err_B"] - d["bayes_B"])
     s = common.summarize(d, ["channel", "method", "t"], ["tv_features", "excess", "tv_latent"])
     width = 0.05 * float(np.ptp(s["t"]) or 1.0)
@@ -59,14 +62,33 @@ def plot(d: pd.DataFrame, args, f: dict) -> None:
         for i, me in enumerate(methods):
             g = sc[sc["method"] == me].sort_values("t")
             st = common.METHOD_STYLE[me]
-            common.band(row[0], g["t"], g["tv_features_mean"], g["tv_features_lo"],
-                        g["tv_features_hi"], **st)
-            common.interval_bars(row[1], common.dodge(g["t"], i, len(methods), width),
-                                 g["excess_mean"], g["excess_lo"], g["excess_hi"], **st)
+            common.band(
+                row[0],
+                g["t"],
+                g["tv_features_mean"],
+                g["tv_features_lo"],
+                g["tv_features_hi"],
+                **st,
+            )
+            common.interval_bars(
+                row[1],
+                common.dodge(g["t"], i, len(methods), width),
+                g["excess_mean"],
+                g["excess_lo"],
+                g["excess_hi"],
+                **st,
+            )
         g = sc.drop_duplicates("t").sort_values("t")
         row[0].plot(g["t"], g["tv_latent_mean"], "k--", label="$TV_{latent}$ (exact)")
-        common.reference_line(row[1], 0.0, r"Bayes floor $\varepsilon^*_B$ (excess 0)",
-                              color="black", ls="-", where=0.01, below=True)
+        common.reference_line(
+            row[1],
+            0.0,
+            r"Bayes floor $\varepsilon^*_B$ (excess 0)",
+            color="black",
+            ls="-",
+            where=0.01,
+            below=True,
+        )
         row[0].set_ylabel("TV of learned features\n(MC estimate)")
         row[1].set_ylabel("excess error $R_B - \\varepsilon^*_B$\n(fraction)")
         row[0].set_title(f"{ch}: distance between learned features")
@@ -87,9 +109,18 @@ def _run(args) -> pd.DataFrame:
 
 def main(argv=None) -> pd.DataFrame:
     return common.run_experiment(
-        argv, __doc__, NAME, _run, findings, plot,
-        lambda a: {"grid": grid(a.quick, methods(a.quick)), "tv_estimate": "gaussian_feature_tv MC"},
-        resumes=False)
+        argv,
+        __doc__,
+        NAME,
+        _run,
+        findings,
+        plot,
+        lambda a: {
+            "grid": grid(a.quick, methods(a.quick)),
+            "tv_estimate": "gaussian_feature_tv MC",
+        },
+        resumes=False,
+    )
 
 
 if __name__ == "__main__":

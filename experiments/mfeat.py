@@ -69,14 +69,34 @@ from cmcd_theory.learn.training import TrainConfig, train_distill, train_ssl, tr
 from cmcd_theory.sweeps.devices import setup_jax
 from cmcd_theory.worlds import mfeat
 from experiments import common
+from experiments.mfeat_figure import plot, rank_correlations
 
 METHODS = ("cmd", "cmc", "l2", "discomkd", "supervised", "target_ssl")
 DISTILL = ("cmd", "cmc", "l2")
-COLUMNS = ("target_view", "d_view", "method", "n", "seed", "err_B", "tv_lower", "tv_estimate",
-           "tv_acc", "tv_slack", "tv_n_test", "tv_features", "M", "m")
-_TV_FEATURES = {"cmd": "normalised features", "cmc": "normalised features",
-                "l2": "normalised features", "discomkd": "normalised invariant parts",
-                "supervised": "", "target_ssl": ""}
+COLUMNS = (
+    "target_view",
+    "d_view",
+    "method",
+    "n",
+    "seed",
+    "err_B",
+    "tv_lower",
+    "tv_estimate",
+    "tv_acc",
+    "tv_slack",
+    "tv_n_test",
+    "tv_features",
+    "M",
+    "m",
+)
+_TV_FEATURES = {
+    "cmd": "normalised features",
+    "cmc": "normalised features",
+    "l2": "normalised features",
+    "discomkd": "normalised invariant parts",
+    "supervised": "",
+    "target_ssl": "",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +112,10 @@ class MfeatConfig:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     ns: tuple[int, ...] = (20, 50, 100, 300)
     target_views: tuple[str, ...] = mfeat.TARGET_VIEWS
-    ssl_per_class: int = 70       # M = 700 unlabeled source rows
-    pairs_per_class: int = 50     # m = 500 unlabeled pairs
-    labeled_per_class: int = 30   # n <= 300
-    test_per_class: int = 50      # 500 test rows
+    ssl_per_class: int = 70  # M = 700 unlabeled source rows
+    pairs_per_class: int = 50  # m = 500 unlabeled pairs
+    labeled_per_class: int = 30  # n <= 300
+    test_per_class: int = 50  # 500 test rows
     hidden: tuple[int, ...] = (256,)
     feature_dim: int = 32
     # stage-1 augmentation (mfeat.make_augment): Gaussian jitter of one training standard
@@ -104,8 +124,9 @@ class MfeatConfig:
     mask_prob: float = 0.5
     ssl: TrainConfig = TrainConfig(steps=300, batch_size=256, lr=1e-3, tau=0.1)
     # m = 500 pairs: stage 2 is kept short (about 75 epochs) because it overfits them
-    distill: TrainConfig = TrainConfig(steps=150, batch_size=256, lr=1e-3, tau=0.1,
-                                       tau_a=0.05, tau_b=0.1)
+    distill: TrainConfig = TrainConfig(
+        steps=150, batch_size=256, lr=1e-3, tau=0.1, tau_a=0.05, tau_b=0.1
+    )
     supervised: TrainConfig = TrainConfig(steps=300, batch_size=128, lr=1e-3)
     discom: DiscomConfig = DiscomConfig(steps=300, batch_size=128, lr=1e-3)
     probe_l2: float = 1e-4
@@ -126,12 +147,16 @@ class MfeatConfig:
 def quick_config(seeds: int = 2) -> MfeatConfig:
     """A smoke-test configuration: few steps, two n, ``seeds`` seeds (under a minute)."""
     return MfeatConfig(
-        seeds=tuple(range(seeds)), ns=(20, 100), hidden=(64,), feature_dim=16,
+        seeds=tuple(range(seeds)),
+        ns=(20, 100),
+        hidden=(64,),
+        feature_dim=16,
         ssl=TrainConfig(steps=60, batch_size=128, lr=3e-3, tau=0.1),
         distill=TrainConfig(steps=60, batch_size=128, lr=3e-3, tau=0.1, tau_a=0.05, tau_b=0.1),
         supervised=TrainConfig(steps=60, batch_size=64, lr=3e-3),
         discom=DiscomConfig(steps=60, batch_size=64, lr=3e-3),
-        probe_steps=50, fast_compile=True,
+        probe_steps=50,
+        fast_compile=True,
     )
 
 
@@ -147,8 +172,16 @@ def _jit(fun, fast_compile: bool = False):
     return jax.jit(fun)
 
 
-def classifier_tv(keys, xp, xq, *, delta: float = 0.05, train_frac: float = 0.5,
-                  l2: float = 1e-4, fast_compile: bool = False) -> dict:
+def classifier_tv(
+    keys,
+    xp,
+    xq,
+    *,
+    delta: float = 0.05,
+    train_frac: float = 0.5,
+    l2: float = 1e-4,
+    fast_compile: bool = False,
+) -> dict:
     r"""Certified TV lower bounds (B1) for a batch of sample pairs, one compiled program.
 
     For each batch element b, the classifier of
@@ -175,17 +208,28 @@ def classifier_tv(keys, xp, xq, *, delta: float = 0.05, train_frac: float = 0.5,
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
     if xp.shape != xq.shape or xp.ndim != 3:
-        raise ValueError(f"xp and xq must have the same shape (B, n, d), got {xp.shape}, "
-                         f"{xq.shape}")
+        raise ValueError(
+            f"xp and xq must have the same shape (B, n, d), got {xp.shape}, {xq.shape}"
+        )
     n = xp.shape[1]
     n_test = n - int(round(train_frac * n))
-    fn = _jit(jax.vmap(lambda k, p, q: divergences.two_sample_accuracy(
-        k, p, q, train_frac=train_frac, l2=l2)), fast_compile)
-    acc = np.asarray(fn(keys, jnp.asarray(xp, jnp.float32), jnp.asarray(xq, jnp.float32)),
-                     np.float64)
+    fn = _jit(
+        jax.vmap(
+            lambda k, p, q: divergences.two_sample_accuracy(k, p, q, train_frac=train_frac, l2=l2)
+        ),
+        fast_compile,
+    )
+    acc = np.asarray(
+        fn(keys, jnp.asarray(xp, jnp.float32), jnp.asarray(xq, jnp.float32)), np.float64
+    )
     slack = 2.0 * math.sqrt(math.log(1.0 / delta) / (2.0 * n_test))
-    return {"lower": 2 * acc - 1 - slack, "estimate": 2 * acc - 1, "acc": acc,
-            "slack": np.full_like(acc, slack), "n_test": n_test}
+    return {
+        "lower": 2 * acc - 1 - slack,
+        "estimate": 2 * acc - 1,
+        "acc": acc,
+        "slack": np.full_like(acc, slack),
+        "n_test": n_test,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -196,11 +240,27 @@ def classifier_tv(keys, xp, xq, *, delta: float = 0.05, train_frac: float = 0.5,
 def _prepare(cfg: MfeatConfig) -> dict:
     """Per-seed splits, standardised, padded to the source width, stacked on (view, seed)."""
     width = mfeat.VIEWS[mfeat.SOURCE_VIEW]
-    sizes = dict(ssl_per_class=cfg.ssl_per_class, pairs_per_class=cfg.pairs_per_class,
-                 labeled_per_class=cfg.labeled_per_class, test_per_class=cfg.test_per_class)
+    sizes = dict(
+        ssl_per_class=cfg.ssl_per_class,
+        pairs_per_class=cfg.pairs_per_class,
+        labeled_per_class=cfg.labeled_per_class,
+        test_per_class=cfg.test_per_class,
+    )
     views = (mfeat.SOURCE_VIEW,) + tuple(cfg.target_views)
-    out = {k: [] for k in ("src_ssl", "src_pairs", "src_lab", "src_test", "tgt_pairs",
-                           "tgt_lab", "tgt_test", "y_lab", "y_test")}
+    out = {
+        k: []
+        for k in (
+            "src_ssl",
+            "src_pairs",
+            "src_lab",
+            "src_test",
+            "tgt_pairs",
+            "tgt_lab",
+            "tgt_test",
+            "y_lab",
+            "y_test",
+        )
+    }
     for seed in cfg.seeds:
         data = mfeat.load_mfeat(seed, views, **sizes)
         s, xs = data.split, data.x
@@ -209,13 +269,17 @@ def _prepare(cfg: MfeatConfig) -> dict:
         out["src_pairs"].append(src[s.pairs])
         out["src_lab"].append(src[s.labeled])
         out["src_test"].append(src[s.test])
-        out["tgt_pairs"].append([mfeat.pad_columns(xs[v][s.pairs], width) for v in cfg.target_views])
-        out["tgt_lab"].append([mfeat.pad_columns(xs[v][s.labeled], width) for v in cfg.target_views])
+        out["tgt_pairs"].append(
+            [mfeat.pad_columns(xs[v][s.pairs], width) for v in cfg.target_views]
+        )
+        out["tgt_lab"].append(
+            [mfeat.pad_columns(xs[v][s.labeled], width) for v in cfg.target_views]
+        )
         out["tgt_test"].append([mfeat.pad_columns(xs[v][s.test], width) for v in cfg.target_views])
         out["y_lab"].append(data.y[s.labeled])
         out["y_test"].append(data.y[s.test])
     arrays = {k: np.asarray(v) for k, v in out.items()}
-    for k in ("tgt_pairs", "tgt_lab", "tgt_test"):   # (S, V, ...) -> (V, S, ...)
+    for k in ("tgt_pairs", "tgt_lab", "tgt_test"):  # (S, V, ...) -> (V, S, ...)
         arrays[k] = np.swapaxes(arrays[k], 0, 1)
     return arrays
 
@@ -224,8 +288,10 @@ def _check_finite(name: str, x) -> None:
     """Fail loudly on non-finite features: a diverged run must not become a table row."""
     x = np.asarray(x)
     if not np.all(np.isfinite(x)):
-        raise FloatingPointError(f"{name}: {np.mean(~np.isfinite(x)):.1%} of the entries are "
-                                 "not finite (training diverged)")
+        raise FloatingPointError(
+            f"{name}: {np.mean(~np.isfinite(x)):.1%} of the entries are "
+            "not finite (training diverged)"
+        )
 
 
 def _keys(seed: int, *path: int) -> jax.Array:
@@ -268,11 +334,11 @@ class _Run:
     enc: Encoder
     features: Callable
     tiles: np.ndarray
-    xb_lab: jax.Array      # (V S, n_max, w) target inputs of the labeled rows
-    xb_test: jax.Array     # (V S, 500, w) target inputs of the test rows
-    xb_tiled: jax.Array    # (V S, Nn, n_max, w) the labeled rows tiled per n
-    y_tiled: jax.Array     # (V S, Nn, n_max)
-    y_test: jax.Array      # (V S, 500)
+    xb_lab: jax.Array  # (V S, n_max, w) target inputs of the labeled rows
+    xb_test: jax.Array  # (V S, 500, w) target inputs of the test rows
+    xb_tiled: jax.Array  # (V S, Nn, n_max, w) the labeled rows tiled per n
+    y_tiled: jax.Array  # (V S, Nn, n_max)
+    y_test: jax.Array  # (V S, 500)
 
     @property
     def V(self) -> int:
@@ -298,12 +364,19 @@ def _setup(cfg: MfeatConfig, d: dict) -> _Run:
     features = _jit(jax.vmap(lambda prm, x: normalize(enc.apply(prm, x))), cfg.fast_compile)
     tiles = np.stack([mfeat.tile_rows(n, n_max) for n in cfg.ns])  # (Nn, n_max)
     xb_lab = jnp.asarray(_flat(d["tgt_lab"]))
-    y_lab = np.tile(d["y_lab"], (V, 1))      # (V S, n_max), seed-major within a view block
-    return _Run(cfg=cfg, d=d, enc=enc, features=features, tiles=tiles, xb_lab=xb_lab,
-                xb_test=jnp.asarray(_flat(d["tgt_test"])),
-                xb_tiled=jnp.asarray(np.asarray(xb_lab)[:, tiles]),
-                y_tiled=jnp.asarray(y_lab[:, tiles]),
-                y_test=jnp.asarray(np.tile(d["y_test"], (V, 1))))
+    y_lab = np.tile(d["y_lab"], (V, 1))  # (V S, n_max), seed-major within a view block
+    return _Run(
+        cfg=cfg,
+        d=d,
+        enc=enc,
+        features=features,
+        tiles=tiles,
+        xb_lab=xb_lab,
+        xb_test=jnp.asarray(_flat(d["tgt_test"])),
+        xb_tiled=jnp.asarray(np.asarray(xb_lab)[:, tiles]),
+        y_tiled=jnp.asarray(y_lab[:, tiles]),
+        y_test=jnp.asarray(np.tile(d["y_test"], (V, 1))),
+    )
 
 
 def _stage1(r: _Run):
@@ -316,10 +389,15 @@ def _stage1(r: _Run):
     cfg, d, S = r.cfg, r.d, r.S
     m_rows, M_rows = d["src_pairs"].shape[1], d["src_ssl"].shape[1]
     L = math.lcm(M_rows, m_rows)
-    x_ssl = np.concatenate([d["src_ssl"][:, mfeat.tile_rows(M_rows, L)],
-                            _flat(d["tgt_pairs"])[:, mfeat.tile_rows(m_rows, L)]])
-    k_ssl = jnp.concatenate([_key_grid(cfg.seeds, (), 1).reshape(-1),
-                             _key_grid(cfg.seeds, (r.V,), 2).reshape(-1)])
+    x_ssl = np.concatenate(
+        [
+            d["src_ssl"][:, mfeat.tile_rows(M_rows, L)],
+            _flat(d["tgt_pairs"])[:, mfeat.tile_rows(m_rows, L)],
+        ]
+    )
+    k_ssl = jnp.concatenate(
+        [_key_grid(cfg.seeds, (), 1).reshape(-1), _key_grid(cfg.seeds, (r.V,), 2).reshape(-1)]
+    )
     augment = mfeat.make_augment(cfg.jitter, cfg.mask_prob)
     ssl_fn = jax.jit(jax.vmap(lambda k, x: train_ssl(k, r.enc, x, augment, cfg.ssl)))
     ssl_params = ssl_fn(k_ssl, jnp.asarray(x_ssl))
@@ -341,11 +419,18 @@ def _stage2(r: _Run, teacher, tgt_ssl) -> tuple:
     xb_pairs = jnp.asarray(_flat(d["tgt_pairs"]))
     zb_lab, zb_test = {}, {}
     for i, method in enumerate(DISTILL):
-        fn = r.jit(jax.vmap(lambda k, xb, za, method=method:
-                            train_distill(k, r.enc, xb, za, method, r.cfg.distill)))
+        fn = r.jit(
+            jax.vmap(
+                lambda k, xb, za, method=method: train_distill(
+                    k, r.enc, xb, za, method, r.cfg.distill
+                )
+            )
+        )
         student = fn(_key_grid(r.cfg.seeds, (V,), 3 + i).reshape(-1), xb_pairs, za_pairs)
-        zb_lab[method], zb_test[method] = (r.features(student, r.xb_lab),
-                                           r.features(student, r.xb_test))
+        zb_lab[method], zb_test[method] = (
+            r.features(student, r.xb_lab),
+            r.features(student, r.xb_test),
+        )
     zb_lab["target_ssl"] = r.features(tgt_ssl, r.xb_lab)
     zb_test["target_ssl"] = r.features(tgt_ssl, r.xb_test)
     _check_finite("teacher features", za_test)
@@ -360,13 +445,22 @@ def _stage3(r: _Run, zb_lab: dict, zb_test: dict) -> dict:
     cfg = r.cfg
     probe_methods = DISTILL + ("target_ssl",)
     z_tiled = jnp.stack([zb_lab[m_][:, r.tiles] for m_ in probe_methods])  # (4, VS, Nn, n_max, p)
-    probe_fn = r.jit(jax.vmap(jax.vmap(jax.vmap(
-        lambda z, y: fit_probe(z, y, mfeat.NUM_CLASSES, cfg.probe_l2, cfg.probe_steps)),
-        (0, 0)), (0, None)))
+    probe_fn = r.jit(
+        jax.vmap(
+            jax.vmap(
+                jax.vmap(
+                    lambda z, y: fit_probe(z, y, mfeat.NUM_CLASSES, cfg.probe_l2, cfg.probe_steps)
+                ),
+                (0, 0),
+            ),
+            (0, None),
+        )
+    )
     probes = probe_fn(z_tiled, r.y_tiled)
-    zt = jnp.stack([zb_test[m_] for m_ in probe_methods])                 # (4, VS, 500, p)
-    err_fn = r.jit(jax.vmap(jax.vmap(jax.vmap(probe_error, (0, None, None)), (0, 0, 0)),
-                            (0, 0, None)))
+    zt = jnp.stack([zb_test[m_] for m_ in probe_methods])  # (4, VS, 500, p)
+    err_fn = r.jit(
+        jax.vmap(jax.vmap(jax.vmap(probe_error, (0, None, None)), (0, 0, 0)), (0, 0, None))
+    )
     return {m_: e for m_, e in zip(probe_methods, np.asarray(err_fn(probes, zt, r.y_test)))}
 
 
@@ -375,10 +469,17 @@ def _supervised(r: _Run) -> np.ndarray:
     program; err_B ``(V S, Nn)``."""
     V, S, Nn = r.V, r.S, r.Nn
     k_sup = jnp.moveaxis(_key_grid(r.cfg.seeds, (V, Nn), 10), 2, 1).reshape(V * S, Nn)
-    sup_fn = r.jit(jax.vmap(jax.vmap(
-        lambda k, x, y: train_supervised(k, r.enc, x, y, mfeat.NUM_CLASSES, r.cfg.supervised))))
+    sup_fn = r.jit(
+        jax.vmap(
+            jax.vmap(
+                lambda k, x, y: train_supervised(
+                    k, r.enc, x, y, mfeat.NUM_CLASSES, r.cfg.supervised
+                )
+            )
+        )
+    )
     sup_enc, sup_head = sup_fn(k_sup, r.xb_tiled, r.y_tiled)
-    sup_z = jax.vmap(r.features, (1, None), 1)(sup_enc, r.xb_test)         # (VS, Nn, 500, p)
+    sup_z = jax.vmap(r.features, (1, None), 1)(sup_enc, r.xb_test)  # (VS, Nn, 500, p)
     _check_finite("supervised target features", sup_z)
     return np.asarray(jax.vmap(jax.vmap(probe_error, (0, 0, None)))(sup_head, sup_z, r.y_test))
 
@@ -393,10 +494,13 @@ def _discomkd(r: _Run) -> tuple:
     cfg, d, V, S, Nn = r.cfg, r.d, r.V, r.S, r.Nn
     width = mfeat.VIEWS[mfeat.SOURCE_VIEW]
     model = discomkd_model([width, width], cfg.feature_dim, mfeat.NUM_CLASSES, hidden=cfg.hidden)
-    xa_lab = np.tile(d["src_lab"], (V, 1, 1))[:, r.tiles]                  # (VS, Nn, n_max, w)
+    xa_lab = np.tile(d["src_lab"], (V, 1, 1))[:, r.tiles]  # (VS, Nn, n_max, w)
     k_dis = jnp.moveaxis(_key_grid(cfg.seeds, (V, Nn), 11), 2, 1).reshape(V * S, Nn)
-    dis_fn = r.jit(jax.vmap(jax.vmap(
-        lambda k, xa, xb, y: train_discomkd(k, model, (xa, xb), y, cfg.discom)[0])))
+    dis_fn = r.jit(
+        jax.vmap(
+            jax.vmap(lambda k, xa, xb, y: train_discomkd(k, model, (xa, xb), y, cfg.discom)[0])
+        )
+    )
     dis_params = dis_fn(k_dis, jnp.asarray(xa_lab), r.xb_tiled, r.y_tiled)
 
     def dis_eval(prm, xa, xb, y):
@@ -407,7 +511,8 @@ def _discomkd(r: _Run) -> tuple:
 
     xa_test = jnp.asarray(np.tile(d["src_test"], (V, 1, 1)))
     err_dis, inv_a, inv_b = r.jit(jax.vmap(jax.vmap(dis_eval, (0, None, None, None))))(
-        dis_params, xa_test, r.xb_test, r.y_test)
+        dis_params, xa_test, r.xb_test, r.y_test
+    )
     _check_finite("DisCoM-KD invariant parts", jnp.stack([inv_a, inv_b]))
     return np.asarray(err_dis), inv_a, inv_b
 
@@ -419,12 +524,19 @@ def _distances(r: _Run, za_test, zb_test: dict, inv_a, inv_b) -> dict:
     cfg, V, Nn = r.cfg, r.V, r.Nn
     tv_p = [za_test] * len(DISTILL) + [inv_a.reshape((-1,) + inv_a.shape[2:])]
     tv_q = [zb_test[m_] for m_ in DISTILL] + [inv_b.reshape((-1,) + inv_b.shape[2:])]
-    tv_keys = jnp.concatenate([_key_grid(cfg.seeds, (V,), 20 + i).reshape(-1)
-                               for i in range(len(DISTILL))]
-                              + [jnp.moveaxis(_key_grid(cfg.seeds, (V, Nn), 30), 2, 1).reshape(-1)])
-    return classifier_tv(tv_keys, jnp.concatenate(tv_p), jnp.concatenate(tv_q),
-                         delta=cfg.tv_delta, train_frac=cfg.tv_train_frac, l2=cfg.tv_l2,
-                         fast_compile=cfg.fast_compile)
+    tv_keys = jnp.concatenate(
+        [_key_grid(cfg.seeds, (V,), 20 + i).reshape(-1) for i in range(len(DISTILL))]
+        + [jnp.moveaxis(_key_grid(cfg.seeds, (V, Nn), 30), 2, 1).reshape(-1)]
+    )
+    return classifier_tv(
+        tv_keys,
+        jnp.concatenate(tv_p),
+        jnp.concatenate(tv_q),
+        delta=cfg.tv_delta,
+        train_frac=cfg.tv_train_frac,
+        l2=cfg.tv_l2,
+        fast_compile=cfg.fast_compile,
+    )
 
 
 def _table(r: _Run, errs: dict, tv: dict, progress: bool) -> list[dict]:
@@ -438,8 +550,13 @@ def _table(r: _Run, errs: dict, tv: dict, progress: bool) -> list[dict]:
         return {k: tv[k][flat_index] for k in ("lower", "estimate", "acc", "slack")}
 
     rows = []
-    cells = [(v, method, j, si) for v in range(V) for method in METHODS
-             for j in range(Nn) for si in range(S)]
+    cells = [
+        (v, method, j, si)
+        for v in range(V)
+        for method in METHODS
+        for j in range(Nn)
+        for si in range(S)
+    ]
     for v, method, j, si in tqdm(cells, desc="mfeat cells", disable=not progress, leave=False):
         vs = v * S + si
         err = errs[method][vs, j]
@@ -450,14 +567,24 @@ def _table(r: _Run, errs: dict, tv: dict, progress: bool) -> list[dict]:
         else:
             t = {k: float("nan") for k in ("lower", "estimate", "acc", "slack")}
         view = cfg.target_views[v]
-        rows.append({
-            "target_view": view, "d_view": mfeat.VIEWS[view], "method": method,
-            "n": cfg.ns[j], "seed": cfg.seeds[si], "err_B": float(err),
-            "tv_lower": float(t["lower"]), "tv_estimate": float(t["estimate"]),
-            "tv_acc": float(t["acc"]), "tv_slack": float(t["slack"]),
-            "tv_n_test": tv["n_test"] if method in DISTILL + ("discomkd",) else float("nan"),
-            "tv_features": _TV_FEATURES[method], "M": M_rows, "m": m_rows,
-        })
+        rows.append(
+            {
+                "target_view": view,
+                "d_view": mfeat.VIEWS[view],
+                "method": method,
+                "n": cfg.ns[j],
+                "seed": cfg.seeds[si],
+                "err_B": float(err),
+                "tv_lower": float(t["lower"]),
+                "tv_estimate": float(t["estimate"]),
+                "tv_acc": float(t["acc"]),
+                "tv_slack": float(t["slack"]),
+                "tv_n_test": tv["n_test"] if method in DISTILL + ("discomkd",) else float("nan"),
+                "tv_features": _TV_FEATURES[method],
+                "M": M_rows,
+                "m": m_rows,
+            }
+        )
     return rows
 
 
@@ -513,113 +640,6 @@ def run(cfg: MfeatConfig, progress: bool = True) -> pd.DataFrame:
     return df
 
 
-# --------------------------------------------------------------------------------------
-# Summaries and the figure
-# --------------------------------------------------------------------------------------
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (target_view, method, n): mean over seeds of err_B, tv_lower and tv_estimate, and
-    the half-width ``err_B_ci`` of the 95% Student-t interval of err_B (NaN for one seed)."""
-    rows = []
-    for (view, method, n), g in df.groupby(["target_view", "method", "n"], sort=False):
-        mean, half = common.ci95(g["err_B"])
-        rows.append({"target_view": view, "method": method, "n": n, "seeds": len(g),
-                     "err_B": mean, "err_B_ci": half, "tv_lower": g["tv_lower"].mean(),
-                     "tv_estimate": g["tv_estimate"].mean()})
-    return pd.DataFrame(rows)
-
-
-def rank_correlations(df: pd.DataFrame) -> dict:
-    """Spearman correlation across target views between the mean estimated distance
-    (``tv_estimate``) and the mean err_B at the largest n, per aligning method."""
-    n_max = df["n"].max()
-    summary = summarize(df[df["n"] == n_max])
-    out = {}
-    for method in DISTILL + ("discomkd",):
-        s = summary[summary["method"] == method]
-        if len(s) >= 3:
-            out[method] = {"rho": common.spearman(s["tv_estimate"], s["err_B"]),
-                           "views": int(len(s)), "n": int(n_max)}
-    return out
-
-
-STYLE = dict(common.METHOD_STYLE,
-             discomkd=dict(color="tab:brown", marker="P", label="DisCoM-KD (n labeled pairs)"))
-
-
-def plot(df: pd.DataFrame, stem: pathlib.Path) -> None:
-    """Write ``stem.png`` and ``stem.pdf``: err_B vs n per target view (95% intervals over
-    seeds) and estimated distance vs error with the Spearman correlations."""
-    plt = common.pyplot()
-    summary = summarize(df)
-    views = list(dict.fromkeys(df["target_view"]))
-    ns = sorted(df["n"].unique())
-    ncol = max(len(views), 3)
-    fig = plt.figure(figsize=(3.3 * ncol, 8.0))
-    gs = fig.add_gridspec(2, ncol, height_ratios=[1, 1.15], hspace=0.38, wspace=0.32,
-                          left=0.06, right=0.985, top=0.91, bottom=0.08)
-    top = None
-    for i, view in enumerate(views):
-        # one error scale for every view (they compare); methods side by side at each n
-        ax = top = fig.add_subplot(gs[0, i], sharey=top)
-        for j, method in enumerate(METHODS):
-            s = summary[(summary["target_view"] == view) & (summary["method"] == method)]
-            st = STYLE[method]
-            ax.errorbar(common.dodge(s["n"], j, len(METHODS), 0.3, log=True), s["err_B"],
-                        yerr=s["err_B_ci"].fillna(0), marker=st["marker"], ms=4, capsize=2,
-                        label=st["label"], color=st["color"], lw=1.2)
-        ax.set_xscale("log")
-        ax.set_xticks(ns, [str(n) for n in ns])
-        ax.minorticks_off()
-        ax.set_title(f"B = {view} ({mfeat.VIEWS[view]} features)", fontsize=10.5)
-        ax.set_xlabel("n labels (labeled pairs for DisCoM-KD)", fontsize=9.5)
-        if i == 0:
-            ax.set_ylabel("target test error err_B")
-        ax.tick_params(labelsize=9)
-    handles, labels = fig.axes[0].get_legend_handles_labels()
-
-    ax = fig.add_subplot(gs[1, : ncol - 2])
-    n_max = df["n"].max()
-    s = summary[summary["n"] == n_max]
-    rho = rank_correlations(df)
-    scatter_handles = []
-    for method in DISTILL + ("discomkd",):
-        t = s[s["method"] == method]
-        st = STYLE[method]
-        label = st["label"] + (f":  Spearman {rho[method]['rho']:+.2f}" if method in rho else "")
-        scatter_handles.append(ax.scatter(t["tv_estimate"], t["err_B"], marker=st["marker"],
-                                          color=st["color"], s=40, label=label))
-        for _, r in t.iterrows():
-            ax.annotate(r["target_view"], (r["tv_estimate"], r["err_B"]), fontsize=8,
-                        xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("estimated TV between learned source and target features "
-                  "(2 acc - 1 of a held-out two-sample classifier)")
-    ax.set_ylabel(f"err_B at n = {n_max}")
-    ax.set_title("modality distance vs target error, one point per (method, target view), "
-                 "means over seeds", fontsize=10)
-
-    leg_ax = fig.add_subplot(gs[1, ncol - 2:])
-    leg_ax.axis("off")
-    first = leg_ax.legend(scatter_handles, [h.get_label() for h in scatter_handles],
-                          loc="upper left", fontsize=9, title_fontsize=9,
-                          title=f"rank correlation across the {len(views)} target views")
-    leg_ax.add_artist(first)
-    leg_ax.legend(handles, labels, loc="lower left", fontsize=9, title="methods (top row)",
-                  title_fontsize=9)
-    fig.suptitle("UCI multiple features: source = pixel view (240 features), each other view a "
-                 f"target; {df['seed'].nunique()} seeds, 95% intervals over seeds", fontsize=11)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for ext in (".png", ".pdf"):
-        fig.savefig(stem.with_suffix(ext), dpi=120, bbox_inches=None)
-    plt.close(fig)
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------
-
-
 def main(argv=None) -> pd.DataFrame:
     """Run the experiment, write the CSV, its JSON config and the figure; return the table.
 
@@ -632,15 +652,23 @@ def main(argv=None) -> pd.DataFrame:
     Returns:
       the tidy table, one row per (target_view, method, n, seed), columns ``COLUMNS``.
     """
-    def extra(parser):
-        parser.add_argument("--out", type=pathlib.Path, default=None,
-                            help="CSV path (default <out-dir>/mfeat.csv); the JSON goes beside it")
 
-    args = common.parse_args(argv, __doc__.splitlines()[0],
-                             default_seeds=(2, len(MfeatConfig().seeds)),
-                             prog="python -m experiments.mfeat", extra=extra,
-                             epilog=__doc__.split("\n", 1)[1] + "\n" + common.OUTPUTS
-                             + common.NO_RESUME)
+    def extra(parser):
+        parser.add_argument(
+            "--out",
+            type=pathlib.Path,
+            default=None,
+            help="CSV path (default <out-dir>/mfeat.csv); the JSON goes beside it",
+        )
+
+    args = common.parse_args(
+        argv,
+        __doc__.splitlines()[0],
+        default_seeds=(2, len(MfeatConfig().seeds)),
+        prog="python -m experiments.mfeat",
+        extra=extra,
+        epilog=__doc__.split("\n", 1)[1] + "\n" + common.OUTPUTS + common.NO_RESUME,
+    )
     cfg = quick_config(args.seeds) if args.quick else MfeatConfig(seeds=tuple(range(args.seeds)))
     out = args.out or pathlib.Path(args.out_dir) / "mfeat.csv"
     stem = pathlib.Path(args.fig_dir) / "mfeat"
@@ -650,22 +678,32 @@ def main(argv=None) -> pd.DataFrame:
     wall = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
-    rho = rank_correlations(df)
+    rho = rank_correlations(df, DISTILL + ("discomkd",))
     n_max = int(df["n"].max())
     err_at_n_max = {
         view: {method: common.fmt_ci(g["err_B"]) for method, g in gv.groupby("method", sort=False)}
-        for view, gv in df[df["n"] == n_max].groupby("target_view", sort=False)}
-    meta = {"experiment": "mfeat", "quick": args.quick, "seeds": len(cfg.seeds),
-            "config": cfg.to_json(),
-            "findings": {"rank_correlation_tv_estimate_vs_err_B": rho,
-                         f"err_B_at_n={n_max} (mean +- 95% half-width)": err_at_n_max},
-            "wall_time_s": round(wall, 1), "stage_seconds": df.attrs.get("stage_seconds", {}),
-            "jax": jax.__version__, "backend": jax.default_backend()}
-    out.with_suffix(".json").write_text(
-        json.dumps(common._jsonable(meta), indent=2, default=str))
-    plot(df, stem)
-    print(f"wrote {out} ({len(df)} rows), {out.with_suffix('.json')}, "
-          f"{stem.with_suffix('.png')}, {stem.with_suffix('.pdf')} in {wall:.1f} s")
+        for view, gv in df[df["n"] == n_max].groupby("target_view", sort=False)
+    }
+    meta = {
+        "experiment": "mfeat",
+        "quick": args.quick,
+        "seeds": len(cfg.seeds),
+        "config": cfg.to_json(),
+        "findings": {
+            "rank_correlation_tv_estimate_vs_err_B": rho,
+            f"err_B_at_n={n_max} (mean +- 95% half-width)": err_at_n_max,
+        },
+        "wall_time_s": round(wall, 1),
+        "stage_seconds": df.attrs.get("stage_seconds", {}),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+    }
+    out.with_suffix(".json").write_text(json.dumps(common._jsonable(meta), indent=2, default=str))
+    plot(df, stem, METHODS, DISTILL + ("discomkd",))
+    print(
+        f"wrote {out} ({len(df)} rows), {out.with_suffix('.json')}, "
+        f"{stem.with_suffix('.png')}, {stem.with_suffix('.pdf')} in {wall:.1f} s"
+    )
     for method, r in rho.items():
         print(f"  Spearman(tv_estimate, err_B) across views, {method}: {r['rho']:+.2f}")
     return df

@@ -1,25 +1,24 @@
 """Claim (iv) and the pipeline ablation on the nuisance world (G6), with rho and q swept.
 
-The target observation is ``x_B = g_B(s_B, nu)`` with a nuisance ``nu ~ N(0, sigma_nu^2 I_q)``
-the source lacks (nonlinear maps, MLP encoders). Five routes on the same data (attenuate and
-mispair channels at t = 0.5, n = 64 labels, m unlabeled pairs): CMCD with each stage-2 loss (CMC, CMD, L2),
+The target observation is ``x_B = g_B(s_B, nu)`` with a nuisance ``nu ~ N(0, sigma_nu^2 I_q)`` the
+source lacks (nonlinear maps, MLP encoders). Five routes on the same data (attenuate and mispair
+channels at t = 0.5, n = 64 labels, m unlabeled pairs): CMCD with each stage-2 loss (CMC, CMD, L2),
 target SSL (InfoNCE on views of the target that resample a fraction rho of the nuisance) and
-supervised-only. Swept: the nuisance dimension q and scale sigma_nu, and rho. Reported: each
-route's target error (mean, 95% interval over seeds), the paired gains CMCD - target SSL and
-the paired differences between stage-2 losses, and the resolution criterion (a difference
-> 0.05 whose 95% interval excludes 0), measured as it falls.
+supervised-only. Swept: the nuisance dimension q and scale sigma_nu, and rho. Reported: each route's
+target error (mean, 95% interval over seeds), the paired gains CMCD - target SSL and the paired
+differences between stage-2 losses, and the resolution criterion (a difference > 0.05 whose 95%
+interval excludes 0), measured as it falls.
 
 Run: ``python -m experiments.nuisance_ablation [--quick] [--seeds S]``.
 """
 
 from __future__ import annotations
 
-from experiments import common  # sets the compile cache before jax loads
-
 import numpy as np
 import pandas as pd
 
 from cmcd_theory.sweeps.devices import setup_jax
+from experiments import common
 
 NAME = "nuisance_ablation"
 T = 0.5
@@ -30,8 +29,10 @@ PAIRS = (("cmc", "target_ssl"), ("cmd", "target_ssl"), ("cmc", "l2"), ("cmd", "l
 
 def world(q: int, sigma_nu: float, rho: float):
     from cmcd_theory.worlds import WorldConfig
-    return WorldConfig(channel="attenuate", nuisance_dim=q, nuisance_scale=sigma_nu, nuisance_rho=rho,
-                       d_B=24)
+
+    return WorldConfig(
+        channel="attenuate", nuisance_dim=q, nuisance_scale=sigma_nu, nuisance_rho=rho, d_B=24
+    )
 
 
 def knobs(quick: bool) -> list:
@@ -54,21 +55,38 @@ def grid(quick: bool, rho: float) -> dict:
 
 def run(args) -> pd.DataFrame:
     from cmcd_theory.sweeps.sweep import run_sweep
+
     frames = []
     for q, sn, rho in knobs(args.quick):
         wc = world(q, sn, rho)
         out = common.raw_path(args, f"{NAME}_q{q}_s{sn:g}_r{rho:g}")
-        df = run_sweep(grid(args.quick, rho), world=wc, pipeline=common.budget_pipeline("mlp"),
-                       seeds=args.seeds, out=out, progress=not args.no_progress)
-        frames.append(df.assign(q=q, sigma_nu=sn, rho=rho, K=wc.num_classes,
-                                separation=wc.separation, sigma=wc.sigma))
+        df = run_sweep(
+            grid(args.quick, rho),
+            world=wc,
+            pipeline=common.budget_pipeline("mlp"),
+            seeds=args.seeds,
+            out=out,
+            progress=not args.no_progress,
+        )
+        frames.append(
+            df.assign(
+                q=q,
+                sigma_nu=sn,
+                rho=rho,
+                K=wc.num_classes,
+                separation=wc.separation,
+                sigma=wc.sigma,
+            )
+        )
     df = pd.concat(frames, ignore_index=True)
     # the routes that do not use the target's views are the same at every rho (same seeds, same
     # data): the rho = 0 rows stand for them at rho = 1, so each setting has all its routes
     # (flagged by shared_from_rho0: they are copies, not further runs)
     shared = df[(df["rho"] == 0.0) & (df["method"] != "target_ssl")]
-    return pd.concat([df.assign(shared_from_rho0=False), shared.assign(rho=1.0, shared_from_rho0=True)],
-                     ignore_index=True)
+    return pd.concat(
+        [df.assign(shared_from_rho0=False), shared.assign(rho=1.0, shared_from_rho0=True)],
+        ignore_index=True,
+    )
 
 
 def _paired(df: pd.DataFrame, a: str, b: str) -> pd.Series:
@@ -81,7 +99,9 @@ def findings(df: pd.DataFrame) -> dict:
     have = set(df["method"])
     for (ch, q, sn, rho), g in df.groupby(["channel", "q", "sigma_nu", "rho"]):
         key = f"{ch},q={q},sigma_nu={sn:g},rho={rho:g}"
-        f[f"err_B[{key}]"] = " ".join(f"{me}:{common.fmt_ci(gg['err_B'])}" for me, gg in g.groupby("method"))
+        f[f"err_B[{key}]"] = " ".join(
+            f"{me}:{common.fmt_ci(gg['err_B'])}" for me, gg in g.groupby("method")
+        )
         for a, b in PAIRS:
             if {a, b} <= have:
                 d = _paired(g, a, b)
@@ -90,14 +110,20 @@ def findings(df: pd.DataFrame) -> dict:
                 resolved = abs(m) > 0.05 and np.isfinite(h) and abs(m) - h > 0
                 kind = "cmcd_vs_target_ssl" if b == "target_ssl" else "stage2_losses"
                 if resolved:
-                    f.setdefault(f"resolved[{kind}]", []).append(f"{a} - {b} at {key}: {m:+.3f} +- {h:.3f}")
+                    f.setdefault(f"resolved[{kind}]", []).append(
+                        f"{a} - {b} at {key}: {m:+.3f} +- {h:.3f}"
+                    )
                 if best is None or abs(m) > best[0]:
                     best = (abs(m), f"{a} vs {b} at {key}: {m:+.3f} +- {h:.3f}")
     for kind in ("cmcd_vs_target_ssl", "stage2_losses"):
-        f.setdefault(f"resolved[{kind}]", "none: no setting gives |difference| > 0.05 with a 95% "
-                                           "interval excluding 0")
+        f.setdefault(
+            f"resolved[{kind}]",
+            "none: no setting gives |difference| > 0.05 with a 95% interval excluding 0",
+        )
     f["largest_difference"] = best[1] if best else None
-    f["eps_star_B"] = {ch: round(float(b), 6) for ch, b in df.groupby("channel")["bayes_B"].first().items()}
+    f["eps_star_B"] = {
+        ch: round(float(b), 6) for ch, b in df.groupby("channel")["bayes_B"].first().items()
+    }
     return f
 
 
@@ -105,11 +131,22 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     plt = common.pyplot()
     settings = list(df.groupby(["q", "sigma_nu", "rho"]).groups)
     chans = list(dict.fromkeys(df["channel"]))
-    fig, axes = plt.subplots(len(chans), 1, figsize=(max(6.4, 1.3 * len(settings) + 2), 4.4 * len(chans)),
-                             squeeze=False, sharey=True)  # one error scale: the channels compare
+    fig, axes = plt.subplots(
+        len(chans),
+        1,
+        figsize=(max(6.4, 1.3 * len(settings) + 2), 4.4 * len(chans)),
+        squeeze=False,
+        sharey=True,
+    )  # one error scale: the channels compare
     for ax, ch in zip(axes[:, 0], chans):
-        _bars(ax, df[df["channel"] == ch], settings, f["eps_star_B"][ch], ch,
-              common.interval_note(args))
+        _bars(
+            ax,
+            df[df["channel"] == ch],
+            settings,
+            f["eps_star_B"][ch],
+            ch,
+            common.interval_note(args),
+        )
     fig.tight_layout()
     common.legend_below(fig, axes, ncol=6)
     common.save_fig(fig, NAME, args)
@@ -120,32 +157,48 @@ def _bars(ax, df, settings, eps, ch, note):
     methods = [m for m in METHODS if m in set(df["method"])]
     width = 0.8 / len(methods)
     for j, me in enumerate(methods):
-        rows = [s[(s["q"] == q) & (s["sigma_nu"] == sn) & (s["rho"] == r) & (s["method"] == me)].iloc[0]
-                for q, sn, r in settings]
+        rows = [
+            s[(s["q"] == q) & (s["sigma_nu"] == sn) & (s["rho"] == r) & (s["method"] == me)].iloc[0]
+            for q, sn, r in settings
+        ]
         x = np.arange(len(settings)) + (j - (len(methods) - 1) / 2) * width
         mean = np.array([r["err_B_mean"] for r in rows])
         err = np.array([r["err_B_hi"] - r["err_B_mean"] for r in rows])
         st = common.METHOD_STYLE[me]
-        ax.bar(x, mean, width, yerr=np.where(np.isfinite(err), err, 0), color=st["color"],
-               label=st["label"], capsize=2)
-    ax.axhline(eps, color="black", linestyle=":", lw=1.5,
-               label=r"$\varepsilon^*_B$ (Bayes floor, exact)")
+        ax.bar(
+            x,
+            mean,
+            width,
+            yerr=np.where(np.isfinite(err), err, 0),
+            color=st["color"],
+            label=st["label"],
+            capsize=2,
+        )
+    ax.axhline(
+        eps, color="black", linestyle=":", lw=1.5, label=r"$\varepsilon^*_B$ (Bayes floor, exact)"
+    )
     ax.set_xticks(np.arange(len(settings)))
-    ax.set_xticklabels([f"q={q}\n$\\sigma_\\nu$={sn:g}\n$\\rho$={r:g}" for q, sn, r in settings],
-                       fontsize=9.5)
+    ax.set_xticklabels(
+        [f"q={q}\n$\\sigma_\\nu$={sn:g}\n$\\rho$={r:g}" for q, sn, r in settings], fontsize=9.5
+    )
     ax.tick_params(labelleft=True)
     ax.set_ylabel("target test error $R_B$ (fraction)")
-    ax.set_title(f"Nuisance world, {ch} t={T}, n=64: routes and stage-2 losses "
-                 f"({note})")
+    ax.set_title(f"Nuisance world, {ch} t={T}, n=64: routes and stage-2 losses ({note})")
 
 
 def config(args) -> dict:
-    return {"knobs (q, sigma_nu, rho)": knobs(args.quick), "grid": grid(args.quick, 0.0), "encoder": "mlp",
-            "world": world(*knobs(args.quick)[0]).as_dict()}
+    return {
+        "knobs (q, sigma_nu, rho)": knobs(args.quick),
+        "grid": grid(args.quick, 0.0),
+        "encoder": "mlp",
+        "world": world(*knobs(args.quick)[0]).as_dict(),
+    }
 
 
 def main(argv=None) -> pd.DataFrame:
-    return common.run_experiment(argv, __doc__, NAME, run, findings, plot, config, default_seeds=(2, 5))
+    return common.run_experiment(
+        argv, __doc__, NAME, run, findings, plot, config, default_seeds=(2, 5)
+    )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ Run: ``python -m experiments.pairing_vs_distance [--quick] [--seeds S]``.
 
 from __future__ import annotations
 
-from experiments import common  # sets the compile cache before jax loads
-
 import numpy as np
 import pandas as pd
 
 from cmcd_theory.sweeps.devices import setup_jax
+from experiments import common
 
 NAME = "pairing_vs_distance"
 METHODS = ("cmc", "cmd", "l2")
@@ -30,19 +29,34 @@ METHODS = ("cmc", "cmd", "l2")
 def grid(quick: bool) -> dict:
     if quick:
         return {"channel": ["mispair"], "t": [0.0, 0.75], "method": ["cmc", "l2"]}
-    return {"channel": ["mispair", "resample"], "t": [0.0, 0.25, 0.5, 0.75, 1.0], "method": list(METHODS)}
+    return {
+        "channel": ["mispair", "resample"],
+        "t": [0.0, 0.25, 0.5, 0.75, 1.0],
+        "method": list(METHODS),
+    }
 
 
 def _post(*a):
-    return {**common.feature_tv(*a), **common.probe_bounds(*a, n_weight_samples=200, certificate=True)}
+    return {
+        **common.feature_tv(*a),
+        **common.probe_bounds(*a, n_weight_samples=200, certificate=True),
+    }
 
 
 def run(args) -> pd.DataFrame:
     from cmcd_theory.sweeps.sweep import run_sweep
     from cmcd_theory.worlds import WorldConfig
+
     wc = WorldConfig()
-    df = run_sweep(grid(args.quick), world=wc, pipeline=common.budget_pipeline("linear"), seeds=args.seeds,
-                   out=common.raw_path(args, NAME), progress=not args.no_progress, postprocess=_post)
+    df = run_sweep(
+        grid(args.quick),
+        world=wc,
+        pipeline=common.budget_pipeline("linear"),
+        seeds=args.seeds,
+        out=common.raw_path(args, NAME),
+        progress=not args.no_progress,
+        postprocess=_post,
+    )
     df["b1a"] = df["bayes_A"] + df["tv_latent"]
     df["b1b"] = df["err_A_head"] + df["tv_features_upper"]
     df["certificate"] = df["probe_total"]
@@ -62,10 +76,13 @@ def findings(df: pd.DataFrame) -> dict:
         key = f"{ch},{me}"
         per_t = g.groupby("t")
         f[f"err_B[{key}]"] = {float(t): common.fmt_ci(gg["err_B"]) for t, gg in per_t}
-        f[f"tv_features_upper[{key}]"] = {float(t): round(float(gg["tv_features_upper"].mean()), 3)
-                                          for t, gg in per_t}
+        f[f"tv_features_upper[{key}]"] = {
+            float(t): round(float(gg["tv_features_upper"].mean()), 3) for t, gg in per_t
+        }
         f[f"b1b[{key}]"] = {float(t): round(float(gg["b1b"].mean()), 3) for t, gg in per_t}
-        f[f"certificate[{key}]"] = {float(t): round(float(gg["certificate"].mean()), 3) for t, gg in per_t}
+        f[f"certificate[{key}]"] = {
+            float(t): round(float(gg["certificate"].mean()), 3) for t, gg in per_t
+        }
         rise, at = _rise(g, "err_B")
         f[f"err_B_rise[{key}]"] = f"{rise:+.3f} at t={at:g}"
         verdict = []
@@ -75,8 +92,10 @@ def findings(df: pd.DataFrame) -> dict:
             verdict.append(f"{col}: rise {brise:+.3f}, Spearman with err_B over t {rho:+.2f}")
         f[f"bounds_track[{key}]"] = "; ".join(verdict)
     f["tv_latent_max"] = float(df["tv_latent"].abs().max())
-    f["pair_agreement_by_t[mispair]"] = {float(t): float(a) for t, a in
-                                         df[df["channel"] == "mispair"].groupby("t")["pair_agreement"].first().items()}
+    f["pair_agreement_by_t[mispair]"] = {
+        float(t): float(a)
+        for t, a in df[df["channel"] == "mispair"].groupby("t")["pair_agreement"].first().items()
+    }
     f["eps_star"] = round(float(df["bayes_B"].iloc[0]), 6)
     return f
 
@@ -88,14 +107,33 @@ def _channel_row(row, sc: pd.DataFrame, width: float) -> None:
     methods = [m for m in METHODS if m in set(sc["method"])]
     curves = [(sc[sc["method"] == me].sort_values("t"), common.METHOD_STYLE[me]) for me in methods]
     for i, (g, st) in enumerate(curves):
-        common.interval_bars(row[0], common.dodge(g["t"], i, len(methods), width),
-                             g["err_B_mean"], g["err_B_lo"], g["err_B_hi"], **st)
+        common.interval_bars(
+            row[0],
+            common.dodge(g["t"], i, len(methods), width),
+            g["err_B_mean"],
+            g["err_B_lo"],
+            g["err_B_hi"],
+            **st,
+        )
     for g, st in curves:  # in this order, the figure legend reads one column per quantity
-        common.band(row[1], g["t"], g["b1b_mean"], g["b1b_lo"], g["b1b_hi"],
-                    **{**st, "label": f"B1b {st['label']}"})
+        common.band(
+            row[1],
+            g["t"],
+            g["b1b_mean"],
+            g["b1b_lo"],
+            g["b1b_hi"],
+            **{**st, "label": f"B1b {st['label']}"},
+        )
     for g, st in curves:
-        row[1].plot(g["t"], g["certificate_mean"], color=st["color"], linestyle=":",
-                    marker=st["marker"], mfc="none", label=f"probe certificate {st['label']}")
+        row[1].plot(
+            g["t"],
+            g["certificate_mean"],
+            color=st["color"],
+            linestyle=":",
+            marker=st["marker"],
+            mfc="none",
+            label=f"probe certificate {st['label']}",
+        )
     g = sc.drop_duplicates("t").sort_values("t")
     floor = r"$\varepsilon^*_B$ (exact) = B1a: $\varepsilon^*_A + TV_{latent}$"
     for ax, label in zip(row, ("_floor", floor)):
@@ -108,14 +146,19 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
     that their degradations compare) and the bounds (one y range, vacuity level 1 marked)."""
     plt = common.pyplot()
     chans = list(dict.fromkeys(df["channel"]))
-    fig, axes = plt.subplots(len(chans), 2, figsize=(11.5, 4.1 * len(chans)), squeeze=False,
-                             sharex=True, sharey="col")
-    s = common.summarize(df, ["channel", "method", "t"], ["err_B", "b1b", "certificate", "b1a", "bayes_B"])
+    fig, axes = plt.subplots(
+        len(chans), 2, figsize=(11.5, 4.1 * len(chans)), squeeze=False, sharex=True, sharey="col"
+    )
+    s = common.summarize(
+        df, ["channel", "method", "t"], ["err_B", "b1b", "certificate", "b1a", "bayes_B"]
+    )
     width = 0.06 * float(np.ptp(s["t"]) or 1.0)
     for row, ch in zip(axes, chans):
         _channel_row(row, s[s["channel"] == ch], width)
         for ax in row:
-            ax.set_xlabel(f"{ch} knob t (fraction of pairs {'mispaired' if ch == 'mispair' else 'resampled'})")
+            ax.set_xlabel(
+                f"{ch} knob t (fraction of pairs {'mispaired' if ch == 'mispair' else 'resampled'})"
+            )
             ax.tick_params(labelbottom=True)
         row[0].set_ylabel("target test error $R_B$ (fraction)")
         row[1].set_ylabel("bound value (fraction)")
@@ -128,13 +171,19 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
 
 
 def config(args) -> dict:
-    return {"grid": grid(args.quick), "encoder": "linear", "world": "WorldConfig() defaults",
-            "b1b": "err_A_head + tv_features_upper (certify B1b)",
-            "certificate": common.PROBE_CERTIFICATE_CONFIG}
+    return {
+        "grid": grid(args.quick),
+        "encoder": "linear",
+        "world": "WorldConfig() defaults",
+        "b1b": "err_A_head + tv_features_upper (certify B1b)",
+        "certificate": common.PROBE_CERTIFICATE_CONFIG,
+    }
 
 
 def main(argv=None) -> pd.DataFrame:
-    return common.run_experiment(argv, __doc__, NAME, run, findings, plot, config, default_seeds=(2, 5))
+    return common.run_experiment(
+        argv, __doc__, NAME, run, findings, plot, config, default_seeds=(2, 5)
+    )
 
 
 if __name__ == "__main__":

@@ -18,12 +18,11 @@ Run: ``python -m experiments.when_distillation_pays [--quick] [--seeds S]``.
 
 from __future__ import annotations
 
-from experiments import common  # sets the compile cache before jax loads
-
 import numpy as np
 import pandas as pd
 
 from cmcd_theory.sweeps.devices import setup_jax
+from experiments import common
 
 NAME = "when_distillation_pays"
 CMCD = ("cmc", "cmd")
@@ -32,26 +31,44 @@ TARGET_ONLY = ("supervised", "target_ssl")
 
 def world():
     from cmcd_theory.worlds import WorldConfig
-    return WorldConfig(channel="attenuate", nuisance_dim=8, nuisance_scale=1.0, nuisance_rho=0.0, d_B=24)
+
+    return WorldConfig(
+        channel="attenuate", nuisance_dim=8, nuisance_scale=1.0, nuisance_rho=0.0, d_B=24
+    )
 
 
 def grid(quick: bool) -> dict:
     if quick:
         return {"t": [0.0, 0.6], "n": [64], "method": ["cmc", "supervised", "target_ssl"]}
-    return {"t": [0.0, 0.15, 0.3, 0.45, 0.6, 0.75], "n": [16, 32, 64, 128, 256, 512],
-            "method": list(CMCD + TARGET_ONLY)}
+    return {
+        "t": [0.0, 0.15, 0.3, 0.45, 0.6, 0.75],
+        "n": [16, 32, 64, 128, 256, 512],
+        "method": list(CMCD + TARGET_ONLY),
+    }
 
 
 def run(args) -> pd.DataFrame:
     from cmcd_theory.sweeps.sweep import run_sweep
+
     wc = world()
-    df = run_sweep(grid(args.quick), world=wc, pipeline=common.budget_pipeline("mlp"),
-                   seeds=args.seeds, out=common.raw_path(args, NAME), progress=not args.no_progress,
-                   postprocess=lambda *a: common.probe_bounds(*a, n_weight_samples=200,
-                                                              certificate=True))
+    df = run_sweep(
+        grid(args.quick),
+        world=wc,
+        pipeline=common.budget_pipeline("mlp"),
+        seeds=args.seeds,
+        out=common.raw_path(args, NAME),
+        progress=not args.no_progress,
+        postprocess=lambda *a: common.probe_bounds(*a, n_weight_samples=200, certificate=True),
+    )
     df["route_bound"] = df["probe_total"]
-    return df.assign(K=wc.num_classes, separation=wc.separation, sigma=wc.sigma,
-                     q=wc.nuisance_dim, sigma_nu=wc.nuisance_scale, rho=wc.nuisance_rho)
+    return df.assign(
+        K=wc.num_classes,
+        separation=wc.separation,
+        sigma=wc.sigma,
+        q=wc.nuisance_dim,
+        sigma_nu=wc.nuisance_scale,
+        rho=wc.nuisance_rho,
+    )
 
 
 def cell_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -66,11 +83,21 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
         for me in [m for m in CMCD if m in piv]:
             mean, half = common.ci95(piv[best] - piv[me])
             pred = bnd.get("target_ssl", np.nan) - bnd.get(me, np.nan)
-            rows.append({"t": t, "n": n, "tv_latent": g["tv_latent"].iloc[0], "method": me,
-                         "best_target_only": best, "gain": mean, "gain_half": half,
-                         "significant": bool(np.isfinite(half) and abs(mean) > half),
-                         "bound_route": bnd.get(me, np.nan),
-                         "bound_target_ssl": bnd.get("target_ssl", np.nan), "predicted_gain": pred})
+            rows.append(
+                {
+                    "t": t,
+                    "n": n,
+                    "tv_latent": g["tv_latent"].iloc[0],
+                    "method": me,
+                    "best_target_only": best,
+                    "gain": mean,
+                    "gain_half": half,
+                    "significant": bool(np.isfinite(half) and abs(mean) > half),
+                    "bound_route": bnd.get(me, np.nan),
+                    "bound_target_ssl": bnd.get("target_ssl", np.nan),
+                    "predicted_gain": pred,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -96,27 +123,39 @@ def _break_even(tab: pd.DataFrame, col: str) -> dict:
 
 def findings(df: pd.DataFrame) -> dict:
     tab = cell_table(df)
-    f = {"eps_star_B_by_t": {float(t): round(float(b), 6) for t, b in
-                             df.groupby("t")["bayes_B"].first().items()}}
+    f = {
+        "eps_star_B_by_t": {
+            float(t): round(float(b), 6) for t, b in df.groupby("t")["bayes_B"].first().items()
+        }
+    }
     for me, g in tab.groupby("method"):
         sig = g[g["significant"]]
         f[f"cells[{me}]"] = len(g)
         f[f"cells_pays[{me}]"] = int((sig["gain"] > 0).sum())
         f[f"cells_loses[{me}]"] = int((sig["gain"] < 0).sum())
-        f[f"max_gain[{me}]"] = (f"{g['gain'].max():+.3f} at t={g.loc[g['gain'].idxmax(), 't']}, "
-                                f"n={g.loc[g['gain'].idxmax(), 'n']}")
-        f[f"min_gain[{me}]"] = (f"{g['gain'].min():+.3f} at t={g.loc[g['gain'].idxmin(), 't']}, "
-                                f"n={g.loc[g['gain'].idxmin(), 'n']}")
+        f[f"max_gain[{me}]"] = (
+            f"{g['gain'].max():+.3f} at t={g.loc[g['gain'].idxmax(), 't']}, "
+            f"n={g.loc[g['gain'].idxmax(), 'n']}"
+        )
+        f[f"min_gain[{me}]"] = (
+            f"{g['gain'].min():+.3f} at t={g.loc[g['gain'].idxmin(), 't']}, "
+            f"n={g.loc[g['gain'].idxmin(), 'n']}"
+        )
         meas, pred = _break_even(g, "gain"), _break_even(g, "predicted_gain")
         f[f"break_even_log2n_measured[{me}]"] = meas
         f[f"break_even_log2n_predicted[{me}]"] = pred
         both = [(meas[t], pred[t]) for t in meas if np.isfinite(meas[t]) and np.isfinite(pred[t])]
-        f[f"break_even_distance_log2n[{me}]"] = (round(float(np.mean([abs(a - b) for a, b in both])), 3)
-                                                 if both else None)
+        f[f"break_even_distance_log2n[{me}]"] = (
+            round(float(np.mean([abs(a - b) for a, b in both])), 3) if both else None
+        )
         agree = np.sign(g["gain"]) == np.sign(g["predicted_gain"])
         f[f"sign_agreement_bound_vs_measured[{me}]"] = f"{int(agree.sum())}/{len(g)} cells"
-        f[f"bound_route_range[{me}]"] = f"{g['bound_route'].min():.3f}..{g['bound_route'].max():.3f}"
-    f["bound_target_ssl_range"] = f"{tab['bound_target_ssl'].min():.3f}..{tab['bound_target_ssl'].max():.3f}"
+        f[f"bound_route_range[{me}]"] = (
+            f"{g['bound_route'].min():.3f}..{g['bound_route'].max():.3f}"
+        )
+    f["bound_target_ssl_range"] = (
+        f"{tab['bound_target_ssl'].min():.3f}..{tab['bound_target_ssl'].max():.3f}"
+    )
     return f
 
 
@@ -135,8 +174,15 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
         im = ax.imshow(G, origin="lower", cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
         for i in range(len(ts)):
             for j in range(len(ns)):
-                ax.text(j, i, f"{G[i, j]:+.2f}" + ("*" if S[i, j] else ""), ha="center", va="center",
-                        fontsize=8.5, color="black")
+                ax.text(
+                    j,
+                    i,
+                    f"{G[i, j]:+.2f}" + ("*" if S[i, j] else ""),
+                    ha="center",
+                    va="center",
+                    fontsize=8.5,
+                    color="black",
+                )
         xs, ys = np.arange(len(ns)), np.arange(len(ts))
         if len(ts) > 1 and len(ns) > 1:
             if np.nanmin(G) < 0 < np.nanmax(G):
@@ -152,8 +198,10 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
         ax.set_yticklabels([f"{t:g} (TV {tvs[t]:.2f})" for t in ts], fontsize=9)
         ax.set_xlabel("labeled target samples n (count)")
         ax.set_ylabel("attenuate knob t (TV_latent, exact)")
-        ax.set_title(f"gain of {me.upper()} over best target-only route\n"
-                     + ("(* : 95% interval excludes 0)" if args.seeds > 1 else "(one seed, no interval)"))
+        ax.set_title(
+            f"gain of {me.upper()} over best target-only route\n"
+            + ("(* : 95% interval excludes 0)" if args.seeds > 1 else "(one seed, no interval)")
+        )
         ax.grid(False)
         fig.colorbar(im, ax=ax, label="gain: error(best target-only) - error(CMCD)")
     fig.suptitle("When distillation pays: nuisance world (q=8, sigma_nu=1, rho=0), MLP encoders")
@@ -164,12 +212,18 @@ def plot(df: pd.DataFrame, args, f: dict) -> None:
 
 
 def config(args) -> dict:
-    return {"world": world().as_dict(), "grid": grid(args.quick), "encoder": "mlp",
-            "route_bound": common.PROBE_CERTIFICATE_CONFIG}
+    return {
+        "world": world().as_dict(),
+        "grid": grid(args.quick),
+        "encoder": "mlp",
+        "route_bound": common.PROBE_CERTIFICATE_CONFIG,
+    }
 
 
 def main(argv=None) -> pd.DataFrame:
-    return common.run_experiment(argv, __doc__, NAME, run, findings, plot, config, default_seeds=(2, 5))
+    return common.run_experiment(
+        argv, __doc__, NAME, run, findings, plot, config, default_seeds=(2, 5)
+    )
 
 
 if __name__ == "__main__":

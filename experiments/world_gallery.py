@@ -9,7 +9,8 @@ and 3 project to the origin and are left out of the picture, not of the numbers)
 path (an arc for rotate) takes each class's source mean to the mean of its target latents as
 the knob grows from 0 to t. Each panel is titled with the world's ground truth (G5):
 
-* ``TV_latent`` -- the exact modality distance of G2 (:func:`cmcd_theory.learn.divergences.tv_latent`);
+* ``TV_latent`` -- the exact modality distance of G2
+  (:func:`cmcd_theory.learn.divergences.tv_latent`);
 * ``eps*_A``, ``eps*_B`` -- Bayes errors of predicting y from s and from s_B
   (:func:`cmcd_theory.learn.divergences.bayes_error`: exact by one-dimensional quadrature, G5b,
   for every channel shown; Monte Carlo of the posterior argmax with a Hoeffding interval at
@@ -29,8 +30,6 @@ used: the gallery draws one sample.
 
 from __future__ import annotations
 
-from experiments import common  # sets the compile cache before jax loads
-
 import math
 import time
 
@@ -41,6 +40,7 @@ import pandas as pd
 from cmcd_theory import worlds
 from cmcd_theory.learn import divergences
 from cmcd_theory.sweeps.devices import setup_jax
+from experiments import common
 
 NAME = "world_gallery"
 T_VALUES = (0.0, 0.5, 1.0)
@@ -64,8 +64,15 @@ def sizes(quick: bool) -> dict:
     return {"n_bayes": 40_000, "n_tv": 20_000} if quick else {"n_bayes": 400_000, "n_tv": 200_000}
 
 
-def ground_truth(config: worlds.WorldConfig, t_values=T_VALUES, *, n_bayes: int, n_tv: int,
-                 seed: int = SEED, delta: float = DELTA) -> pd.DataFrame:
+def ground_truth(
+    config: worlds.WorldConfig,
+    t_values=T_VALUES,
+    *,
+    n_bayes: int,
+    n_tv: int,
+    seed: int = SEED,
+    delta: float = DELTA,
+) -> pd.DataFrame:
     """One row per (channel, t): TV_latent (exact and Monte Carlo), eps*_A, eps*_B, B1a."""
     rows = []
     for channel in worlds.DISTANCE_CHANNELS:
@@ -78,20 +85,38 @@ def ground_truth(config: worlds.WorldConfig, t_values=T_VALUES, *, n_bayes: int,
             b = divergences.bayes_error(cfg, "B", t, n=n_bayes, seed=seed, delta=delta)
             tv = divergences.tv_latent(cfg, t)
             mc = divergences.tv_latent_monte_carlo(cfg, t, n=n_tv, seed=seed + 2, delta=delta)
-            rows.append({
-                "channel": channel, "t": float(t), "tv_latent": tv,
-                "tv_mc": mc.estimate, "tv_mc_lower": mc.lower, "tv_mc_upper": mc.upper,
-                "bayes_A": a.estimate, "bayes_A_lower": a.lower, "bayes_A_upper": a.upper,
-                "bayes_B": b.estimate, "bayes_B_lower": b.lower, "bayes_B_upper": b.upper,
-                "b1a_rhs": a.upper + tv, "b1a_holds": bool(b.lower <= a.upper + tv),
-                "K": cfg.num_classes, "latent_dim": cfg.latent_dim, "separation": cfg.separation,
-                "sigma": cfg.sigma, "n_attenuated": cfg.n_attenuated, "eta_max": cfg.eta_max,
-                "n_bayes": b.n if cfg.num_classes > 2 else 0, "delta": delta})
+            rows.append(
+                {
+                    "channel": channel,
+                    "t": float(t),
+                    "tv_latent": tv,
+                    "tv_mc": mc.estimate,
+                    "tv_mc_lower": mc.lower,
+                    "tv_mc_upper": mc.upper,
+                    "bayes_A": a.estimate,
+                    "bayes_A_lower": a.lower,
+                    "bayes_A_upper": a.upper,
+                    "bayes_B": b.estimate,
+                    "bayes_B_lower": b.lower,
+                    "bayes_B_upper": b.upper,
+                    "b1a_rhs": a.upper + tv,
+                    "b1a_holds": bool(b.lower <= a.upper + tv),
+                    "K": cfg.num_classes,
+                    "latent_dim": cfg.latent_dim,
+                    "separation": cfg.separation,
+                    "sigma": cfg.sigma,
+                    "n_attenuated": cfg.n_attenuated,
+                    "eta_max": cfg.eta_max,
+                    "n_bayes": b.n if cfg.num_classes > 2 else 0,
+                    "delta": delta,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def draw_latents(config: worlds.WorldConfig, t_values=T_VALUES, n: int = N_POINTS,
-                 seed: int = SEED) -> dict:
+def draw_latents(
+    config: worlds.WorldConfig, t_values=T_VALUES, n: int = N_POINTS, seed: int = SEED
+) -> dict:
     """``{(channel, t): (y, s, s_B)}`` as numpy arrays, drawn by the world's own sampler.
 
     The same key for every panel: the source latents are the same points throughout, so a
@@ -127,43 +152,63 @@ def target_means(config: worlds.WorldConfig, t: float) -> np.ndarray:
 
 
 def _suptitle(config: worlds.WorldConfig, n_bayes: int | None) -> str:
-    J = ("all coordinates" if config.n_attenuated == config.latent_dim
-         else f"the first {config.n_attenuated} coordinates")
+    J = (
+        "all coordinates"
+        if config.n_attenuated == config.latent_dim
+        else f"the first {config.n_attenuated} coordinates"
+    )
     if config.num_classes == 2:
         how = "closed form"
     elif not n_bayes:
         how = "exact (one-dimensional quadrature, G5b)"
     else:
         how = "Monte Carlo of the posterior argmax" + (f", n = {n_bayes:,}" if n_bayes else "")
-    return (f"Modality channels on the default world (K = {config.num_classes}, "
-            f"k = {config.latent_dim}, " + rf"$\Delta$ = {config.separation:g}, "
-            rf"$\sigma$ = {config.sigma:g}, $\eta_{{max}}$ = {config.eta_max:g}, J = {J}), "
-            r"in the $(s_1, s_2)$ plane of classes 0 and 1" + "\n"
-            r"$\mathrm{TV}_{latent}$: exact (G2); $\varepsilon^*_A, \varepsilon^*_B$: Bayes errors "
-            f"of the full latent (all {config.num_classes} classes, {config.latent_dim} "
-            f"coordinates), {how}")
+    return (
+        f"Modality channels on the default world (K = {config.num_classes}, "
+        f"k = {config.latent_dim}, " + rf"$\Delta$ = {config.separation:g}, "
+        rf"$\sigma$ = {config.sigma:g}, $\eta_{{max}}$ = {config.eta_max:g}, J = {J}), "
+        r"in the $(s_1, s_2)$ plane of classes 0 and 1" + "\n"
+        r"$\mathrm{TV}_{latent}$: exact (G2); $\varepsilon^*_A, \varepsilon^*_B$: Bayes errors "
+        f"of the full latent (all {config.num_classes} classes, {config.latent_dim} "
+        f"coordinates), {how}"
+    )
 
 
 def _title(row) -> str:
-    return (f"t = {row.t:g}:  " + r"$\mathrm{TV}_{latent}$" + f" = {row.tv_latent:.3f}\n"
-            + r"$\varepsilon^*_A$" + f" = {row.bayes_A:.3f},  " + r"$\varepsilon^*_B$"
-            + f" = {row.bayes_B:.3f}")
+    return (
+        f"t = {row.t:g}:  "
+        + r"$\mathrm{TV}_{latent}$"
+        + f" = {row.tv_latent:.3f}\n"
+        + r"$\varepsilon^*_A$"
+        + f" = {row.bayes_A:.3f},  "
+        + r"$\varepsilon^*_B$"
+        + f" = {row.bayes_B:.3f}"
+    )
 
 
-def plot_gallery(config: worlds.WorldConfig, truth: pd.DataFrame, latents: dict, t_values=T_VALUES,
-                 n_bayes: int | None = None):
+def plot_gallery(
+    config: worlds.WorldConfig,
+    truth: pd.DataFrame,
+    latents: dict,
+    t_values=T_VALUES,
+    n_bayes: int | None = None,
+):
     """The 4 x len(t_values) grid of panels; returns the figure."""
     plt = common.pyplot()
-    from matplotlib.lines import Line2D
-
     nrow, ncol = len(worlds.DISTANCE_CHANNELS), len(t_values)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.0 * ncol, 3.55 * nrow), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(4.0 * ncol, 3.55 * nrow), squeeze=False, layout="constrained"
+    )
     mu = config.class_means()
     for i, channel in enumerate(worlds.DISTANCE_CHANNELS):
         # one scale per row (the noise channel spreads far), equal aspect
-        pts = np.concatenate([np.concatenate([s[y < 2, :2], sb[y < 2, :2]])
-                              for (ch, _), (y, s, sb) in latents.items() if ch == channel])
+        pts = np.concatenate(
+            [
+                np.concatenate([s[y < 2, :2], sb[y < 2, :2]])
+                for (ch, _), (y, s, sb) in latents.items()
+                if ch == channel
+            ]
+        )
         lo, hi = np.quantile(pts, [0.003, 0.997], axis=0)
         half = 0.5 * max(hi - lo) * 1.08
         centre = 0.5 * (lo + hi)
@@ -173,24 +218,8 @@ def plot_gallery(config: worlds.WorldConfig, truth: pd.DataFrame, latents: dict,
             row = truth[(truth.channel == channel) & np.isclose(truth.t, t)].iloc[0]
             cfg = config.replace(channel=channel)
             mu_b = target_means(cfg, float(t))
-            for c in (0, 1):
-                m = y == c
-                ax.scatter(s[m, 0], s[m, 1], s=14, facecolors="none", edgecolors=CLASS_COLORS[c],
-                           linewidths=0.6, alpha=0.45, rasterized=True)
-                ax.scatter(s_b[m, 0], s_b[m, 1], s=7, color=CLASS_COLORS[c], alpha=0.75,
-                           linewidths=0, rasterized=True)
-            for c in (0, 1):
-                src, dst = mu[c, :2], mu_b[c, :2]
-                if np.linalg.norm(dst - src) > 1e-9:
-                    # the path of the class mean as the knob goes from 0 to t (an arc for rotate)
-                    path = np.stack([target_means(cfg, u)[c, :2] for u in np.linspace(0, t, 25)])
-                    ax.plot(path[:-1, 0], path[:-1, 1], color="black", lw=1.4, zorder=4)
-                    ax.annotate("", xy=path[-1], xytext=path[-3],
-                                arrowprops=dict(arrowstyle="-|>", color="black", lw=1.4,
-                                                shrinkA=0, shrinkB=4, mutation_scale=14), zorder=4)
-                ax.plot(*src, marker="o", ms=8, mfc="white", mec="black", mew=1.4, zorder=5)
-                ax.plot(*dst, marker="*", ms=13, mfc=CLASS_COLORS[c], mec="black", mew=0.9,
-                        zorder=6)
+            _draw_latents(ax, y, s, s_b)
+            _draw_mean_shifts(ax, cfg, mu, mu_b, t)
             ax.set_xlim(centre[0] - half, centre[0] + half)
             ax.set_ylim(centre[1] - half, centre[1] + half)
             ax.set_aspect("equal")
@@ -200,40 +229,116 @@ def plot_gallery(config: worlds.WorldConfig, truth: pd.DataFrame, latents: dict,
                 ax.set_xlabel(r"$s_1$")
             if j == 0:
                 ax.set_ylabel(CHANNEL_TEXT[channel] + "\n" + r"$s_2$", fontsize=10.5)
-    handles = [
-        Line2D([], [], ls="", marker="o", mfc="none", mec="gray", ms=6, label="source latent $s$"),
-        Line2D([], [], ls="", marker="o", color="gray", ms=4, label="target latent $s_B$"),
-        Line2D([], [], ls="", marker="o", color=CLASS_COLORS[0], ms=6, label="class 0"),
-        Line2D([], [], ls="", marker="o", color=CLASS_COLORS[1], ms=6, label="class 1"),
-        Line2D([], [], ls="", marker="o", mfc="white", mec="black", ms=7,
-               label=r"source mean $\mu_y$"),
-        Line2D([], [], ls="", marker="*", mfc="lightgray", mec="black", ms=11,
-               label="target mean (arrow: its shift)"),
-    ]
+    handles = _legend_handles()
     fig.legend(handles=handles, loc="outside lower center", ncol=6, fontsize=9.5, frameon=False)
     fig.suptitle(_suptitle(config, n_bayes), fontsize=12)
     return fig
 
 
+def _draw_latents(ax, y, s, s_b) -> None:
+    """The source latents (open circles) and target latents (dots) of classes 0 and 1."""
+    for c in (0, 1):
+        m = y == c
+        ax.scatter(
+            s[m, 0],
+            s[m, 1],
+            s=14,
+            facecolors="none",
+            edgecolors=CLASS_COLORS[c],
+            linewidths=0.6,
+            alpha=0.45,
+            rasterized=True,
+        )
+        ax.scatter(
+            s_b[m, 0],
+            s_b[m, 1],
+            s=7,
+            color=CLASS_COLORS[c],
+            alpha=0.75,
+            linewidths=0,
+            rasterized=True,
+        )
+
+
+def _draw_mean_shifts(ax, cfg, mu, mu_b, t) -> None:
+    """Each class's source mean (circle), target mean (star) and, where they differ, the path
+    of the class mean as the knob goes from 0 to t (an arrow; an arc for rotate)."""
+    for c in (0, 1):
+        src, dst = mu[c, :2], mu_b[c, :2]
+        if np.linalg.norm(dst - src) > 1e-9:
+            # the path of the class mean as the knob goes from 0 to t (an arc for rotate)
+            path = np.stack([target_means(cfg, u)[c, :2] for u in np.linspace(0, t, 25)])
+            ax.plot(path[:-1, 0], path[:-1, 1], color="black", lw=1.4, zorder=4)
+            ax.annotate(
+                "",
+                xy=path[-1],
+                xytext=path[-3],
+                arrowprops=dict(
+                    arrowstyle="-|>",
+                    color="black",
+                    lw=1.4,
+                    shrinkA=0,
+                    shrinkB=4,
+                    mutation_scale=14,
+                ),
+                zorder=4,
+            )
+        ax.plot(*src, marker="o", ms=8, mfc="white", mec="black", mew=1.4, zorder=5)
+        ax.plot(*dst, marker="*", ms=13, mfc=CLASS_COLORS[c], mec="black", mew=0.9, zorder=6)
+
+
+def _legend_handles() -> list:
+    """The legend entries of the gallery: latents, classes and means."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], ls="", marker="o", mfc="none", mec="gray", ms=6, label="source latent $s$"),
+        Line2D([], [], ls="", marker="o", color="gray", ms=4, label="target latent $s_B$"),
+        Line2D([], [], ls="", marker="o", color=CLASS_COLORS[0], ms=6, label="class 0"),
+        Line2D([], [], ls="", marker="o", color=CLASS_COLORS[1], ms=6, label="class 1"),
+        Line2D(
+            [], [], ls="", marker="o", mfc="white", mec="black", ms=7, label=r"source mean $\mu_y$"
+        ),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="*",
+            mfc="lightgray",
+            mec="black",
+            ms=11,
+            label="target mean (arrow: its shift)",
+        ),
+    ]
+    return handles
+
+
 def findings(truth: pd.DataFrame) -> dict:
     """B1a everywhere, closed-form TV inside its Monte Carlo interval, and each row's numbers."""
-    f = {"b1a_holds_everywhere": bool(truth.b1a_holds.all()),
-         "tv_closed_form_within_mc_interval": bool(
-             ((truth.tv_mc_lower <= truth.tv_latent)
-              & (truth.tv_latent <= truth.tv_mc_upper)).all()),
-         "bayes_A": round(float(truth.bayes_A.iloc[0]), 4)}
+    f = {
+        "b1a_holds_everywhere": bool(truth.b1a_holds.all()),
+        "tv_closed_form_within_mc_interval": bool(
+            ((truth.tv_mc_lower <= truth.tv_latent) & (truth.tv_latent <= truth.tv_mc_upper)).all()
+        ),
+        "bayes_A": round(float(truth.bayes_A.iloc[0]), 4),
+    }
     for r in truth.itertuples():
         f[f"{r.channel}[t={r.t:g}]"] = (
             f"TV={r.tv_latent:.3f} eps_A={r.bayes_A:.3f} eps_B={r.bayes_B:.3f} "
-            f"[{r.bayes_B_lower:.3f}, {r.bayes_B_upper:.3f}]")
+            f"[{r.bayes_B_lower:.3f}, {r.bayes_B_upper:.3f}]"
+        )
     return f
 
 
 def main(argv=None) -> pd.DataFrame:
     """Compute the ground truth, draw the figure, write the CSV, JSON, PNG and PDF."""
-    args = common.parse_args(argv, __doc__.splitlines()[0], default_seeds=(1, 1),
-                             prog="python -m experiments.world_gallery",
-                             epilog=common.OUTPUTS + common.NO_RESUME)
+    args = common.parse_args(
+        argv,
+        __doc__.splitlines()[0],
+        default_seeds=(1, 1),
+        prog="python -m experiments.world_gallery",
+        epilog=common.OUTPUTS + common.NO_RESUME,
+    )
     t0 = time.perf_counter()
     config = worlds.WorldConfig()
     sz = sizes(args.quick)
@@ -242,12 +347,23 @@ def main(argv=None) -> pd.DataFrame:
     fig = plot_gallery(config, truth, draw_latents(config, T_VALUES), T_VALUES, n_mc)
     common.save_fig(fig, NAME, args)
     world = {k: v for k, v in config.as_dict().items() if k not in ("channel", "t")}
-    meta = {"world": world, "channels": list(worlds.DISTANCE_CHANNELS), "t_values": list(T_VALUES),
-            "delta": DELTA, "n_points_per_panel": N_POINTS, "seed": SEED, **sz,
-            "projection": "first two latent coordinates (s_1, s_2); classes 0 and 1 shown",
-            "bayes": ("closed form" if config.num_classes == 2 else
-                      "exact (one-dimensional quadrature, G5b)" if n_mc == 0 else
-                      "Monte Carlo of the posterior argmax, Hoeffding interval at delta")}
+    meta = {
+        "world": world,
+        "channels": list(worlds.DISTANCE_CHANNELS),
+        "t_values": list(T_VALUES),
+        "delta": DELTA,
+        "n_points_per_panel": N_POINTS,
+        "seed": SEED,
+        **sz,
+        "projection": "first two latent coordinates (s_1, s_2); classes 0 and 1 shown",
+        "bayes": (
+            "closed form"
+            if config.num_classes == 2
+            else "exact (one-dimensional quadrature, G5b)"
+            if n_mc == 0
+            else "Monte Carlo of the posterior argmax, Hoeffding interval at delta"
+        ),
+    }
     common.save_results(truth, NAME, args, meta, findings(truth), time.perf_counter() - t0)
     return truth
 

@@ -12,22 +12,49 @@ from experiments import budget
 
 
 def _rows(seed, n, b3, b3p):
-    cfg = {"channel": "attenuate", "t": 0.0, "method": "cmc", "seed": seed, "n_labels": n,
-           "student_features": "normalized", "err_B": 0.10, "distill_pop_loss": 0.58}
-    rows = [("B5n", 2.0, 1.5, {}), ("B4n", 1.7, 0.6, {}), ("B1a", 0.097, 0.097, {}),
-            ("B1b", 0.36, 0.10, {}), ("B2_sample", 1.2, 0.10, {}), ("B2_data_free", 1.0, 0.10, {}),
-            ("B3", b3, 0.10, {"measured_stochastic": 0.12}),
-            ("B3p", b3p, 0.10, {"measured_stochastic": 0.11}),
-            ("probe", 0.39, 0.10, {"attained_by": "B3"}), ("floor", 0.097, 0.10, {})]
+    cfg = {
+        "channel": "attenuate",
+        "t": 0.0,
+        "method": "cmc",
+        "seed": seed,
+        "n_labels": n,
+        "student_features": "normalized",
+        "err_B": 0.10,
+        "distill_pop_loss": 0.58,
+    }
+    rows = [
+        ("B5n", 2.0, 1.5, {}),
+        ("B4n", 1.7, 0.6, {}),
+        ("B1a", 0.097, 0.097, {}),
+        ("B1b", 0.36, 0.10, {}),
+        ("B2_sample", 1.2, 0.10, {}),
+        ("B2_data_free", 1.0, 0.10, {}),
+        ("B3", b3, 0.10, {"measured_stochastic": 0.12}),
+        ("B3p", b3p, 0.10, {"measured_stochastic": 0.11}),
+        ("probe", 0.39, 0.10, {"attained_by": "B3"}),
+        ("floor", 0.097, 0.10, {}),
+    ]
     return [{**cfg, "bound": b, "value": v, "measured": m, **extra} for b, v, m, extra in rows]
 
 
 def test_budget_table_parts_ratios_and_no_total(tmp_path):
-    df = pd.DataFrame(_rows(0, 1000, 0.5, 0.4) + _rows(1, 1000, 0.3, 0.44)
-                      + [dict(r, student_features="raw") for r in _rows(0, 1000, 0.1, 0.1)])
+    df = pd.DataFrame(
+        _rows(0, 1000, 0.5, 0.4)
+        + _rows(1, 1000, 0.3, 0.44)
+        + [dict(r, student_features="raw") for r in _rows(0, 1000, 0.1, 0.1)]
+    )
     tab = budget.table(df)
     by = tab.set_index("bound")
-    assert list(tab["bound"]) == ["B5n", "B4n", "B1a", "B1b", "B2", "B3 L(Q)", "B3 2L(Q)", "certificate"]
+    assert list(tab["bound"]) == [
+        "B5n",
+        "B4n",
+        "B1a",
+        "B1b",
+        "B2",
+        "B3 L(Q)",
+        "B3 2L(Q)",
+        "certificate",
+    ]
     # raw-feature rows are not the default world's pipeline: ignored
     assert (tab["seeds"] == 2).all()
     # B2: the smaller form; B3: per seed the smaller form, its own stochastic error
@@ -40,8 +67,9 @@ def test_budget_table_parts_ratios_and_no_total(tmp_path):
     assert by.loc["B2", "vacuous"] and not by.loc["B1b", "vacuous"]
     assert (tab["target_error"] == 0.10).all() and (tab["bayes_floor"] == 0.097).all()
     assert not tab["part"].str.contains("total").any()
-    args = argparse.Namespace(out_dir=str(tmp_path / "r"), fig_dir=str(tmp_path / "f"),
-                              quick=True, seeds=2)
+    args = argparse.Namespace(
+        out_dir=str(tmp_path / "r"), fig_dir=str(tmp_path / "f"), quick=True, seeds=2
+    )
     os.makedirs(args.out_dir), os.makedirs(args.fig_dir)
     budget.write(df, args)
     meta = json.loads((tmp_path / "r" / "budget.json").read_text())

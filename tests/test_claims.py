@@ -12,8 +12,8 @@ import pytest
 from scipy import stats
 
 from cmcd_theory import bounds
-from cmcd_theory.learn import divergences
 from cmcd_theory.certify import certify
+from cmcd_theory.learn import divergences
 from cmcd_theory.sweeps.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig
 
@@ -36,8 +36,13 @@ def distance_sweep():
         rows.extend({"t": t, "method": method, "seed": seed, **r} for r in res["rows"])
         return res["wide"]
 
-    df = run_sweep({"channel": ["attenuate", "noise", "corrupt"], "t": T_GRID, "method": ["cmc", "cmd"]},
-                   pipeline=THEORY, seeds=3, postprocess=post, progress=False)
+    df = run_sweep(
+        {"channel": ["attenuate", "noise", "corrupt"], "t": T_GRID, "method": ["cmc", "cmd"]},
+        pipeline=THEORY,
+        seeds=3,
+        postprocess=post,
+        progress=False,
+    )
     return df, rows
 
 
@@ -54,7 +59,8 @@ def test_claim_i_error_grows_with_modality_distance(distance_sweep, channel, met
 
 
 def test_error_never_below_bayes_floor(distance_sweep):
-    """No learner beats eps*_B: err_B + slack >= bayes_B (slack: the test set's; eps*_B is exact)."""
+    """No learner beats eps*_B: err_B + slack >= bayes_B (slack: the test set's; eps*_B is
+    exact)."""
     df, _ = distance_sweep
     slack = bounds.hoeffding_slack(THEORY.n_test, 0.001)
     assert (df.err_B + slack >= df.bayes_B).all()
@@ -81,8 +87,12 @@ def test_b3_non_vacuous_from_n_1000_on_default_world(distance_sweep):
 
 def test_t0_large_sample_reaches_bayes_error():
     """At t = 0 with m = 8192 pairs and n = 4096 labels, CMC and CMD come within 0.01 of eps*_B."""
-    df = run_sweep({"t": [0.0], "method": ["cmc", "cmd"]}, pipeline=THEORY.replace(m=8192, n=4096),
-                   seeds=2, progress=False)
+    df = run_sweep(
+        {"t": [0.0], "method": ["cmc", "cmd"]},
+        pipeline=THEORY.replace(m=8192, n=4096),
+        seeds=2,
+        progress=False,
+    )
     bayes = divergences.bayes_error(WorldConfig(), "B").estimate
     g = df.groupby("method").err_B.mean()
     assert (g - bayes).abs().max() <= 0.01, (g, bayes)
@@ -97,8 +107,13 @@ def m_sweep():
         rows.extend(res["rows"])
         return res["wide"]
 
-    df = run_sweep({"t": [0.5], "method": ["cmc"], "m": [128, 512, 1024]}, pipeline=THEORY, seeds=3,
-                   postprocess=post, progress=False)
+    df = run_sweep(
+        {"t": [0.5], "method": ["cmc"], "m": [128, 512, 1024]},
+        pipeline=THEORY,
+        seeds=3,
+        postprocess=post,
+        progress=False,
+    )
     return df, rows
 
 

@@ -6,17 +6,22 @@ import numpy as np
 import pytest
 
 from cmcd_theory import bounds
-from cmcd_theory.learn import divergences
 from cmcd_theory.certify import certify
+from cmcd_theory.learn import divergences
 from cmcd_theory.sweeps.sweep import quick_pipeline, run_sweep
 from cmcd_theory.worlds import WorldConfig
 
-
 _T = quick_pipeline()
-NEW_WORLD_PIPE = _T.replace(M=512, m=512, n=256, n_pop=1024, probe_steps=100,
-                            ssl=_T.ssl.replace(steps=60, batch_size=128),
-                            distill=_T.distill.replace(steps=60, batch_size=128),
-                            supervised=_T.supervised.replace(steps=60))
+NEW_WORLD_PIPE = _T.replace(
+    M=512,
+    m=512,
+    n=256,
+    n_pop=1024,
+    probe_steps=100,
+    ssl=_T.ssl.replace(steps=60, batch_size=128),
+    distill=_T.distill.replace(steps=60, batch_size=128),
+    supervised=_T.supervised.replace(steps=60),
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +33,26 @@ def new_world_sweeps():  # about 75 s of CPU (2 programs compiled and run) on th
 
     def post(w, c, method, t, seed, row, arts):
         res = certify(w, c, method, t, seed, row, arts, parts=("B1b", "B2"))
-        rows.extend({"channel": w.config.channel, "t": t, "method": method, **r} for r in res["rows"])
+        rows.extend(
+            {"channel": w.config.channel, "t": t, "method": method, **r} for r in res["rows"]
+        )
         return {}
 
     nuis = WorldConfig(nuisance_dim=4, nuisance_rho=0.0)
-    a = run_sweep({"t": [0.25], "method": ["cmc"]}, world=nuis,
-                  pipeline=NEW_WORLD_PIPE.replace(encoder="mlp"), seeds=1, progress=False)
-    b = run_sweep({"channel": ["mispair"], "t": [0.0, 1.0], "method": ["cmc"]},
-                  pipeline=NEW_WORLD_PIPE, seeds=1, postprocess=post, progress=False)
+    a = run_sweep(
+        {"t": [0.25], "method": ["cmc"]},
+        world=nuis,
+        pipeline=NEW_WORLD_PIPE.replace(encoder="mlp"),
+        seeds=1,
+        progress=False,
+    )
+    b = run_sweep(
+        {"channel": ["mispair"], "t": [0.0, 1.0], "method": ["cmc"]},
+        pipeline=NEW_WORLD_PIPE,
+        seeds=1,
+        postprocess=post,
+        progress=False,
+    )
     return a, b, rows
 
 

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from cmcd_theory.learn import discomkd
 from cmcd_theory.learn.discomkd import (
     DiscomConfig,
     discomkd_features,
@@ -86,8 +85,12 @@ def np_discomkd_terms(params, q, xs, y):
     us = [np_mlp(p, x) for p, x in zip(params["enc"], xs)]
     inv = np.stack([u[:, :q] for u in us])
     spec = np.stack([u[:, q:] for u in us])
-    cls = np.stack([u @ np.asarray(c["W"], np.float64).T + np.asarray(c["b"], np.float64)
-                    for u, c in zip(us, params["cls"])])
+    cls = np.stack(
+        [
+            u @ np.asarray(c["W"], np.float64).T + np.asarray(c["b"], np.float64)
+            for u, c in zip(us, params["cls"])
+        ]
+    )
     return {
         "cls": np_label_ce(cls, y),
         "aux": np_label_ce(np_mlp(params["aux"], inv), y),
@@ -149,8 +152,9 @@ def test_gradient_reversal_only_reverses_the_path_through_it():
 def test_gradient_reversal_under_jit_vmap_with_traced_lambda_and_no_gradient_to_lambda():
     lams = jnp.array([0.0, 1.0, 3.0])
     x = jnp.array([1.0, 2.0])
-    grads = jax.jit(jax.vmap(lambda lam: jax.grad(
-        lambda z: jnp.sum(gradient_reversal(z, lam) ** 2))(x)))(lams)
+    grads = jax.jit(
+        jax.vmap(lambda lam: jax.grad(lambda z: jnp.sum(gradient_reversal(z, lam) ** 2))(x))
+    )(lams)
     np.testing.assert_allclose(np.asarray(grads), -np.asarray(lams)[:, None] * 2 * np.asarray(x))
     # lambda receives no gradient: d/dlam of sum(R(x, lam)) with x fixed is 0
     assert float(jax.grad(lambda lam: jnp.sum(gradient_reversal(x, lam)))(2.0)) == 0.0
@@ -180,39 +184,56 @@ def test_modality_cross_entropy_matches_reference(scale):
 
 def test_orthogonality_loss_matches_reference_and_known_values():
     inv, spec = _normal(5, (2, 9, 4)), _normal(6, (2, 9, 4))
-    np.testing.assert_allclose(float(orthogonality_loss(inv, spec)), np_orth(inv, spec),
-                               rtol=1e-5)
+    np.testing.assert_allclose(float(orthogonality_loss(inv, spec)), np_orth(inv, spec), rtol=1e-5)
     e1, e2 = jnp.eye(4)[:1], jnp.eye(4)[1:2]
     assert float(orthogonality_loss(e1, e2)) == 0.0
     np.testing.assert_allclose(float(orthogonality_loss(e1, -3.0 * e1)), 1.0, rtol=1e-6)
     # invariant to the scale of either part
-    np.testing.assert_allclose(float(orthogonality_loss(7.0 * inv, 0.1 * spec)),
-                               float(orthogonality_loss(inv, spec)), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(orthogonality_loss(7.0 * inv, 0.1 * spec)),
+        float(orthogonality_loss(inv, spec)),
+        rtol=1e-5,
+    )
 
 
 def test_loss_terms_gradients_match_finite_differences():
     with jax.enable_x64(True):
         y = jnp.array([0, 2, 1, 1, 0])
-        check_grads(jax.jit(lambda l: label_cross_entropy(l, y)),
-                    (_normal(7, (2, 5, 3), np.float64),), order=1, modes=["rev"])
-        check_grads(jax.jit(modality_cross_entropy), (_normal(8, (2, 5, 2), np.float64),),
-                    order=1, modes=["rev"])
-        check_grads(jax.jit(orthogonality_loss),
-                    (_normal(9, (2, 5, 3), np.float64), _normal(10, (2, 5, 3), np.float64)),
-                    order=1, modes=["rev"])
+        check_grads(
+            jax.jit(lambda logits: label_cross_entropy(logits, y)),
+            (_normal(7, (2, 5, 3), np.float64),),
+            order=1,
+            modes=["rev"],
+        )
+        check_grads(
+            jax.jit(modality_cross_entropy),
+            (_normal(8, (2, 5, 2), np.float64),),
+            order=1,
+            modes=["rev"],
+        )
+        check_grads(
+            jax.jit(orthogonality_loss),
+            (_normal(9, (2, 5, 3), np.float64), _normal(10, (2, 5, 3), np.float64)),
+            order=1,
+            modes=["rev"],
+        )
 
 
 def test_discomkd_loss_terms_match_numpy_forward():
     model = _SMALL
     params = _init(jax.random.key(11), model)
     xs, y = _toy_batch(12)
-    total, terms = _fast_jit(lambda p, xs, y: discomkd_loss(
-        p, model, xs, y, lam=0.7, w_adv=0.5, w_mod=2.0, w_orth=3.0, w_aux=0.25))(params, xs, y)
+    total, terms = _fast_jit(
+        lambda p, xs, y: discomkd_loss(
+            p, model, xs, y, lam=0.7, w_adv=0.5, w_mod=2.0, w_orth=3.0, w_aux=0.25
+        )
+    )(params, xs, y)
     ref = np_discomkd_terms(params, 2, xs, y)
     for name in ("cls", "aux", "adv", "mod", "orth"):
         np.testing.assert_allclose(float(terms[name]), ref[name], rtol=2e-5, err_msg=name)
-    expected = (ref["cls"] + 0.25 * ref["aux"] + 0.5 * ref["adv"] + 2.0 * ref["mod"]
-                + 3.0 * ref["orth"])
+    expected = (
+        ref["cls"] + 0.25 * ref["aux"] + 0.5 * ref["adv"] + 2.0 * ref["mod"] + 3.0 * ref["orth"]
+    )
     np.testing.assert_allclose(float(total), expected, rtol=2e-5)
 
 
@@ -238,21 +259,29 @@ def test_reversal_wiring_in_the_full_objective():
     g_total, g_rest, g_adv = _fast_jit(grads)(params)
     for part in ("enc",):
         want = jax.tree.map(lambda r, a: r - lam * w_adv * a, g_rest[part], g_adv[part])
-        jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6),
-                     g_total[part], want)
-    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w_adv * w, rtol=1e-4, atol=1e-6),
-                 g_total["disc"], g_adv["disc"])
+        jax.tree.map(
+            lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6), g_total[part], want
+        )
+    jax.tree.map(
+        lambda g, w: np.testing.assert_allclose(g, w_adv * w, rtol=1e-4, atol=1e-6),
+        g_total["disc"],
+        g_adv["disc"],
+    )
     # heads see no adversarial gradient
-    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7),
-                 g_total["cls"], g_rest["cls"])
+    jax.tree.map(
+        lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7),
+        g_total["cls"],
+        g_rest["cls"],
+    )
 
 
 def test_predict_and_logits_use_one_modality_only():
     model = _SMALL
     params = _init(jax.random.key(15), model)
     x_b = _normal(16, (8, 3))
-    logits, pred = _fast_jit(lambda p, x: (discomkd_logits(p, model, x, 1),
-                                           discomkd_predict(p, model, x, 1)))(params, x_b)
+    logits, pred = _fast_jit(
+        lambda p, x: (discomkd_logits(p, model, x, 1), discomkd_predict(p, model, x, 1))
+    )(params, x_b)
     assert logits.shape == (8, 4)
     np.testing.assert_array_equal(np.asarray(pred), np.argmax(np.asarray(logits), -1))
     u = np_mlp(params["enc"][1], x_b)
@@ -283,8 +312,9 @@ _CFG = DiscomConfig(steps=200, batch_size=32, lr=3e-3)
 
 @pytest.fixture(scope="module")
 def train_fn():
-    return jax.jit(lambda k, xa, xb, y: train_discomkd(k, _MODEL, (xa, xb), y, _CFG),
-                   compiler_options=_FAST)
+    return jax.jit(
+        lambda k, xa, xb, y: train_discomkd(k, _MODEL, (xa, xb), y, _CFG), compiler_options=_FAST
+    )
 
 
 @pytest.fixture(scope="module")
@@ -312,8 +342,9 @@ def test_same_key_same_result_other_key_other_result(train_fn, toy):
     p1, h1 = train_fn(jax.random.key(3), *xs, y)
     p2, h2 = train_fn(jax.random.key(3), *xs, y)
     p3, _ = train_fn(jax.random.key(4), *xs, y)
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
-                 (p1, h1), (p2, h2))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), (p1, h1), (p2, h2)
+    )
     assert not np.array_equal(np.asarray(p1["cls"][1]["W"]), np.asarray(p3["cls"][1]["W"]))
 
 

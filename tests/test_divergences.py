@@ -27,16 +27,17 @@ from cmcd_theory.learn.divergences import (
     bayes_error_exact,
     bayes_error_monte_carlo,
     gaussian_axes_bayes_error,
-    pair_agreement,
     gaussian_mixture_tv,
     latent_logpdf,
+    pair_agreement,
     tv_classifier_lower_bound,
     tv_latent,
     tv_latent_monte_carlo,
     tv_latent_per_class,
     tv_monte_carlo,
 )
-from cmcd_theory.worlds import DISTANCE_CHANNELS as CHANNELS, WorldConfig, make_world, sample
+from cmcd_theory.worlds import DISTANCE_CHANNELS as CHANNELS
+from cmcd_theory.worlds import WorldConfig, make_world, sample
 
 DELTA = 1e-4
 T_GRID = (0.0, 1 / 3, 2 / 3, 1.0)
@@ -47,15 +48,23 @@ N_JAX = 12_000
 
 # K = 4 with J a strict subset (classes 2, 3 are not attenuated; rotate moves classes 0, 1
 # only), and K = 2 with a different sigma and a larger noise scale.
-K4 = WorldConfig(num_classes=4, latent_dim=5, separation=3.5, sigma=1.0, n_attenuated=2,
-                 eta_max=3.0, d_A=7, d_B=6)
-K2 = WorldConfig(num_classes=2, latent_dim=5, separation=2.5, sigma=0.7, eta_max=1.5,
-                 d_A=7, d_B=6)
+K4 = WorldConfig(
+    num_classes=4,
+    latent_dim=5,
+    separation=3.5,
+    sigma=1.0,
+    n_attenuated=2,
+    eta_max=3.0,
+    d_A=7,
+    d_B=6,
+)
+K2 = WorldConfig(num_classes=2, latent_dim=5, separation=2.5, sigma=0.7, eta_max=1.5, d_A=7, d_B=6)
 
 
 # ---------------------------------------------------------------------------------------------
 # an independent statement of the G2 laws of s_B | y, written from docs/theory.md
 # ---------------------------------------------------------------------------------------------
+
 
 def _means(cfg):
     mu = np.zeros((cfg.num_classes, cfg.latent_dim))
@@ -67,18 +76,21 @@ def _means(cfg):
 def _g2_logpdf(cfg, t, y, x):
     """log density of s_B | y at the rows of x, from the table of G2."""
     mu, k, sig = _means(cfg)[y], cfg.latent_dim, cfg.sigma
-    iso = lambda m, v: stats.multivariate_normal(m, v * np.eye(k)).logpdf(x)  # noqa: E731
+
+    def iso(m, v):
+        return stats.multivariate_normal(m, v * np.eye(k)).logpdf(x)
+
     if cfg.channel == "attenuate":
         J = np.arange(k) < cfg.n_attenuated
-        return iso(mu - t * J * mu, sig ** 2)
+        return iso(mu - t * J * mu, sig**2)
     if cfg.channel == "noise":
-        return iso(mu, sig ** 2 + (t * cfg.eta_max) ** 2)
+        return iso(mu, sig**2 + (t * cfg.eta_max) ** 2)
     if cfg.channel == "corrupt":
-        return np.log((1 - t) * np.exp(iso(mu, sig ** 2)) + t * np.exp(iso(np.zeros(k), sig ** 2)))
+        return np.log((1 - t) * np.exp(iso(mu, sig**2)) + t * np.exp(iso(np.zeros(k), sig**2)))
     a = t * math.pi / 2
     R = np.eye(k)
     R[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
-    return iso(R @ mu, sig ** 2)
+    return iso(R @ mu, sig**2)
 
 
 @pytest.mark.parametrize("cfg", [K4, K2], ids=["K4", "K2"])
@@ -88,15 +100,18 @@ def test_latent_logpdf_is_the_g2_law(cfg, channel):
     x = np.random.default_rng(0).normal(scale=2.0, size=(50, cfg.latent_dim))
     for t in (0.0, 0.3, 1.0):
         for y in range(cfg.num_classes):
-            np.testing.assert_allclose(latent_logpdf(cfg, "B", y, x, t), _g2_logpdf(cfg, t, y, x),
-                                       rtol=1e-10, atol=1e-10)
-            np.testing.assert_allclose(latent_logpdf(cfg, "A", y, x, t), _g2_logpdf(cfg, 0.0, y, x),
-                                       rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(
+                latent_logpdf(cfg, "B", y, x, t), _g2_logpdf(cfg, t, y, x), rtol=1e-10, atol=1e-10
+            )
+            np.testing.assert_allclose(
+                latent_logpdf(cfg, "A", y, x, t), _g2_logpdf(cfg, 0.0, y, x), rtol=1e-10, atol=1e-10
+            )
 
 
 # ---------------------------------------------------------------------------------------------
 # closed-form TV against Monte Carlo
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cfg", [K4, K2], ids=["K4", "K2"])
 @pytest.mark.parametrize("channel", CHANNELS)
@@ -127,9 +142,14 @@ def test_per_class_tv_against_independent_monte_carlo(channel):
         per_class = tv_latent_per_class(cfg, t)
         assert per_class[2] == per_class[3] == 0.0 and per_class[0] > 0.1
         for y in range(cfg.num_classes):
-            mc = tv_monte_carlo(lambda n, r: mu[y] + cfg.sigma * r.standard_normal((n, k)),
-                                lambda x: _g2_logpdf(cfg, 0.0, y, x),
-                                lambda x: _g2_logpdf(cfg, t, y, x), n=N_MC, rng=rng, delta=DELTA)
+            mc = tv_monte_carlo(
+                lambda n, r: mu[y] + cfg.sigma * r.standard_normal((n, k)),
+                lambda x: _g2_logpdf(cfg, 0.0, y, x),
+                lambda x: _g2_logpdf(cfg, t, y, x),
+                n=N_MC,
+                rng=rng,
+                delta=DELTA,
+            )
             assert mc.lower <= per_class[y] <= mc.upper, (y, t, per_class[y], mc)
         assert tv_latent(cfg, t) == pytest.approx(per_class.mean(), abs=1e-15)
 
@@ -138,16 +158,24 @@ def test_noise_tv_matches_gaussian_mixture_tv():
     """Two independent codes: the chi-square closed form of G2 and gaussian_mixture_tv."""
     cfg = K2.replace(channel="noise")
     for t in (0.2, 0.6, 1.0):
-        v = cfg.sigma ** 2 + (t * cfg.eta_max) ** 2
+        v = cfg.sigma**2 + (t * cfg.eta_max) ** 2
         eye = np.eye(cfg.latent_dim)
-        mc = gaussian_mixture_tv(_means(cfg), np.stack([cfg.sigma ** 2 * eye] * 2),
-                                 _means(cfg), np.stack([v * eye] * 2), n=N_MC, seed=3, delta=DELTA)
+        mc = gaussian_mixture_tv(
+            _means(cfg),
+            np.stack([cfg.sigma**2 * eye] * 2),
+            _means(cfg),
+            np.stack([v * eye] * 2),
+            n=N_MC,
+            seed=3,
+            delta=DELTA,
+        )
         assert mc.lower <= tv_latent(cfg, t) <= mc.upper
 
 
 # ---------------------------------------------------------------------------------------------
 # Bayes errors and B1a
 # ---------------------------------------------------------------------------------------------
+
 
 def _binomial_accept(count, n, p):
     lo, hi = stats.binom.ppf(DELTA / 2, n, p), stats.binom.isf(DELTA / 2, n, p)
@@ -203,19 +231,32 @@ def test_b1a_k4_monte_carlo(channel):
 # certified lower bound from a two-sample classifier
 # ---------------------------------------------------------------------------------------------
 
+
 def test_classifier_lower_bound_below_exact_tv():
     """``lower <= TV`` (certified at 1 - delta per call; 5 cases at delta = 1e-3, so a correct
     bound fails here with probability below 0.5%), and informative where TV is large."""
     n, delta = N_JAX, 1e-3
-    cases = [("attenuate", 1.0), ("attenuate", 0.0), ("noise", 0.5), ("corrupt", 1.0),
-             ("rotate", 1.0)]
+    cases = [
+        ("attenuate", 1.0),
+        ("attenuate", 0.0),
+        ("noise", 0.5),
+        ("corrupt", 1.0),
+        ("rotate", 1.0),
+    ]
     results = {}
     for i, (channel, t) in enumerate(cases):
         cfg = K4.replace(channel=channel, t=t, n_attenuated=K4.latent_dim)
         smp = sample(make_world(cfg), jax.random.key(40 + i), n)
         # P = law(s, y), Q = law(s_B, y): their TV is TV_latent (B1)
-        res = tv_classifier_lower_bound(jax.random.key(50 + i), smp.s, smp.s_B, smp.y, smp.y,
-                                        num_classes=cfg.num_classes, delta=delta)
+        res = tv_classifier_lower_bound(
+            jax.random.key(50 + i),
+            smp.s,
+            smp.s_B,
+            smp.y,
+            smp.y,
+            num_classes=cfg.num_classes,
+            delta=delta,
+        )
         exact = tv_latent(cfg)
         assert res["n_test"] == n // 2
         assert res["slack"] == pytest.approx(2 * math.sqrt(math.log(1 / delta) / n))
@@ -226,8 +267,9 @@ def test_classifier_lower_bound_below_exact_tv():
     # the same key gives the same certificate
     cfg = K4.replace(channel="noise", t=0.5, n_attenuated=K4.latent_dim)
     smp = sample(make_world(cfg), jax.random.key(42), n)
-    again = tv_classifier_lower_bound(jax.random.key(52), smp.s, smp.s_B, smp.y, smp.y,
-                                      num_classes=cfg.num_classes, delta=delta)
+    again = tv_classifier_lower_bound(
+        jax.random.key(52), smp.s, smp.s_B, smp.y, smp.y, num_classes=cfg.num_classes, delta=delta
+    )
     assert again == results["noise", 0.5][0]
 
 
@@ -235,13 +277,14 @@ def test_classifier_lower_bound_below_exact_tv():
 # gaussian_mixture_tv
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("m1, m2, s", [(0.0, 1.0, 1.0), (-1.0, 2.0, 0.5), (2.0, 2.0, 1.0),
-                                       (0.0, 0.3, 2.0)])
+
+@pytest.mark.parametrize(
+    "m1, m2, s", [(0.0, 1.0, 1.0), (-1.0, 2.0, 0.5), (2.0, 2.0, 1.0), (0.0, 0.3, 2.0)]
+)
 def test_gaussian_mixture_tv_one_dimensional_closed_form(m1, m2, s):
     """TV(N(m1, s^2), N(m2, s^2)) = 2 Phi(abs(m1 - m2) / 2 s) - 1."""
     exact = 2 * special.ndtr(abs(m1 - m2) / (2 * s)) - 1
-    mc = gaussian_mixture_tv([[m1]], [[[s ** 2]]], [[m2]], [[[s ** 2]]], n=N_MC, seed=0,
-                             delta=DELTA)
+    mc = gaussian_mixture_tv([[m1]], [[[s**2]]], [[m2]], [[[s**2]]], n=N_MC, seed=0, delta=DELTA)
     assert mc.lower <= exact <= mc.upper, (exact, mc)
     if m1 == m2:
         assert mc.estimate == pytest.approx(0.0, abs=1e-12)  # 1 - exp(0), up to rounding
@@ -250,8 +293,15 @@ def test_gaussian_mixture_tv_one_dimensional_closed_form(m1, m2, s):
 def test_gaussian_mixture_tv_class_average():
     """Two classes with different TVs: the class average of the two closed forms."""
     exact = np.mean([2 * special.ndtr(1 / 2) - 1, 2 * special.ndtr(3 / 2) - 1])
-    mc = gaussian_mixture_tv([[0.0], [0.0]], [[[1.0]], [[1.0]]], [[1.0], [3.0]],
-                             [[[1.0]], [[1.0]]], n=N_MC, seed=0, delta=DELTA)
+    mc = gaussian_mixture_tv(
+        [[0.0], [0.0]],
+        [[[1.0]], [[1.0]]],
+        [[1.0], [3.0]],
+        [[[1.0]], [[1.0]]],
+        n=N_MC,
+        seed=0,
+        delta=DELTA,
+    )
     assert mc.lower <= exact <= mc.upper
     assert mc.n == 2 * N_MC
     with pytest.raises(ValueError, match="positive definite"):
@@ -262,10 +312,15 @@ def test_gaussian_mixture_tv_class_average():
 # validation and determinism
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("t", [-0.1, 1.5, float("nan")])
 def test_invalid_t_raises(t):
-    for call in (lambda: tv_latent(K4, t), lambda: tv_latent_per_class(K4, t),
-                 lambda: bayes_error(K4, "B", t, n=100), lambda: bayes_error(K2, "B", t)):
+    for call in (
+        lambda: tv_latent(K4, t),
+        lambda: tv_latent_per_class(K4, t),
+        lambda: bayes_error(K4, "B", t, n=100),
+        lambda: bayes_error(K2, "B", t),
+    ):
         with pytest.raises(ValueError, match=r"^t must"):
             call()
 
@@ -283,11 +338,18 @@ def test_invalid_delta_raises(delta):
         lambda: tv_latent_monte_carlo(K4, 0.5, n=100, delta=delta),
         lambda: bayes_error(K4, "B", 0.5, n=100, delta=delta),
         lambda: bayes_error(K2, "B", 0.5, delta=delta),
-        lambda: tv_monte_carlo(lambda n, r: r.standard_normal((n, 1)), lambda x: x[:, 0],
-                               lambda x: x[:, 0], n=10, rng=rng, delta=delta),
+        lambda: tv_monte_carlo(
+            lambda n, r: r.standard_normal((n, 1)),
+            lambda x: x[:, 0],
+            lambda x: x[:, 0],
+            n=10,
+            rng=rng,
+            delta=delta,
+        ),
         lambda: gaussian_mixture_tv([[0.0]], [[[1.0]]], [[1.0]], [[[1.0]]], n=10, delta=delta),
-        lambda: tv_classifier_lower_bound(jax.random.key(0), np.zeros((4, 1)), np.ones((4, 1)),
-                                          delta=delta),
+        lambda: tv_classifier_lower_bound(
+            jax.random.key(0), np.zeros((4, 1)), np.ones((4, 1)), delta=delta
+        ),
     ]
     for call in calls:
         with pytest.raises(ValueError, match=r"^delta must"):
@@ -303,9 +365,15 @@ def test_invalid_modality_raises():
 
 def test_same_seed_same_numbers():
     cfg = K4.replace(channel="corrupt")
-    mc = lambda seed: tv_latent_monte_carlo(cfg, 0.5, n=2000, seed=seed)  # noqa: E731
+
+    def mc(seed):
+        return tv_latent_monte_carlo(cfg, 0.5, n=2000, seed=seed)
+
     assert mc(3) == mc(3) and mc(3) != mc(4)
-    mcb = lambda seed: bayes_error_monte_carlo(cfg, "B", 0.5, n=2000, seed=seed)  # noqa: E731
+
+    def mcb(seed):
+        return bayes_error_monte_carlo(cfg, "B", 0.5, n=2000, seed=seed)
+
     assert mcb(3) == mcb(3) and mcb(3) != mcb(4)
     args = ([[0.0], [1.0]], [[[1.0]], [[2.0]]], [[1.0], [1.0]], [[[1.0]], [[1.0]]])
     assert gaussian_mixture_tv(*args, n=2000, seed=1) == gaussian_mixture_tv(*args, n=2000, seed=1)
@@ -315,6 +383,7 @@ def test_same_seed_same_numbers():
 # ---------------------------------------------------------------------------------------------
 # G5b: exact Bayes errors by quadrature, for every channel
 # ---------------------------------------------------------------------------------------------
+
 
 def _simpson_bayes(a, v, n_grid=200_001):
     """G5b's integral by composite Simpson on [z_0, 12] (an independent numerical method)."""
@@ -330,7 +399,9 @@ def _simpson_bayes(a, v, n_grid=200_001):
         lo = -ay / (2 * sv) if zero.any() else -12.0
         z = np.linspace(lo, 12.0, n_grid)
         f = stats.norm.pdf(z) * np.prod(
-            special.ndtr((ay ** 2 + pos[:, None] ** 2 + 2 * ay * sv * z) / (2 * pos[:, None] * sv)), axis=0)
+            special.ndtr((ay**2 + pos[:, None] ** 2 + 2 * ay * sv * z) / (2 * pos[:, None] * sv)),
+            axis=0,
+        )
         h = z[1] - z[0]
         correct += h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
     return 1 - correct / a.size
@@ -341,10 +412,18 @@ def test_quadrature_known_values_and_accuracy():
     eps, err = gaussian_axes_bayes_error([3.5 / math.sqrt(2)] * 4, 1.0, return_error=True)
     assert round(eps, 6) == 0.096829 and err < 1e-10
     assert gaussian_axes_bayes_error([2.5 / math.sqrt(2)] * 2, 0.49) == pytest.approx(
-        special.ndtr(-2.5 / 1.4), abs=1e-12)
-    for a, v in (([2.47] * 4, 1.0), ([2.47, 2.47, 0.6, 0.0, 0.0], 1.7), ([0.0, 0.0, 0.0], 1.0),
-                 ([1.0, 2.0, 3.0], 0.5)):
-        assert gaussian_axes_bayes_error(a, v) == pytest.approx(_simpson_bayes(a, v), abs=1e-8), (a, v)
+        special.ndtr(-2.5 / 1.4), abs=1e-12
+    )
+    for a, v in (
+        ([2.47] * 4, 1.0),
+        ([2.47, 2.47, 0.6, 0.0, 0.0], 1.7),
+        ([0.0, 0.0, 0.0], 1.0),
+        ([1.0, 2.0, 3.0], 0.5),
+    ):
+        assert gaussian_axes_bayes_error(a, v) == pytest.approx(_simpson_bayes(a, v), abs=1e-8), (
+            a,
+            v,
+        )
     assert gaussian_axes_bayes_error([0.0, 0.0, 0.0], 1.0) == pytest.approx(2 / 3, abs=1e-15)
     for bad in ([1.0], [-1.0, 1.0], [np.nan, 1.0]):
         with pytest.raises(ValueError, match="^a "):
@@ -367,7 +446,8 @@ def test_quadrature_bayes_within_monte_carlo_interval(channel):
     # B1a holds on the exact numbers (float rounding only)
     for t in np.linspace(0, 1, 6):
         assert bayes_error_exact(K4.replace(channel=channel), "B", t) <= (
-            bayes_error_exact(K4, "A") + tv_latent(K4.replace(channel=channel), t) + 1e-12)
+            bayes_error_exact(K4, "A") + tv_latent(K4.replace(channel=channel), t) + 1e-12
+        )
 
 
 @pytest.mark.parametrize("channel", worlds.PAIRING_CHANNELS)

@@ -26,11 +26,12 @@ def test_summarize_and_slope():
     assert s["v_mean"].tolist() == [2.0, 5.0]
     assert s["v_lo"].iloc[1] == s["v_hi"].iloc[1] == 5.0
     x = np.array([100.0, 400.0, 1600.0])
-    assert common.loglog_slope(x, 3.0 * x ** -0.5) == pytest.approx(-0.5)
+    assert common.loglog_slope(x, 3.0 * x**-0.5) == pytest.approx(-0.5)
 
 
 def test_reproduce_rejects_unknown_experiment(capsys):
     from experiments import reproduce
+
     with pytest.raises(SystemExit) as e:
         reproduce.main(["--only", "no_such_experiment"])
     assert e.value.code == 2
@@ -43,19 +44,24 @@ def test_reproduce_jobs_schedules_longest_first_and_reports_failures(tmp_path, m
     import json
     import subprocess
     import sys
+
     from experiments import reproduce
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results" / "quick").mkdir(parents=True)
     for name, wall in (("world_gallery", 5.0), ("mfeat", 50.0)):
-        (tmp_path / "results" / "quick" / f"{name}.json").write_text(json.dumps({"wall_time_s": wall}))
+        (tmp_path / "results" / "quick" / f"{name}.json").write_text(
+            json.dumps({"wall_time_s": wall})
+        )
     started, real_popen = [], subprocess.Popen
 
     def fake_popen(cmd, stdout, stderr):
         name = cmd[2].split(".")[1]
         started.append(name)
         code = 3 if name == "convergence_m" else 0
-        return real_popen([sys.executable, "-c", f"import sys; sys.exit({code})"],
-                          stdout=stdout, stderr=stderr)
+        return real_popen(
+            [sys.executable, "-c", f"import sys; sys.exit({code})"], stdout=stdout, stderr=stderr
+        )
 
     monkeypatch.setattr(reproduce.subprocess, "Popen", fake_popen)
     times = reproduce.main(["--quick", "--jobs", "2", "--only", "world_gallery,mfeat"])
@@ -63,20 +69,34 @@ def test_reproduce_jobs_schedules_longest_first_and_reports_failures(tmp_path, m
     assert (tmp_path / "results" / "quick" / "logs" / "mfeat.log").exists()
     with pytest.raises(RuntimeError, match="convergence_m"):
         reproduce.main(["--quick", "--jobs", "2", "--only", "convergence_m"])
-    times = reproduce.main(["--quick", "--jobs", "2", "--keep-going", "--only",
-                            "convergence_m,world_gallery"])
+    times = reproduce.main(
+        ["--quick", "--jobs", "2", "--keep-going", "--only", "convergence_m,world_gallery"]
+    )
     assert np.isnan(times["convergence_m"]) and times["world_gallery"] >= 0
 
 
 def test_error_vs_distance_quick(tmp_path):
     from experiments import error_vs_distance
+
     out, fig = tmp_path / "r", tmp_path / "f"
-    df = error_vs_distance.main(["--quick", "--seeds", "2", "--out-dir", str(out), "--fig-dir", str(fig),
-                                 "--no-progress"])
+    df = error_vs_distance.main(
+        ["--quick", "--seeds", "2", "--out-dir", str(out), "--fig-dir", str(fig), "--no-progress"]
+    )
     csv = pd.read_csv(out / "error_vs_distance.csv")
     assert len(csv) == len(df) == 4 * 2 * 2  # 4 distances x 2 methods x 2 seeds
-    for col in ("channel", "method", "t", "seed", "tv_latent", "bayes_A", "bayes_B", "err_B",
-                "b2_total", "b3_total", "b3_total_deterministic"):
+    for col in (
+        "channel",
+        "method",
+        "t",
+        "seed",
+        "tv_latent",
+        "bayes_A",
+        "bayes_B",
+        "err_B",
+        "b2_total",
+        "b3_total",
+        "b3_total_deterministic",
+    ):
         assert col in csv, col
     meta = json.loads((out / "error_vs_distance.json").read_text())
     assert meta["quick"] and "findings" in meta
@@ -106,16 +126,32 @@ def test_convergence_slope_interval_and_unresolved_points():
     """The fitted slope comes with its 95% interval; points whose interval contains 0 are
     reported (as upper limits), not dropped silently."""
     from experiments import convergence_m
+
     m = np.array([256.0, 1024.0, 4096.0, 16384.0])
-    slope, half = convergence_m.slope_with_interval(m, 2.0 * m ** -0.7)
+    slope, half = convergence_m.slope_with_interval(m, 2.0 * m**-0.7)
     assert slope == pytest.approx(-0.7) and half == pytest.approx(0.0, abs=1e-9)
     rng = np.random.default_rng(0)
-    slope, half = convergence_m.slope_with_interval(m, m ** -0.5 * np.exp(0.1 * rng.standard_normal(4)))
+    slope, half = convergence_m.slope_with_interval(
+        m, m**-0.5 * np.exp(0.1 * rng.standard_normal(4))
+    )
     assert half > 0 and abs(slope + 0.5) < 3 * half
-    rows = [{"method": "cmc", "m": mm, "seed": s, "t": 0.0, "distill_gap": g + e, "b4_gap": 1.0,
-             "distill_pop_loss": 1.0, "b4_pop_slack": 0.0, "b4_total": 2.0, "err_B": 0.1,
-             "bayes_B": 0.1}
-            for mm, g in ((256, 0.1), (1024, 0.03), (4096, 0.0)) for s, e in enumerate((-0.01, 0.0, 0.01))]
+    rows = [
+        {
+            "method": "cmc",
+            "m": mm,
+            "seed": s,
+            "t": 0.0,
+            "distill_gap": g + e,
+            "b4_gap": 1.0,
+            "distill_pop_loss": 1.0,
+            "b4_pop_slack": 0.0,
+            "b4_total": 2.0,
+            "err_B": 0.1,
+            "bayes_B": 0.1,
+        }
+        for mm, g in ((256, 0.1), (1024, 0.03), (4096, 0.0))
+        for s, e in enumerate((-0.01, 0.0, 0.01))
+    ]
     f = convergence_m.findings(pd.DataFrame(rows))
     assert f["gap_unresolved_m_shown_as_upper_limits[cmc]"] == [4096]
     assert f["gap_slope_fitted_on_m[cmc]"] == [256, 1024]

@@ -18,7 +18,6 @@ import pytest
 from cmcd_theory.worlds import mfeat
 from cmcd_theory.worlds.mfeat import (
     INSTALL_COMMAND,
-    NUM_CLASSES,
     VIEWS,
     MfeatUnavailableError,
     csv_path,
@@ -33,7 +32,6 @@ from cmcd_theory.worlds.mfeat import (
     standardize,
     tile_rows,
 )
-
 
 # Tiny programs: compile at XLA optimisation level 0 on CPU (compilation dominates).
 _FAST = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
@@ -153,8 +151,9 @@ def test_standardisation_uses_training_rows_only():
     mean2, std2 = fit_standardizer(raw, train)
     np.testing.assert_array_equal(mean, mean2)
     np.testing.assert_array_equal(std, std2)
-    np.testing.assert_allclose(standardize(load_view("kar")[0], mean, std), data.x["kar"],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        standardize(load_view("kar")[0], mean, std), data.x["kar"], rtol=1e-6, atol=1e-6
+    )
 
 
 def test_constant_column_is_centred_not_divided_by_zero():
@@ -189,12 +188,17 @@ def test_zero_padding_leaves_an_mlp_function_unchanged():
     from cmcd_theory.learn.models import mlp_encoder
 
     rng = np.random.default_rng(0)
-    params = [{"W": rng.standard_normal((5, 7)).astype(np.float32), "b": np.ones(5, np.float32)},
-              {"W": rng.standard_normal((3, 5)).astype(np.float32), "b": np.ones(3, np.float32)}]
+    params = [
+        {"W": rng.standard_normal((5, 7)).astype(np.float32), "b": np.ones(5, np.float32)},
+        {"W": rng.standard_normal((3, 5)).astype(np.float32), "b": np.ones(3, np.float32)},
+    ]
     x = rng.standard_normal((4, 4)).astype(np.float32)
     small = [{"W": params[0]["W"][:, :4], "b": params[0]["b"]}, params[1]]
-    np.testing.assert_allclose(np.asarray(mlp_encoder(7, (5,), 3).apply(params, pad_columns(x, 7))),
-                               np.asarray(mlp_encoder(4, (5,), 3).apply(small, x)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(mlp_encoder(7, (5,), 3).apply(params, pad_columns(x, 7))),
+        np.asarray(mlp_encoder(4, (5,), 3).apply(small, x)),
+        rtol=1e-6,
+    )
 
 
 def test_tile_rows_repeats_exactly():
@@ -222,7 +226,7 @@ def test_augment_keeps_padding_masks_and_jitters():
     assert abs(masked - p) < 5 * np.sqrt(p * (1 - p) / n)
     kept = v1[:, :30] != 0
     noise = (v1[:, :30] - x[:, :30])[kept]
-    assert abs(noise.std() - sigma) < 0.02          # ~9000 draws: sd of the sd ~ 0.004
+    assert abs(noise.std() - sigma) < 0.02  # ~9000 draws: sd of the sd ~ 0.004
     assert not np.array_equal(v1, v2)
     w1, _ = augment(jax.random.key(0), x)
     np.testing.assert_array_equal(np.asarray(w1), v1)

@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmcd_theory.learn import objectives
 from cmcd_theory.learn.objectives import (
     cmc,
     cmc_b_to_a,
@@ -166,7 +165,10 @@ def test_losses_match_direct_implementation(n, p, q, tau, scale):
     u, v, queue = _features(rng, n, p, scale), _features(rng, n, p), _features(rng, q, p)
     tau_a = 0.5 * tau
     expected = _all_references(u, v, tau_a, tau, queue)
-    f32 = lambda x: jnp.asarray(x, jnp.float32)
+
+    def f32(x):
+        return jnp.asarray(x, jnp.float32)
+
     got = _all_outputs_jit(f32(u), f32(v), tau_a, tau, f32(queue))
     for name, value in got.items():
         assert value.dtype == jnp.float32, name
@@ -185,8 +187,7 @@ def test_losses_match_direct_implementation_float64():
         got = _all_outputs_jit(u, v, 0.5 * tau, tau, queue)
         for name, value in got.items():
             assert value.dtype == jnp.float64, name
-            np.testing.assert_allclose(value, expected[name], rtol=1e-12, atol=1e-15,
-                                       err_msg=name)
+            np.testing.assert_allclose(value, expected[name], rtol=1e-12, atol=1e-15, err_msg=name)
 
 
 def test_update_queue_is_fifo_with_fixed_size():
@@ -228,24 +229,35 @@ def _check_gradients(n, p, tau, seed, dtype, h, rtol):
     size = n * p
 
     def losses(t):
-        return _scalar_losses(t[:size].reshape(n, p), t[size:2 * size].reshape(n, p),
-                              tau_a, t[-1], jnp.asarray(queue, dtype))
+        return _scalar_losses(
+            t[:size].reshape(n, p),
+            t[size : 2 * size].reshape(n, p),
+            tau_a,
+            t[-1],
+            jnp.asarray(queue, dtype),
+        )
 
-    jac = np.asarray(jax.jit(jax.jacrev(losses))(theta))            # (losses, coordinates)
+    jac = np.asarray(jax.jit(jax.jacrev(losses))(theta))  # (losses, coordinates)
     steps = (h * np.eye(theta.size)).astype(dtype)
     batched = jax.jit(jax.vmap(losses))
-    fd = ((np.asarray(batched(theta + steps), np.float64)
-           - np.asarray(batched(theta - steps), np.float64)) / (2 * h)).T
+    fd = (
+        (
+            np.asarray(batched(theta + steps), np.float64)
+            - np.asarray(batched(theta - steps), np.float64)
+        )
+        / (2 * h)
+    ).T
     assert jac.dtype == dtype
-    student = np.r_[0:size, theta.size - 1]                         # z_b and tau_b
+    student = np.r_[0:size, theta.size - 1]  # z_b and tau_b
     for k, name in enumerate(SCALAR_LOSSES):
         cols = student if name in TEACHER_STOPPED else np.arange(theta.size)
         scale = np.max(np.abs(jac[k, cols]))
         assert scale > 0, name
-        np.testing.assert_allclose(jac[k, cols], fd[k, cols], rtol=rtol, atol=rtol * scale,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            jac[k, cols], fd[k, cols], rtol=rtol, atol=rtol * scale, err_msg=name
+        )
         if name in TEACHER_STOPPED:
-            np.testing.assert_array_equal(jac[k, size:2 * size], 0.0, err_msg=name)
+            np.testing.assert_array_equal(jac[k, size : 2 * size], 0.0, err_msg=name)
 
 
 @pytest.mark.parametrize("n, p, tau", [(5, 3, 0.1)])
@@ -261,9 +273,9 @@ def test_gradients_match_finite_differences_float32():
 def test_cmd_teacher_side_has_no_gradient():
     rng = np.random.default_rng(11)
     z_b, z_a, queue = _features(rng, 4, 3, 1.0), _features(rng, 4, 3), _features(rng, 5, 3)
-    g_a, g_q, g_tau_a = jax.jit(jax.grad(
-        lambda a, q, t: cmd(z_b, a, t, 0.2, queue=q), argnums=(0, 1, 2)
-    ))(jnp.asarray(z_a, jnp.float32), jnp.asarray(queue, jnp.float32), 0.1)
+    g_a, g_q, g_tau_a = jax.jit(
+        jax.grad(lambda a, q, t: cmd(z_b, a, t, 0.2, queue=q), argnums=(0, 1, 2))
+    )(jnp.asarray(z_a, jnp.float32), jnp.asarray(queue, jnp.float32), 0.1)
     np.testing.assert_array_equal(g_a, np.zeros_like(z_a))
     np.testing.assert_array_equal(g_q, np.zeros_like(queue))
     assert float(g_tau_a) == 0.0
@@ -281,17 +293,22 @@ def test_finite_at_small_temperature(norm):
     n, p = 6, 4
     rng = np.random.default_rng(5)
     u, v, queue = (norm * _features(rng, k, p) for k in (n, n, 3))
-    f32 = lambda x: jnp.asarray(x, jnp.float32)
+
+    def f32(x):
+        return jnp.asarray(x, jnp.float32)
+
     got = _all_outputs_jit(f32(u), f32(v), tau, tau, f32(queue))
     expected = _all_references(u, v, tau, tau, queue)
-    logit_scale = norm ** 2 / tau
+    logit_scale = norm**2 / tau
     for name, value in got.items():
         assert np.all(np.isfinite(value)), name
         # float32 logits carry an absolute error of about eps * logit_scale.
-        np.testing.assert_allclose(value, expected[name], rtol=1e-4, atol=1e-6 * logit_scale,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            value, expected[name], rtol=1e-4, atol=1e-6 * logit_scale, err_msg=name
+        )
     jac_u, jac_v = jax.jit(jax.jacrev(_scalar_losses, argnums=(0, 1)))(
-        f32(u), f32(v), tau, tau, f32(queue))
+        f32(u), f32(v), tau, tau, f32(queue)
+    )
     assert np.all(np.isfinite(jac_u)) and np.all(np.isfinite(jac_v))
     assert np.max(np.abs(jac_u)) > 0
 
@@ -305,7 +322,7 @@ def test_finite_at_small_temperature(norm):
 
 @pytest.mark.parametrize("n, p, q", [(2, 2, 6), (5, 6, 1)])
 def test_cmc_of_orthogonal_identical_features(n, p, q):
-    z = jnp.eye(n, p, dtype=jnp.float32)              # orthonormal rows, z_b = z_a
+    z = jnp.eye(n, p, dtype=jnp.float32)  # orthonormal rows, z_b = z_a
     queue = jnp.zeros((q, p), jnp.float32)
     values = []
     for tau in (0.5, 0.1, 0.01):
@@ -326,15 +343,17 @@ def test_all_features_equal_give_log_n(n, p, q):
     for tau in (0.01, 0.3, 2.0):
         out = _all_outputs_jit(z, z, tau, 2 * tau, queue)
         for name in ("cmc", "infonce", "cmc_b_to_a"):
-            np.testing.assert_allclose(out[name], math.log(n), rtol=1e-6, atol=1e-7,
-                                       err_msg=name)
-        np.testing.assert_allclose(out["cmc_per_anchor"], np.full(n, math.log(n)),
-                                   rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(out[name], math.log(n), rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            out["cmc_per_anchor"], np.full(n, math.log(n)), rtol=1e-6, atol=1e-7
+        )
         # CMD: p_A and p_B both uniform over the N (+ Q) candidates.
-        np.testing.assert_allclose(out["cmd_per_anchor"], np.full(n, math.log(n)),
-                                   rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(out["cmd_per_anchor+queue"], np.full(n, math.log(n + q)),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            out["cmd_per_anchor"], np.full(n, math.log(n)), rtol=1e-6, atol=1e-7
+        )
+        np.testing.assert_allclose(
+            out["cmd_per_anchor+queue"], np.full(n, math.log(n + q)), rtol=1e-6
+        )
 
 
 def test_l2_known_values():
@@ -370,11 +389,13 @@ def test_cmd_with_matching_student_is_teacher_entropy():
 
 def _per_anchor_outputs(z_b, z_a, tau, queue):
     """(N,) per-anchor B->A losses, each (2/tau)-Lipschitz in its anchor (tau = student's)."""
-    return jnp.stack([
-        cmc_per_anchor(z_b, z_a, tau),
-        cmd_per_anchor(z_b, z_a, 0.5 * tau, tau),
-        cmd_per_anchor(z_b, z_a, 2.0 * tau, tau, queue=queue),
-    ])
+    return jnp.stack(
+        [
+            cmc_per_anchor(z_b, z_a, tau),
+            cmd_per_anchor(z_b, z_a, 0.5 * tau, tau),
+            cmd_per_anchor(z_b, z_a, 2.0 * tau, tau, queue=queue),
+        ]
+    )
 
 
 PER_ANCHOR_NAMES = ["cmc", "cmd", "cmd+queue"]
@@ -385,19 +406,23 @@ def test_per_anchor_losses_are_2_over_tau_lipschitz_in_the_anchor(tau):
     n, p, q, draws = 6, 4, 5, 1000
     with jax.enable_x64(True):
         rng = np.random.default_rng(int(100 * tau))
-        z_a = _in_ball(rng, n, p, 1.0)                  # teacher / candidate norms <= 1
+        z_a = _in_ball(rng, n, p, 1.0)  # teacher / candidate norms <= 1
         queue = _in_ball(rng, q, p, 1.0)
-        z_b = _features(rng, n, p, 3.0)                 # no norm condition on the student
+        z_b = _features(rng, n, p, 3.0)  # no norm condition on the student
         i = rng.integers(n, size=draws)
         delta = rng.normal(size=(draws, p))
         delta *= (10.0 ** rng.uniform(-4, 1, size=(draws, 1))) / np.linalg.norm(
-            delta, axis=1, keepdims=True)
+            delta, axis=1, keepdims=True
+        )
         perturbed = np.repeat(z_b[None], draws, axis=0)
         perturbed[np.arange(draws), i] += delta
 
-        base = np.asarray(jax.jit(_per_anchor_outputs)(z_b, z_a, tau, queue))   # (3, N)
-        moved = np.asarray(jax.jit(jax.vmap(_per_anchor_outputs, (0, None, None, None)))(
-            perturbed, z_a, tau, queue))                                     # (draws, 3, N)
+        base = np.asarray(jax.jit(_per_anchor_outputs)(z_b, z_a, tau, queue))  # (3, N)
+        moved = np.asarray(
+            jax.jit(jax.vmap(_per_anchor_outputs, (0, None, None, None)))(
+                perturbed, z_a, tau, queue
+            )
+        )  # (draws, 3, N)
         allowed = (2.0 / tau) * np.linalg.norm(delta, axis=1)
         for k, name in enumerate(PER_ANCHOR_NAMES):
             change = np.abs(moved[np.arange(draws), k, i] - base[k, i])
@@ -407,9 +432,12 @@ def test_per_anchor_losses_are_2_over_tau_lipschitz_in_the_anchor(tau):
             # Only the perturbed anchor's loss moves.
             others = np.ones((draws, n), bool)
             others[np.arange(draws), i] = False
-            np.testing.assert_allclose(moved[:, k][others],
-                                       np.broadcast_to(base[k], (draws, n))[others],
-                                       rtol=1e-12, err_msg=name)
+            np.testing.assert_allclose(
+                moved[:, k][others],
+                np.broadcast_to(base[k], (draws, n))[others],
+                rtol=1e-12,
+                err_msg=name,
+            )
 
 
 def test_lipschitz_constant_2_over_tau_is_attained():
@@ -435,9 +463,14 @@ def test_per_anchor_losses_lie_in_0_b(radius, tau):
     z_b = np.stack([_in_ball(rng, n, p, radius) for _ in range(trials)])
     z_a = np.stack([_in_ball(rng, n, p, 1.0) for _ in range(trials)])
     queue = np.stack([_in_ball(rng, q, p, 1.0) for _ in range(trials)])
-    values = np.asarray(jax.jit(jax.vmap(_per_anchor_outputs, (0, 0, None, 0)))(
-        jnp.asarray(z_b, jnp.float32), jnp.asarray(z_a, jnp.float32), tau,
-        jnp.asarray(queue, jnp.float32)))                                   # (trials, 3, N)
+    values = np.asarray(
+        jax.jit(jax.vmap(_per_anchor_outputs, (0, 0, None, 0)))(
+            jnp.asarray(z_b, jnp.float32),
+            jnp.asarray(z_a, jnp.float32),
+            tau,
+            jnp.asarray(queue, jnp.float32),
+        )
+    )  # (trials, 3, N)
     for k, (name, n_candidates) in enumerate(zip(PER_ANCHOR_NAMES, [n, n, n + q])):
         bound = math.log1p((n_candidates - 1) * math.exp(2 * radius / tau))
         assert np.all(values[:, k] >= 0.0), name
@@ -452,8 +485,7 @@ def test_upper_end_of_the_range_is_attained():
     z_b[0] = -radius * z_a[0]
     with jax.enable_x64(True):
         value = float(cmc_per_anchor(z_b, z_a, tau)[0])
-    np.testing.assert_allclose(value, math.log1p((n - 1) * math.exp(2 * radius / tau)),
-                               rtol=1e-12)
+    np.testing.assert_allclose(value, math.log1p((n - 1) * math.exp(2 * radius / tau)), rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------
@@ -468,24 +500,34 @@ def test_jit_and_vmap_agree_with_plain_calls():
     z_a = jnp.asarray(rng.normal(size=(seeds, n, p)), jnp.float32)
     queue = jnp.asarray(rng.normal(size=(seeds, q, p)), jnp.float32)
     taus = np.array([0.1, 0.2, 0.7], np.float32)
-    plain = [_all_outputs(z_b[s], z_a[s], 0.5 * float(taus[s]), float(taus[s]), queue[s])
-             for s in range(seeds)]
+    plain = [
+        _all_outputs(z_b[s], z_a[s], 0.5 * float(taus[s]), float(taus[s]), queue[s])
+        for s in range(seeds)
+    ]
     plain_fixed = [_all_outputs(z_b[s], z_a[s], 0.5 * tau, tau, queue[s]) for s in range(seeds)]
-    jitted = [_all_outputs_jit(z_b[s], z_a[s], 0.5 * float(taus[s]), float(taus[s]), queue[s])
-              for s in range(seeds)]
+    jitted = [
+        _all_outputs_jit(z_b[s], z_a[s], 0.5 * float(taus[s]), float(taus[s]), queue[s])
+        for s in range(seeds)
+    ]
     # Seeds and temperatures both on the leading axis: tau is a tracer under vmap.
     vmapped = jax.jit(jax.vmap(_all_outputs))(z_b, z_a, 0.5 * taus, taus, queue)
     # Seeds only, with fixed Python temperatures.
     vmapped_fixed = jax.jit(jax.vmap(lambda b, a, qu: _all_outputs(b, a, 0.5 * tau, tau, qu)))(
-        z_b, z_a, queue)
+        z_b, z_a, queue
+    )
     for name in plain[0]:
         expected = np.stack([out[name] for out in plain])
-        np.testing.assert_allclose(np.stack([out[name] for out in jitted]), expected,
-                                   rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            np.stack([out[name] for out in jitted]), expected, rtol=1e-6, atol=1e-7, err_msg=name
+        )
         np.testing.assert_allclose(vmapped[name], expected, rtol=1e-6, atol=1e-7, err_msg=name)
-        np.testing.assert_allclose(vmapped_fixed[name],
-                                   np.stack([out[name] for out in plain_fixed]),
-                                   rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            vmapped_fixed[name],
+            np.stack([out[name] for out in plain_fixed]),
+            rtol=1e-6,
+            atol=1e-7,
+            err_msg=name,
+        )
 
 
 # ------------------------------------------------------------------------------------
@@ -493,8 +535,9 @@ def test_jit_and_vmap_agree_with_plain_calls():
 # ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad_tau", [0.0, -0.1, float("nan"), float("inf"), np.float32(0.0),
-                                     np.array([0.1, 0.2]), True])
+@pytest.mark.parametrize(
+    "bad_tau", [0.0, -0.1, float("nan"), float("inf"), np.float32(0.0), np.array([0.1, 0.2]), True]
+)
 def test_bad_temperature_is_rejected(bad_tau):
     z = np.ones((3, 2), np.float32)
     with pytest.raises(ValueError, match="tau"):

@@ -3,20 +3,26 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 
-from cmcd_theory.learn import pipeline
-from cmcd_theory.sweeps import sweep
-from cmcd_theory.learn import training
+from cmcd_theory.learn import pipeline, training
 from cmcd_theory.learn.models import linear_encoder, normalize
 from cmcd_theory.learn.probe import fit_probe, probe_error
+from cmcd_theory.sweeps import sweep
 from cmcd_theory.worlds import WorldConfig, make_world
 
 TINY = sweep.quick_pipeline().replace(
-    M=256, m=256, n=64, n_test=512, n_pop=256, probe_steps=50,
-    ssl=training.TrainConfig(steps=20, batch_size=64), distill=training.TrainConfig(steps=20, batch_size=64),
-    supervised=training.TrainConfig(steps=20, batch_size=32), tuple_size=64)
+    M=256,
+    m=256,
+    n=64,
+    n_test=512,
+    n_pop=256,
+    probe_steps=50,
+    ssl=training.TrainConfig(steps=20, batch_size=64),
+    distill=training.TrainConfig(steps=20, batch_size=64),
+    supervised=training.TrainConfig(steps=20, batch_size=32),
+    tuple_size=64,
+)
 
 
 def test_pipeline_config_validation():
@@ -77,7 +83,9 @@ def test_same_seed_same_numbers_and_sweep_matches_pipeline():
     df = sweep.run_sweep({"t": [0.5], "method": ["cmd"]}, pipeline=TINY, seeds=[5], progress=False)
     # the vmapped sweep computes the same cell (batched float32 arithmetic may differ in ulps)
     assert df["err_B"].iloc[0] == pytest.approx(float(a["err_B"]), abs=2e-3)
-    assert df["distill_train_loss"].iloc[0] == pytest.approx(float(a["distill_train_loss"]), rel=1e-3)
+    assert df["distill_train_loss"].iloc[0] == pytest.approx(
+        float(a["distill_train_loss"]), rel=1e-3
+    )
 
 
 def test_multi_method_downstream_equals_each_method_alone():
@@ -91,15 +99,18 @@ def test_multi_method_downstream_equals_each_method_alone():
     teacher = pipeline.train_teacher(w, k_teacher, TINY)
     n2 = 2 * TINY.n
     both = jax.jit(pipeline.run_downstream_ns, static_argnames=("methods", "cfg", "ns"))(
-        w, k_down, teacher, pipeline.METHODS, TINY, (TINY.n, n2), 0.4)
+        w, k_down, teacher, pipeline.METHODS, TINY, (TINY.n, n2), 0.4
+    )
     assert set(both) == {TINY.n, n2} and set(both[n2]) == set(pipeline.METHODS)
     # at n2, against the one-n program of a label-free route and the labeled route
     at_n2 = jax.jit(pipeline.run_downstream_multi, static_argnames=("methods", "cfg"))(
-        w, k_down, teacher, ("cmc", "supervised"), TINY.replace(n=n2), 0.4)
+        w, k_down, teacher, ("cmc", "supervised"), TINY.replace(n=n2), 0.4
+    )
     for method in pipeline.METHODS:
         alone = pipeline.run_pipeline_jit(w, key, method, TINY, 0.4)
-        pairs = [(alone, both[TINY.n][method])] + ([(at_n2[method], both[n2][method])]
-                                                   if method in at_n2 else [])
+        pairs = [(alone, both[TINY.n][method])] + (
+            [(at_n2[method], both[n2][method])] if method in at_n2 else []
+        )
         for ref, got in pairs:
             for k in sweep.METRICS:
                 a, b = float(ref[k]), float(got[k])
@@ -111,8 +122,12 @@ def test_multi_method_downstream_equals_each_method_alone():
     assert {"z_test", "student", "teacher", "stage2"}.isdisjoint(both[n2]["cmc"]["artifacts"])
     assert {"z_test", "student"} <= set(both[n2]["supervised"]["artifacts"])  # trained per n
     # the label-free stage is trained once: its losses are the same numbers at both n
-    assert float(both[TINY.n]["cmc"]["distill_pop_loss"]) == float(both[n2]["cmc"]["distill_pop_loss"])
-    assert float(both[TINY.n]["cmc"]["err_B"]) != float(both[n2]["cmc"]["err_B"])  # the probes differ
+    assert float(both[TINY.n]["cmc"]["distill_pop_loss"]) == float(
+        both[n2]["cmc"]["distill_pop_loss"]
+    )
+    assert float(both[TINY.n]["cmc"]["err_B"]) != float(
+        both[n2]["cmc"]["err_B"]
+    )  # the probes differ
 
 
 def test_multi_method_downstream_rejects_bad_methods():
@@ -137,14 +152,19 @@ def test_multi_method_downstream_rejects_bad_methods():
 def mispair_sweep():
     """The mispair channel at t = 1, oracle and cmc on seed 3, as one sweep program (shared by
     the run_cell and the mispair tests: one compile)."""
-    return sweep.run_sweep({"channel": ["mispair"], "t": [1.0], "method": ["oracle", "cmc"]},
-                           pipeline=TINY, seeds=[3], progress=False).set_index("method")
+    return sweep.run_sweep(
+        {"channel": ["mispair"], "t": [1.0], "method": ["oracle", "cmc"]},
+        pipeline=TINY,
+        seeds=[3],
+        progress=False,
+    ).set_index("method")
 
 
 def test_run_cell_is_one_sweep_row(mispair_sweep):
     """A single pipeline call returns the row a sweep writes: metrics and the world's ground
     truth (of its own channel, here mispair at t = 1, not the default world's)."""
     from cmcd_theory.learn import divergences
+
     wc = WorldConfig(channel="mispair")
     row = pipeline.run_cell(make_world(wc), jax.random.key(3), "cmc", TINY, t=1.0)
     assert all(isinstance(v, float) for v in row.values())
@@ -162,6 +182,7 @@ def test_user_channel_runs_through_sweep_and_certify():
     """A channel registered by the user (no package change) runs through run_sweep (jit with
     the config as a static argument) and certify; its unknown Bayes error is NaN, not a guess."""
     import scipy.stats
+
     from cmcd_theory import certify, worlds
 
     class Shift(worlds.Channel):
@@ -182,10 +203,21 @@ def test_user_channel_runs_through_sweep_and_certify():
             rows.append(c)
             return {"b2_total": c["wide"].get("b2_total", np.nan)}
 
-        df = sweep.run_sweep({"channel": ["test_pipeline_shift"], "t": [0.0, 0.5], "method": ["cmc"]},
-                             pipeline=TINY, seeds=[0], progress=False, postprocess=post)
-        assert len(df) == 2 and np.all(np.isfinite(df["err_B"])) and np.all(np.isfinite(df["b2_total"]))
-        assert df["tv_latent"].iloc[1] == pytest.approx(2 * scipy.stats.norm.cdf(0.5) - 1, abs=1e-12)
+        df = sweep.run_sweep(
+            {"channel": ["test_pipeline_shift"], "t": [0.0, 0.5], "method": ["cmc"]},
+            pipeline=TINY,
+            seeds=[0],
+            progress=False,
+            postprocess=post,
+        )
+        assert (
+            len(df) == 2
+            and np.all(np.isfinite(df["err_B"]))
+            and np.all(np.isfinite(df["b2_total"]))
+        )
+        assert df["tv_latent"].iloc[1] == pytest.approx(
+            2 * scipy.stats.norm.cdf(0.5) - 1, abs=1e-12
+        )
         assert np.all(np.isnan(df["bayes_B"])) and np.all(df["pair_agreement"] == 1.0)
         assert all(r["wide"]["bounds_hold"] for r in rows)
     finally:

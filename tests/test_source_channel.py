@@ -44,27 +44,42 @@ N = 12_000
 
 # the small world of tests/test_worlds.py with a source channel on a class axis and on a
 # coordinate that carries no class mean
-SRC = WorldConfig(num_classes=3, latent_dim=5, separation=3.0, sigma=0.8, n_attenuated=2,
-                  eta_max=2.0, d_A=7, d_B=6, view_noise=0.4, t=0.3, source_t=0.6,
-                  source_axes=(1, 4))
+SRC = WorldConfig(
+    num_classes=3,
+    latent_dim=5,
+    separation=3.0,
+    sigma=0.8,
+    n_attenuated=2,
+    eta_max=2.0,
+    d_A=7,
+    d_B=6,
+    view_noise=0.4,
+    t=0.3,
+    source_t=0.6,
+    source_axes=(1, 4),
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # the config
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("changes, name", [
-    (dict(source_t=-0.1), "source_t"),
-    (dict(source_t=1.5), "source_t"),
-    (dict(source_t=float("nan")), "source_t"),
-    (dict(source_axes=(0, 0)), "source_axes"),
-    (dict(source_axes=(8,)), "source_axes"),
-    (dict(source_axes=(-1,)), "source_axes"),
-    (dict(source_axes=(0.5,)), "source_axes"),
-    (dict(source_axes=(True,)), "source_axes"),
-    (dict(source_axes="01"), "source_axes"),
-    (dict(source_axes=3), "source_axes"),
-])
+
+@pytest.mark.parametrize(
+    "changes, name",
+    [
+        (dict(source_t=-0.1), "source_t"),
+        (dict(source_t=1.5), "source_t"),
+        (dict(source_t=float("nan")), "source_t"),
+        (dict(source_axes=(0, 0)), "source_axes"),
+        (dict(source_axes=(8,)), "source_axes"),
+        (dict(source_axes=(-1,)), "source_axes"),
+        (dict(source_axes=(0.5,)), "source_axes"),
+        (dict(source_axes=(True,)), "source_axes"),
+        (dict(source_axes="01"), "source_axes"),
+        (dict(source_axes=3), "source_axes"),
+    ],
+)
 def test_invalid_source_fields_raise_naming_parameter(changes, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         WorldConfig(**changes)
@@ -87,6 +102,7 @@ def test_source_fields_defaults_dict_and_hash():
 # samplers
 # ---------------------------------------------------------------------------------------------
 
+
 def _reference_sample(world, key, n):
     """The paired sample of G1-G7 (no source channel), from the primitives."""
     k_lat, k_ch, k_a, k_b = jax.random.split(key, 4)
@@ -98,7 +114,10 @@ def _reference_sample(world, key, n):
 
 def test_source_t_zero_leaves_samplers_bitwise_unchanged():
     key = jax.random.key(11)
-    for cfg in (SRC.replace(source_t=0.0, obs_noise=0.1), SRC.replace(source_t=0.0, source_axes=None)):
+    for cfg in (
+        SRC.replace(source_t=0.0, obs_noise=0.1),
+        SRC.replace(source_t=0.0, source_axes=None),
+    ):
         w = make_world(cfg)
         smp = sample(w, key, 257)
         for got, ref in zip(smp[:6], _reference_sample(w, key, 257)):
@@ -129,7 +148,7 @@ def test_source_channel_sampler_law_and_correlation():
         a, b = s_a[y == c], s_b[y == c]
         n_c = a.shape[0]
         assert np.all(np.abs(a.mean(0) - means[c]) < Z * SRC.sigma / math.sqrt(n_c))
-        chi = (n_c - 1) * a.var(0, ddof=1) / SRC.sigma ** 2
+        chi = (n_c - 1) * a.var(0, ddof=1) / SRC.sigma**2
         lo, hi = stats.chi2.ppf(ALPHA / 2, n_c - 1), stats.chi2.isf(ALPHA / 2, n_c - 1)
         assert np.all((chi > lo) & (chi < hi))
         rho = alpha * beta
@@ -156,6 +175,7 @@ def test_stage1_uses_the_source_latents():
 # TV_latent and eps*_A against Monte Carlo with the true densities
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("channel", ["attenuate", "noise", "rotate", "resample", "mispair"])
 def test_tv_latent_with_source_channel_against_monte_carlo(channel):
     cfg = SRC.replace(channel=channel, t=0.5)
@@ -174,7 +194,8 @@ def test_tv_latent_closed_form_by_hand_and_nan_without_one():
     assert tv_latent(SRC) == pytest.approx(by_hand, abs=1e-14)
     assert math.isnan(tv_latent(SRC.replace(channel="corrupt", t=0.5)))
     assert tv_latent(SRC.replace(channel="corrupt", t=0.0)) == pytest.approx(
-        tv_latent(SRC.replace(t=0.0)), abs=1e-14)
+        tv_latent(SRC.replace(t=0.0)), abs=1e-14
+    )
 
 
 @pytest.mark.parametrize("source_t, axes", [(0.6, (1, 4)), (0.3, None), (1.0, None), (1.0, (0,))])
@@ -193,6 +214,7 @@ def test_bayes_error_A_against_monte_carlo(source_t, axes):
 # latent mutual informations
 # ---------------------------------------------------------------------------------------------
 
+
 def _mi_label_two_classes(D):
     """I(y; X) for two equally likely classes whose laws share a covariance and are D apart in
     Mahalanobis distance: log 2 - E log(1 + exp(-L)), L ~ N(D^2 / 2, D^2) (1-D integral)."""
@@ -208,15 +230,23 @@ def _mi_label_two_classes(D):
 def test_latent_mi_against_exact_two_class_formula():
     """K = 2, attenuate on both sides: ``I(s_A; s_B) = I(s_A; s_B | y) + I(y; s_A) + I(y; s_B)
     - I(y; s_A, s_B)``, every term a closed form or a 1-D integral."""
-    cfg = WorldConfig(num_classes=2, latent_dim=3, separation=2.5, sigma=1.0, d_A=3, d_B=3,
-                      t=0.3, source_t=0.6, source_axes=(0, 2))
+    cfg = WorldConfig(
+        num_classes=2,
+        latent_dim=3,
+        separation=2.5,
+        sigma=1.0,
+        d_A=3,
+        d_B=3,
+        t=0.3,
+        source_t=0.6,
+        source_axes=(0, 2),
+    )
     alpha, beta = cfg.source_gain(), np.full(3, 0.7)
     rho = alpha * beta
     d = cfg.class_means()[0] - cfg.class_means()[1]
     D_a, D_b = np.linalg.norm(alpha * d), np.linalg.norm(beta * d)
-    D_ab = math.sqrt(np.sum(d ** 2 * (alpha ** 2 - 2 * rho * alpha * beta + beta ** 2)
-                            / (1 - rho ** 2)))
-    cond = -0.5 * np.sum(np.log(1 - rho ** 2))
+    D_ab = math.sqrt(np.sum(d**2 * (alpha**2 - 2 * rho * alpha * beta + beta**2) / (1 - rho**2)))
+    cond = -0.5 * np.sum(np.log(1 - rho**2))
     assert latent_conditional_mutual_information(cfg) == pytest.approx(cond, abs=1e-14)
     exact_by = _mi_label_two_classes(D_b)
     exact_ab = cond + _mi_label_two_classes(D_a) + exact_by - _mi_label_two_classes(D_ab)
@@ -235,9 +265,9 @@ def test_conditional_mi_closed_form_against_the_sampler():
     a = np.asarray(smp.s_A, np.float64) - cfg.source_class_means()[y]
     b = np.asarray(smp.s_B, np.float64) - (cfg.class_means() * (1 - 0.4))[y]
     rho = cfg.source_gain() * 0.6
-    v = cfg.sigma ** 2
-    quad = (rho ** 2 * (a * a + b * b) - 2 * rho * a * b) / (2 * v * (1 - rho ** 2))
-    log_ratio = np.sum(-0.5 * np.log(1 - rho ** 2) - quad, axis=1)
+    v = cfg.sigma**2
+    quad = (rho**2 * (a * a + b * b) - 2 * rho * a * b) / (2 * v * (1 - rho**2))
+    log_ratio = np.sum(-0.5 * np.log(1 - rho**2) - quad, axis=1)
     exact = latent_conditional_mutual_information(cfg)
     assert abs(log_ratio.mean() - exact) < Z * log_ratio.std(ddof=1) / math.sqrt(N)
     assert latent_conditional_mutual_information(SRC) == math.inf  # coordinates 2, 3 shared
@@ -280,16 +310,27 @@ def test_latent_mi_rejects_channel_without_pair_law():
 # the combined route (O5)
 # ---------------------------------------------------------------------------------------------
 
+
 def test_cmc_ssl_route_runs_in_a_sweep():
     from cmcd_theory.sweeps import sweep
+
     assert "cmc_ssl" in pipeline.METHODS and "cmc_ssl" in pipeline.TEACHER_METHODS
     assert "cmc_ssl" not in pipeline.BASELINES and pipeline.CMC_SSL_WEIGHT == 1.0
-    tiny = pipeline.PipelineConfig(M=128, m=128, n=32, n_test=500, n_pop=128, tuple_size=64,
-                                   probe_steps=20, ssl=TrainConfig(steps=20),
-                                   distill=TrainConfig(steps=20))
+    tiny = pipeline.PipelineConfig(
+        M=128,
+        m=128,
+        n=32,
+        n_test=500,
+        n_pop=128,
+        tuple_size=64,
+        probe_steps=20,
+        ssl=TrainConfig(steps=20),
+        distill=TrainConfig(steps=20),
+    )
     wc = WorldConfig(num_classes=3, latent_dim=4, d_A=6, d_B=5, source_t=0.7)
-    df = sweep.run_sweep({"t": [0.2], "method": ["cmc_ssl"]}, world=wc, pipeline=tiny, seeds=[0],
-                         progress=False)
+    df = sweep.run_sweep(
+        {"t": [0.2], "method": ["cmc_ssl"]}, world=wc, pipeline=tiny, seeds=[0], progress=False
+    )
     row = df.iloc[0]
     assert np.isfinite(row["err_B"]) and 0 <= row["err_B"] <= 1
     assert np.isfinite(row["distill_gap"]) and np.isfinite(row["err_A_head"])

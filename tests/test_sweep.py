@@ -1,4 +1,5 @@
-"""Sweeps: planning, one chunk, the files on disk (resume, crash, refusal), the CLI, a Dask cluster."""
+"""Sweeps: planning, one chunk, the files on disk (resume, crash, refusal), the CLI, a Dask
+cluster."""
 
 import json
 import os
@@ -12,15 +13,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmcd_theory.sweeps import sweep
-from cmcd_theory.sweeps import storage as sweep_io
 from cmcd_theory.learn import training
+from cmcd_theory.sweeps import storage as sweep_io
+from cmcd_theory.sweeps import sweep
 from cmcd_theory.worlds import WorldConfig
 
 TINY = sweep.quick_pipeline().replace(
-    M=256, m=256, n=64, n_test=512, n_pop=256, probe_steps=50,
-    ssl=training.TrainConfig(steps=20, batch_size=64), distill=training.TrainConfig(steps=20, batch_size=64),
-    supervised=training.TrainConfig(steps=20, batch_size=32), tuple_size=64)
+    M=256,
+    m=256,
+    n=64,
+    n_test=512,
+    n_pop=256,
+    probe_steps=50,
+    ssl=training.TrainConfig(steps=20, batch_size=64),
+    distill=training.TrainConfig(steps=20, batch_size=64),
+    supervised=training.TrainConfig(steps=20, batch_size=32),
+    tuple_size=64,
+)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ["method", "t", "seed"]
 GRID = {"t": [0.0, 1.0], "method": ["l2", "random"]}
@@ -45,13 +54,18 @@ def _assert_same_rows(a, b, exact=False):
         if exact:
             np.testing.assert_array_equal(a[k].values, b[k].values)
         else:
-            np.testing.assert_allclose(a[k].values, b[k].values, rtol=1e-4, atol=2e-3, equal_nan=True)
+            np.testing.assert_allclose(
+                a[k].values, b[k].values, rtol=1e-4, atol=2e-3, equal_nan=True
+            )
 
 
 # ---- planning ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n_cells,chunk_size,min_chunks", [(40, 16, 1), (40, 10, 4), (7, 64, 1), (5, 1, 1),
-                                                           (1, 16, 4), (33, 8, 3), (3, 16, 8)])
+
+@pytest.mark.parametrize(
+    "n_cells,chunk_size,min_chunks",
+    [(40, 16, 1), (40, 10, 4), (7, 64, 1), (5, 1, 1), (1, 16, 4), (33, 8, 3), (3, 16, 8)],
+)
 def test_chunk_plan_covers_every_cell_with_one_shape(n_cells, chunk_size, min_chunks):
     n_chunks, size = sweep.chunk_plan(n_cells, chunk_size, min_chunks)
     assert 1 <= size <= chunk_size
@@ -61,14 +75,17 @@ def test_chunk_plan_covers_every_cell_with_one_shape(n_cells, chunk_size, min_ch
 
 
 def test_plan_chunks_every_missing_row_once_one_shape_per_program():
-    g = sweep._normalise_grid({"t": [0.0, 0.5, 1.0], "method": ["cmd", "random"], "n": [64, 128]},
-                              WorldConfig(), TINY, 3)
+    g = sweep._normalise_grid(
+        {"t": [0.0, 0.5, 1.0], "method": ["cmd", "random"], "n": [64, 128]}, WorldConfig(), TINY, 3
+    )
     chunks = sweep.plan_chunks(g, set(), chunk_size=4)
     rows = [(n, m, t, s) for c in chunks for n, m in c.wanted for t, s in c.cells]
     assert len(rows) == len(set(rows)) == 2 * 2 * 3 * 3
     # one program for both label counts and both methods, one shape
-    assert all("n" not in dict(c.cell) and c.ns == (64, 128) and c.methods == ("cmd", "random")
-               for c in chunks)
+    assert all(
+        "n" not in dict(c.cell) and c.ns == (64, 128) and c.methods == ("cmd", "random")
+        for c in chunks
+    )
     assert len({c.size for c in chunks}) == 1 and sum(c.n_rows for c in chunks) == 36
     assert all(c.n_teachers == min(c.size, 3) for c in chunks)  # cmd needs the teacher
     # resumed: cmd done for (t=0, seed 0) at n=64 -> that cell runs the other three rows alone
@@ -79,8 +96,10 @@ def test_plan_chunks_every_missing_row_once_one_shape_per_program():
     assert len(alone) == 1 and alone[0].cells == ((0.0, 0),) and alone[0].n_teachers == 1
     assert alone[0].wanted == ((64, "random"), (128, "cmd"), (128, "random"))
     # a resumed cell that needs no teacher trains none
-    done |= {sweep._cell_id({**dict(chunks[0].cell), "n": n, "method": "cmd", "t": 0.5, "seed": 1})
-             for n in (64, 128)}
+    done |= {
+        sweep._cell_id({**dict(chunks[0].cell), "n": n, "method": "cmd", "t": 0.5, "seed": 1})
+        for n in (64, 128)
+    }
     rnd = [c for c in sweep.plan_chunks(g, done, chunk_size=4) if c.methods == ("random",)]
     assert len(rnd) == 1 and rnd[0].cells == ((0.5, 1),) and rnd[0].n_teachers == 0
     # 9 cells in at least 4 chunks of one shape: 3 chunks of 3
@@ -98,34 +117,56 @@ def test_run_chunk_is_pure_and_passes_every_scalar_through():
     sweep._TEACHERS.clear()
     b = [r for c in chunks for r in sweep.run_chunk(WorldConfig(), TINY, c)]
     assert len(a) == 8
-    pd.testing.assert_frame_equal(pd.DataFrame(a), pd.DataFrame(b))  # a retrained teacher: same rows
-    for col in ("channel", "t", "seed", "method", "tv_latent", "bayes_A", "bayes_B", *sweep.METRICS):
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(a), pd.DataFrame(b)
+    )  # a retrained teacher: same rows
+    for col in (
+        "channel",
+        "t",
+        "seed",
+        "method",
+        "tv_latent",
+        "bayes_A",
+        "bayes_B",
+        *sweep.METRICS,
+    ):
         assert col in a[0]
 
 
 # ---- the files: resume, extend, refusal, crash ---------------------------------------------
 
+
 def test_sweep_writes_config_resumes_and_extends(tmp_path):
     out = tmp_path / "s.csv"
     grid = GRID
-    df1 = sweep.run_sweep(grid, pipeline=TINY, seeds=2, out=str(out), progress=False, chunk_size=CHUNK)
+    df1 = sweep.run_sweep(
+        grid, pipeline=TINY, seeds=2, out=str(out), progress=False, chunk_size=CHUNK
+    )
     assert len(df1) == 8 and df1.attrs["sweep"]["computed"] == 8
     cfg = json.loads((tmp_path / "s.json").read_text())
-    assert cfg["complete"] is True and cfg["grid"]["t"] == [0.0, 1.0] and cfg["grid"]["seed"] == [0, 1]
+    assert (
+        cfg["complete"] is True and cfg["grid"]["t"] == [0.0, 1.0] and cfg["grid"]["seed"] == [0, 1]
+    )
     # the same grid again, and a part of it: nothing computed
     again = sweep.run_sweep(grid, pipeline=TINY, seeds=2, out=str(out), progress=False)
     assert again.attrs["sweep"]["computed"] == 0 and len(again) == 8
-    part = sweep.run_sweep({"t": [1.0], "method": ["l2"]}, pipeline=TINY, seeds=[1], out=str(out), progress=False)
+    part = sweep.run_sweep(
+        {"t": [1.0], "method": ["l2"]}, pipeline=TINY, seeds=[1], out=str(out), progress=False
+    )
     assert len(part) == 1 and part.attrs["sweep"]["computed"] == 0
     cfg = json.loads((tmp_path / "s.json").read_text())
-    assert cfg["complete"] is True and cfg["grid"]["t"] == [0.0, 1.0]  # still the whole grid's record
+    assert cfg["complete"] is True and cfg["grid"]["t"] == [
+        0.0,
+        1.0,
+    ]  # still the whole grid's record
     # a larger grid is refused without extend ...
     big = {"t": [0.0, 0.5, 1.0], "method": ["l2", "random"]}
     with pytest.raises(sweep_io.SweepConfigError, match="another grid.*--extend"):
         sweep.run_sweep(big, pipeline=TINY, seeds=2, out=str(out), progress=False)
     # ... and computes only the new cells with it, leaving the old rows untouched
-    df2 = sweep.run_sweep(big, pipeline=TINY, seeds=2, out=str(out), progress=False, extend=True,
-                          chunk_size=CHUNK)
+    df2 = sweep.run_sweep(
+        big, pipeline=TINY, seeds=2, out=str(out), progress=False, extend=True, chunk_size=CHUNK
+    )
     assert len(df2) == 12 and len(pd.read_csv(out)) == 12 and df2.attrs["sweep"]["computed"] == 4
     assert json.loads((tmp_path / "s.json").read_text())["grid"]["t"] == [0.0, 0.5, 1.0]
     old = _sorted(df1)
@@ -133,23 +174,40 @@ def test_sweep_writes_config_resumes_and_extends(tmp_path):
     pd.testing.assert_frame_equal(old, kept[list(old.columns)], check_dtype=False)
     # a grid that neither contains nor is contained, or another configuration: refused
     with pytest.raises(sweep_io.SweepConfigError, match="another grid"):
-        sweep.run_sweep({"t": [0.25], "method": ["l2"]}, pipeline=TINY, seeds=3, out=str(out),
-                        progress=False, extend=True)
-    with pytest.raises(sweep_io.SweepConfigError, match="another pipeline configuration .*differs in n"):
+        sweep.run_sweep(
+            {"t": [0.25], "method": ["l2"]},
+            pipeline=TINY,
+            seeds=3,
+            out=str(out),
+            progress=False,
+            extend=True,
+        )
+    with pytest.raises(
+        sweep_io.SweepConfigError, match="another pipeline configuration .*differs in n"
+    ):
         sweep.run_sweep(grid, pipeline=TINY.replace(n=65), seeds=2, out=str(out), progress=False)
     with pytest.raises(sweep_io.SweepConfigError, match="another world configuration"):
-        sweep.run_sweep(grid, world=WorldConfig(num_classes=3), pipeline=TINY, seeds=2, out=str(out),
-                        progress=False)
+        sweep.run_sweep(
+            grid,
+            world=WorldConfig(num_classes=3),
+            pipeline=TINY,
+            seeds=2,
+            out=str(out),
+            progress=False,
+        )
     assert len(pd.read_csv(out)) == 12  # refusals touch nothing
-    fresh = sweep.run_sweep(grid, pipeline=TINY, seeds=2, out=str(out), progress=False, overwrite=True,
-                            chunk_size=CHUNK)
+    fresh = sweep.run_sweep(
+        grid, pipeline=TINY, seeds=2, out=str(out), progress=False, overwrite=True, chunk_size=CHUNK
+    )
     assert fresh.attrs["sweep"]["computed"] == 8 and len(pd.read_csv(out)) == 8
 
 
 def test_truncated_csv_partial_row_is_recomputed_not_kept(tmp_path):
     out = tmp_path / "cut.csv"
     grid = GRID
-    full = sweep.run_sweep(grid, pipeline=TINY, seeds=2, out=str(out), progress=False, chunk_size=CHUNK)
+    full = sweep.run_sweep(
+        grid, pipeline=TINY, seeds=2, out=str(out), progress=False, chunk_size=CHUNK
+    )
     text = out.read_text()
     lines = text.splitlines(keepends=True)
     last = lines[-1]
@@ -162,8 +220,11 @@ def test_truncated_csv_partial_row_is_recomputed_not_kept(tmp_path):
     _assert_same_rows(on_disk, full)
     # the recomputed row is the cut one, with its numbers
     cut = dict(zip(lines[0].strip().split(","), last.strip().split(",")))
-    row = on_disk[(on_disk.method == cut["method"]) & (on_disk.t == float(cut["t"]))
-                  & (on_disk.seed == int(cut["seed"]))]
+    row = on_disk[
+        (on_disk.method == cut["method"])
+        & (on_disk.t == float(cut["t"]))
+        & (on_disk.seed == int(cut["seed"]))
+    ]
     assert len(row) == 1 and row["err_B"].iloc[0] == pytest.approx(float(cut["err_B"]), abs=2e-3)
 
 
@@ -198,13 +259,25 @@ def test_sweep_killed_midway_keeps_finished_chunks(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sweep, "_DOWNSTREAM_JIT", flaky)
     with pytest.raises(KeyboardInterrupt):
-        sweep.run_sweep({"t": [0.0, 1.0], "method": ["random"]}, pipeline=TINY, seeds=2, out=str(out),
-                        chunk_size=1, progress=False)
+        sweep.run_sweep(
+            {"t": [0.0, 1.0], "method": ["random"]},
+            pipeline=TINY,
+            seeds=2,
+            out=str(out),
+            chunk_size=1,
+            progress=False,
+        )
     assert len(pd.read_csv(out)) == 1  # the first chunk (one cell) survived
     assert json.loads((tmp_path / "k.json").read_text())["complete"] is False
     monkeypatch.setattr(sweep, "_DOWNSTREAM_JIT", real)
-    df = sweep.run_sweep({"t": [0.0, 1.0], "method": ["random"]}, pipeline=TINY, seeds=2, out=str(out),
-                         chunk_size=1, progress=False)
+    df = sweep.run_sweep(
+        {"t": [0.0, 1.0], "method": ["random"]},
+        pipeline=TINY,
+        seeds=2,
+        out=str(out),
+        chunk_size=1,
+        progress=False,
+    )
     assert len(df) == 4 and len(pd.read_csv(out)) == 4 and df.attrs["sweep"]["computed"] == 3
 
 
@@ -215,8 +288,14 @@ def test_sweep_csv_stays_aligned_when_columns_differ(tmp_path):
     def post(w, c, method, t, seed, row, arts):
         return {"extra_" + method: 1.0}
 
-    sweep.run_sweep({"t": [0.0], "method": ["l2", "random"]}, pipeline=TINY, seeds=2, out=str(out),
-                    postprocess=post, progress=False)
+    sweep.run_sweep(
+        {"t": [0.0], "method": ["l2", "random"]},
+        pipeline=TINY,
+        seeds=2,
+        out=str(out),
+        postprocess=post,
+        progress=False,
+    )
     df = pd.read_csv(out)
     rnd, l2 = df[df.method == "random"], df[df.method == "l2"]
     assert len(rnd) == len(l2) == 2
@@ -239,6 +318,7 @@ def test_sweep_rejects_bad_arguments():
 
 # ---- command line --------------------------------------------------------------------------
 
+
 def test_cli_help_shows_defaults_columns_and_resume(capsys):
     with pytest.raises(SystemExit) as e:
         sweep.main(["--help"])
@@ -248,9 +328,16 @@ def test_cli_help_shows_defaults_columns_and_resume(capsys):
         assert s in text
 
 
-@pytest.mark.parametrize("argv,param", [(["--t", "0,1.5"], "--t"), (["--channel", "fog"], "--channel"),
-                                        (["--methods", ""], "--methods"), (["--seeds", "0"], "--seeds"),
-                                        (["--scheduler", "cloud"], "--scheduler")])
+@pytest.mark.parametrize(
+    "argv,param",
+    [
+        (["--t", "0,1.5"], "--t"),
+        (["--channel", "fog"], "--channel"),
+        (["--methods", ""], "--methods"),
+        (["--seeds", "0"], "--seeds"),
+        (["--scheduler", "cloud"], "--scheduler"),
+    ],
+)
 def test_cli_bad_value_is_one_line_and_status_2(argv, param, capsys):
     with pytest.raises(SystemExit) as e:
         sweep.main(argv)
@@ -262,13 +349,38 @@ def test_cli_bad_value_is_one_line_and_status_2(argv, param, capsys):
 def test_cli_refuses_another_grid_at_the_same_out(tmp_path):
     """A second run with another grid at the same --out: one line on stderr, exit status 2."""
     out = tmp_path / "cli.csv"
-    sweep.run_sweep({"t": [0.0], "method": ["random"]}, pipeline=sweep.quick_pipeline(), seeds=1,
-                    out=str(out), progress=False)  # what `--quick --t 0 --methods random --seeds 1` runs
+    sweep.run_sweep(
+        {"t": [0.0], "method": ["random"]},
+        pipeline=sweep.quick_pipeline(),
+        seeds=1,
+        out=str(out),
+        progress=False,
+    )  # what `--quick --t 0 --methods random --seeds 1` runs
     before = out.read_text()
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "cmcd_theory.sweeps.sweep", "--quick", "--t", "0.5", "--methods",
-                           "random", "--seeds", "1", "--scheduler", "none", "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cmcd_theory.sweeps.sweep",
+            "--quick",
+            "--t",
+            "0.5",
+            "--methods",
+            "random",
+            "--seeds",
+            "1",
+            "--scheduler",
+            "none",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("cmcd-sweep: error: --out: ") and "another grid" in proc.stderr
@@ -277,8 +389,10 @@ def test_cli_refuses_another_grid_at_the_same_out(tmp_path):
 
 # ---- on a Dask cluster ---------------------------------------------------------------------
 
+
 def test_setup_jax_sets_one_cache_for_every_process(monkeypatch, tmp_path):
     from cmcd_theory.sweeps import devices
+
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path))
     env = devices.jax_env()
     assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path)
@@ -287,8 +401,9 @@ def test_setup_jax_sets_one_cache_for_every_process(monkeypatch, tmp_path):
     # the CPU compile level is added where no level is named, an explicit one is kept
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
-    assert devices.jax_env()["XLA_FLAGS"] == ("--xla_cpu_multi_thread_eigen=true "
-                                              "--xla_backend_optimization_level=1")
+    assert devices.jax_env()["XLA_FLAGS"] == (
+        "--xla_cpu_multi_thread_eigen=true --xla_backend_optimization_level=1"
+    )
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
     assert devices.jax_env()["XLA_FLAGS"] == "--xla_backend_optimization_level=0"
 
@@ -298,11 +413,13 @@ def test_dask_sweep_survives_a_killed_worker_and_matches_in_process(tmp_path):
     """A 2-worker LocalCluster loses a worker mid-sweep: its chunk runs again, and the CSV holds
     every cell exactly once, row for row the in-process sweep's."""
     from cmcd_theory.sweeps import cluster
+
     out = tmp_path / "d.csv"
     grid = {"t": [0.0, 0.5, 1.0], "method": GRID["method"]}
     killed = {}
 
     with cluster.local_cluster(2) as client:
+
         def kill_when_a_chunk_is_in():
             deadline = time.time() + 240
             while time.time() < deadline and not killed:
@@ -318,8 +435,9 @@ def test_dask_sweep_survives_a_killed_worker_and_matches_in_process(tmp_path):
 
         killer = threading.Thread(target=kill_when_a_chunk_is_in, daemon=True)
         killer.start()
-        df = sweep.run_sweep(grid, pipeline=TINY, seeds=3, out=str(out), chunk_size=1,
-                             progress=False, cluster=client)
+        df = sweep.run_sweep(
+            grid, pipeline=TINY, seeds=3, out=str(out), chunk_size=1, progress=False, cluster=client
+        )
         killer.join(timeout=5)
     assert killed, "no worker was killed mid-sweep"
     assert df.attrs["sweep"]["retried_chunks"] >= 1

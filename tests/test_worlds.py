@@ -26,6 +26,8 @@ from scipy import stats
 from cmcd_theory import worlds
 from cmcd_theory.worlds import (
     DISTANCE_CHANNELS as CHANNELS,
+)
+from cmcd_theory.worlds import (
     WorldConfig,
     apply_channel,
     make_world,
@@ -46,34 +48,47 @@ Z = stats.norm.isf(ALPHA / 2)  # ~4.9 standard errors
 
 # A small world that keeps every test fast; K < latent_dim and J a strict subset, so that the
 # per-class and per-coordinate structure of the channels is visible.
-SMALL = WorldConfig(num_classes=3, latent_dim=5, separation=3.0, sigma=0.8, n_attenuated=2,
-                    eta_max=2.0, d_A=7, d_B=6, view_noise=0.4)
+SMALL = WorldConfig(
+    num_classes=3,
+    latent_dim=5,
+    separation=3.0,
+    sigma=0.8,
+    n_attenuated=2,
+    eta_max=2.0,
+    d_A=7,
+    d_B=6,
+    view_noise=0.4,
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("changes, name", [
-    (dict(t=-0.1), "t"),
-    (dict(t=1.5), "t"),
-    (dict(t=float("nan")), "t"),
-    (dict(num_classes=9, latent_dim=8), "num_classes"),
-    (dict(num_classes=1), "num_classes"),
-    (dict(d_A=7, latent_dim=8), "d_A"),
-    (dict(d_B=7, latent_dim=8), "d_B"),
-    (dict(sigma=-1.0), "sigma"),
-    (dict(sigma=0.0), "sigma"),
-    (dict(separation=-2.0), "separation"),
-    (dict(eta_max=-0.5), "eta_max"),
-    (dict(view_noise=-0.1), "view_noise"),
-    (dict(obs_noise=-0.1), "obs_noise"),
-    (dict(channel="blur"), "channel"),
-    (dict(observation="quadratic"), "observation"),
-    (dict(n_attenuated=0), "n_attenuated"),
-    (dict(n_attenuated=9, latent_dim=8), "n_attenuated"),
-    (dict(latent_dim=0), "latent_dim"),
-])
+
+@pytest.mark.parametrize(
+    "changes, name",
+    [
+        (dict(t=-0.1), "t"),
+        (dict(t=1.5), "t"),
+        (dict(t=float("nan")), "t"),
+        (dict(num_classes=9, latent_dim=8), "num_classes"),
+        (dict(num_classes=1), "num_classes"),
+        (dict(d_A=7, latent_dim=8), "d_A"),
+        (dict(d_B=7, latent_dim=8), "d_B"),
+        (dict(sigma=-1.0), "sigma"),
+        (dict(sigma=0.0), "sigma"),
+        (dict(separation=-2.0), "separation"),
+        (dict(eta_max=-0.5), "eta_max"),
+        (dict(view_noise=-0.1), "view_noise"),
+        (dict(obs_noise=-0.1), "obs_noise"),
+        (dict(channel="blur"), "channel"),
+        (dict(observation="quadratic"), "observation"),
+        (dict(n_attenuated=0), "n_attenuated"),
+        (dict(n_attenuated=9, latent_dim=8), "n_attenuated"),
+        (dict(latent_dim=0), "latent_dim"),
+    ],
+)
 def test_invalid_config_raises_naming_parameter(changes, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         WorldConfig(**changes)
@@ -111,18 +126,31 @@ def test_samplers_reject_bad_sizes_and_modality():
 # determinism
 # ---------------------------------------------------------------------------------------------
 
+
 def _all_outputs(world, key, n=N):
     """Every sampler's output for one key, as a flat list of arrays."""
     ks = jax.random.split(key, 6)
     smp = sample(world, ks[0], n)
-    return [*smp, sample_source(world, ks[1], n), *sample_pairs(world, ks[2], n),
-            *sample_target_labeled(world, ks[3], n), sample_target_latents(world, ks[4], n),
-            *views(world, ks[5], smp.s, "A"), *views(world, ks[5], smp.s_B, "B")]
+    return [
+        *smp,
+        sample_source(world, ks[1], n),
+        *sample_pairs(world, ks[2], n),
+        *sample_target_labeled(world, ks[3], n),
+        sample_target_latents(world, ks[4], n),
+        *views(world, ks[5], smp.s, "A"),
+        *views(world, ks[5], smp.s_B, "B"),
+    ]
 
 
-@pytest.mark.parametrize("channel, observation", [
-    ("attenuate", "linear"), ("noise", "nonlinear"), ("corrupt", "linear"),
-    ("rotate", "nonlinear")])
+@pytest.mark.parametrize(
+    "channel, observation",
+    [
+        ("attenuate", "linear"),
+        ("noise", "nonlinear"),
+        ("corrupt", "linear"),
+        ("rotate", "nonlinear"),
+    ],
+)
 def test_same_key_same_samples_different_key_different(channel, observation):
     cfg = SMALL.replace(channel=channel, observation=observation, t=0.5, obs_noise=0.1)
     w1, w2 = make_world(cfg), make_world(cfg)
@@ -142,6 +170,7 @@ def test_same_key_same_samples_different_key_different(channel, observation):
 # ---------------------------------------------------------------------------------------------
 # jit and vmap
 # ---------------------------------------------------------------------------------------------
+
 
 def _assert_tree_close(a, b):
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
@@ -166,25 +195,30 @@ def test_samplers_under_jit_and_vmap():
         return dict(
             channel_over_t=[jax.vmap(lambda t: apply_channel(v, key, s, t))(ts) for v in wlds],
             sample_over_key_t=jax.vmap(lambda k, t: sample(w, k, N, t))(keys, ts),
-            views=views(w, key, s, "B"))
+            views=views(w, key, s, "B"),
+        )
 
     got = jax.jit(program)(wlds, w, key, keys, ts, s)
     for j, v in enumerate(wlds):
         np.testing.assert_allclose(got["channel_over_t"][j][0], s, rtol=1e-6, atol=1e-6)  # t = 0
         for i, t in enumerate(np.asarray(ts).tolist()):
-            np.testing.assert_allclose(got["channel_over_t"][j][i], apply_channel(v, key, s, t),
-                                       rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                got["channel_over_t"][j][i], apply_channel(v, key, s, t), rtol=1e-5, atol=1e-5
+            )
         # an explicit t overrides the config's
         np.testing.assert_array_equal(sample(v, key, N, v.config.t).s_B, sample(v, key, N).s_B)
     for i, t in enumerate(np.asarray(ts).tolist()):
-        _assert_tree_close(jax.tree_util.tree_map(lambda x: x[i], got["sample_over_key_t"]),
-                           sample(w, keys[i], N, t))
+        _assert_tree_close(
+            jax.tree_util.tree_map(lambda x: x[i], got["sample_over_key_t"]),
+            sample(w, keys[i], N, t),
+        )
     _assert_tree_close(got["views"], views(w, key, s, "B"))
 
 
 # ---------------------------------------------------------------------------------------------
 # G2: the law of s_B given y
 # ---------------------------------------------------------------------------------------------
+
 
 def _check_gaussian_moments(x, mean, var):
     """Exact tests that the rows of x (n, k) are i.i.d. N(mean, var I) coordinate by coordinate.
@@ -205,8 +239,6 @@ def _binomial_accept(count, n, p):
     return lo <= count <= hi
 
 
-
-
 @pytest.mark.parametrize("t", [0.4, 1.0])
 def test_attenuate_law(t):
     cfg = SMALL.replace(channel="attenuate")
@@ -220,7 +252,7 @@ def test_attenuate_law(t):
     mu = cfg.class_means()
     for c in range(cfg.num_classes):
         # G2: s_B | y ~ N(mu_y - t P_J mu_y, sigma^2 I)
-        _check_gaussian_moments(s_b[y == c], mu[c] - t * J * mu[c], cfg.sigma ** 2)
+        _check_gaussian_moments(s_b[y == c], mu[c] - t * J * mu[c], cfg.sigma**2)
 
 
 @pytest.mark.parametrize("t", [0.4, 1.0])
@@ -233,7 +265,7 @@ def test_noise_law(t):
     eta = t * cfg.eta_max
     for c in range(cfg.num_classes):
         # G2: s_B | y ~ N(mu_y, (sigma^2 + eta^2) I), eta = t eta_max
-        _check_gaussian_moments(s_b[y == c], cfg.class_means()[c], cfg.sigma ** 2 + eta ** 2)
+        _check_gaussian_moments(s_b[y == c], cfg.class_means()[c], cfg.sigma**2 + eta**2)
 
 
 @pytest.mark.parametrize("t", [0.3, 1.0])
@@ -251,7 +283,7 @@ def test_corrupt_law(t):
     for c in range(cfg.num_classes):
         assert _binomial_accept(replaced[y == c].sum(), int((y == c).sum()), t)
         # a replaced row is a label-free draw N(0, sigma^2 I)
-        _check_gaussian_moments(s_b[replaced & (y == c)], 0.0, cfg.sigma ** 2)
+        _check_gaussian_moments(s_b[replaced & (y == c)], 0.0, cfg.sigma**2)
 
 
 @pytest.mark.parametrize("t", [0.0, 0.3, 0.5, 1.0])
@@ -287,6 +319,7 @@ def test_t_zero_is_identity(channel):
 # ---------------------------------------------------------------------------------------------
 # G3: observation maps; G4 views
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("observation", ["linear", "nonlinear"])
 def test_maps_have_orthonormal_columns(observation):
@@ -345,6 +378,7 @@ def test_input_radius_exceeds_observation_norms(channel):
 # channels as an extension point; G7 pairing channels; G6 nuisance
 # ---------------------------------------------------------------------------------------------
 
+
 class _Shift(worlds.Channel):
     """A user channel: s_B = s + 2 t e_1 (exact TV per class 2 Phi(t / sigma) - 1)."""
 
@@ -398,9 +432,12 @@ def test_resample_law_and_instance(t):
     assert _binomial_accept(int((~kept).sum()), N, t)
     mu = cfg.class_means()
     for c in range(cfg.num_classes):
-        _check_gaussian_moments(s_b[y == c], mu[c], cfg.sigma ** 2)
-    r = (s_b - mu[smp.y])[~kept].ravel() @ (s - mu[smp.y])[~kept].ravel() / (
-        cfg.sigma ** 2 * (~kept).sum() * cfg.latent_dim)
+        _check_gaussian_moments(s_b[y == c], mu[c], cfg.sigma**2)
+    r = (
+        (s_b - mu[smp.y])[~kept].ravel()
+        @ (s - mu[smp.y])[~kept].ravel()
+        / (cfg.sigma**2 * (~kept).sum() * cfg.latent_dim)
+    )
     assert abs(r) < Z / math.sqrt((~kept).sum() * cfg.latent_dim)
 
 
@@ -423,22 +460,27 @@ def test_mispair_law_and_pair_agreement(t):
     assert stats.chisquare(np.bincount(y_b, minlength=K)).pvalue > ALPHA  # y_B uniform
     mu = cfg.class_means()
     for c in range(K):
-        _check_gaussian_moments(s_b[y_b == c], mu[c], cfg.sigma ** 2)
+        _check_gaussian_moments(s_b[y_b == c], mu[c], cfg.sigma**2)
         # and Gaussian in shape: KS of the standardised class coordinate
         assert stats.kstest((s_b[y_b == c, c] - mu[c, c]) / cfg.sigma, "norm").pvalue > ALPHA
 
 
-NUIS = SMALL.replace(nuisance_dim=3, nuisance_scale=2.0, nuisance_rho=0.3, d_B=9, channel="noise", t=0.5)
+NUIS = SMALL.replace(
+    nuisance_dim=3, nuisance_scale=2.0, nuisance_rho=0.3, d_B=9, channel="noise", t=0.5
+)
 
 
-@pytest.mark.parametrize("changes, name", [
-    (dict(nuisance_dim=-1), "nuisance_dim"),
-    (dict(nuisance_dim=1.5), "nuisance_dim"),
-    (dict(nuisance_scale=0.0), "nuisance_scale"),
-    (dict(nuisance_rho=1.2), "nuisance_rho"),
-    (dict(nuisance_rho=-0.1), "nuisance_rho"),
-    (dict(nuisance_dim=3, d_B=7), "d_B"),
-])
+@pytest.mark.parametrize(
+    "changes, name",
+    [
+        (dict(nuisance_dim=-1), "nuisance_dim"),
+        (dict(nuisance_dim=1.5), "nuisance_dim"),
+        (dict(nuisance_scale=0.0), "nuisance_scale"),
+        (dict(nuisance_rho=1.2), "nuisance_rho"),
+        (dict(nuisance_rho=-0.1), "nuisance_rho"),
+        (dict(nuisance_dim=3, d_B=7), "d_B"),
+    ],
+)
 def test_nuisance_config_validation(changes, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         SMALL.replace(**changes)
@@ -449,7 +491,11 @@ def test_nuisance_world_defaults_and_bayes_error_of_x_B():
     without nuisance for the same key; nu ~ N(0, sigma_nu^2 I) independent of y; x_B determines
     (s_B, nu) and the true posterior p(y | x_B) = p(y | s_B) errs Binomial(n, eps*_B)."""
     from cmcd_theory.learn import divergences
-    assert NUIS.observation == "nonlinear" and SMALL.replace(nuisance_dim=2, d_B=7).observation == "nonlinear"
+
+    assert (
+        NUIS.observation == "nonlinear"
+        and SMALL.replace(nuisance_dim=2, d_B=7).observation == "nonlinear"
+    )
     world = make_world(NUIS)
     key = jax.random.key(41)
     smp = sample(world, key, N)
@@ -460,12 +506,14 @@ def test_nuisance_world_defaults_and_bayes_error_of_x_B():
     nu = np.asarray(smp.u_B[:, k:], np.float64)
     assert nu.shape == (N, q)
     for c in range(NUIS.num_classes):
-        _check_gaussian_moments(nu[np.asarray(smp.y) == c], 0.0, NUIS.nuisance_scale ** 2)
+        _check_gaussian_moments(nu[np.asarray(smp.y) == c], 0.0, NUIS.nuisance_scale**2)
     # invert g_B = Q2 leaky(Q1 u) and classify with the true posterior of the latent part
     z = np.asarray(smp.x_B, np.float64) @ np.asarray(world.maps["QB"], np.float64)
     u = np.where(z >= 0, z, z / worlds.LEAKY_SLOPE) @ np.asarray(world.maps["QB1"], np.float64)
     np.testing.assert_allclose(u, smp.u_B, atol=1e-4)
-    logp = np.stack([divergences.latent_logpdf(NUIS, "B", c, u[:, :k]) for c in range(NUIS.num_classes)], 1)
+    logp = np.stack(
+        [divergences.latent_logpdf(NUIS, "B", c, u[:, :k]) for c in range(NUIS.num_classes)], 1
+    )
     errors = int(np.sum(np.argmax(logp, 1) != np.asarray(smp.y_B)))
     eps = divergences.bayes_error_exact(NUIS, "B")
     assert eps == divergences.bayes_error_exact(NUIS.replace(nuisance_dim=0), "B")
@@ -482,12 +530,17 @@ def test_nuisance_views_resample_a_fraction_rho(rho):
     smp = sample(world, jax.random.key(42), N)
     v1, v2 = views(world, jax.random.key(43), smp.u_B, "B")
     k = cfg.latent_dim
-    inv = lambda x: (lambda z: np.where(z >= 0, z, z / worlds.LEAKY_SLOPE) @ np.asarray(world.maps["QB1"], np.float64))(  # noqa: E731
-        np.asarray(x, np.float64) @ np.asarray(world.maps["QB"], np.float64))
+
+    def inv(x):
+        z = np.asarray(x, np.float64) @ np.asarray(world.maps["QB"], np.float64)
+        return np.where(z >= 0, z, z / worlds.LEAKY_SLOPE) @ np.asarray(
+            world.maps["QB1"], np.float64
+        )
+
     n1, n2 = inv(v1)[:, k:], inv(v2)[:, k:]
     np.testing.assert_allclose(inv(v1)[:, :k], smp.s_B, atol=1e-4)  # view noise 0
-    _check_gaussian_moments(n1, 0.0, cfg.nuisance_scale ** 2)
-    r = np.mean(n1 * n2) / cfg.nuisance_scale ** 2
+    _check_gaussian_moments(n1, 0.0, cfg.nuisance_scale**2)
+    r = np.mean(n1 * n2) / cfg.nuisance_scale**2
     if rho == 0.0:
         np.testing.assert_allclose(n1, n2, atol=1e-4)
     else:

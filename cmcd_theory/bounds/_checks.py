@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -76,6 +76,9 @@ class _Terms:
     """Mixin: ``as_dict()`` (a flat row) and ``vacuous``."""
 
     label: ClassVar[str] = ""
+    if TYPE_CHECKING:  # supplied by the dataclass that mixes this in
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+        total: float
 
     def as_dict(self) -> dict:
         """The named terms as a flat dict (one table row), with ``bound`` the label."""
@@ -93,6 +96,9 @@ class _Terms:
 class _NormalizedLossTerms(_Terms):
     """Mixin of the per-sample bounds on a normalised contrastive loss (B4n, B5n): vacuous at
     ``log N`` (``tuple_size`` N), the loss of features that ignore the input (equal logits)."""
+
+    if TYPE_CHECKING:  # a field of the dataclass that mixes this in
+        tuple_size: int
 
     @property
     def vacuous(self) -> bool:

@@ -41,7 +41,7 @@ def _x_minus_log1p(x: np.ndarray) -> np.ndarray:
     out[small] = xs * xs * acc
     xl = x[~small]
     with np.errstate(divide="ignore"):
-        out[~small] = xl - np.log1p(xl)   # x = -1 gives +inf
+        out[~small] = xl - np.log1p(xl)  # x = -1 gives +inf
     return out
 
 
@@ -93,8 +93,8 @@ def _kl_bernoulli(q: np.ndarray, p: np.ndarray) -> np.ndarray:
     kl = np.empty(q.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         at0, at1 = q == 0.0, q == 1.0
-        kl[at0] = -np.log1p(-p[at0])                  # kl(0 || p) = -ln(1 - p)
-        kl[at1] = -np.log(p[at1])                     # kl(1 || p) = -ln p
+        kl[at0] = -np.log1p(-p[at0])  # kl(0 || p) = -ln(1 - p)
+        kl[at1] = -np.log(p[at1])  # kl(1 || p) = -ln p
         mid = ~(at0 | at1)
         qm, pm = q[mid], p[mid]
         h = pm - qm
@@ -102,12 +102,16 @@ def _kl_bernoulli(q: np.ndarray, p: np.ndarray) -> np.ndarray:
         # Each term is q g(x1) resp. (1-q) g(x2); near x = 0 through g (no cancellation),
         # elsewhere through differences of logs (exact where p or 1 - p is tiny).
         near1, near2 = np.abs(x1) < 0.5, np.abs(x2) < 0.5
-        t1 = np.where(near1, qm * _x_minus_log1p(np.where(near1, x1, 0.0)),
-                      h + qm * (np.log(qm) - np.log(pm)))
-        t2 = np.where(near2, (1.0 - qm) * _x_minus_log1p(np.where(near2, x2, 0.0)),
-                      -h + (1.0 - qm) * (np.log1p(-qm) - np.log1p(-pm)))
+        t1 = np.where(
+            near1, qm * _x_minus_log1p(np.where(near1, x1, 0.0)), h + qm * (np.log(qm) - np.log(pm))
+        )
+        t2 = np.where(
+            near2,
+            (1.0 - qm) * _x_minus_log1p(np.where(near2, x2, 0.0)),
+            -h + (1.0 - qm) * (np.log1p(-qm) - np.log1p(-pm)),
+        )
         kl[mid] = t1 + t2
-    return np.maximum(kl, 0.0)                         # -0.0 -> 0.0
+    return np.maximum(kl, 0.0)  # -0.0 -> 0.0
 
 
 def _kl_inverse(q, c, tol: float, upper: bool):
@@ -123,7 +127,7 @@ def _kl_inverse(q, c, tol: float, upper: bool):
     # Invariant: kl(q || inner) <= c < kl(q || outer); the answer lies between them.
     inner = q.copy()
     outer = np.ones_like(q) if upper else np.zeros_like(q)
-    for _ in range(200):            # the width halves each step: ~40 steps for tol = 1e-12
+    for _ in range(200):  # the width halves each step: ~40 steps for tol = 1e-12
         width = np.abs(outer - inner)
         mid = 0.5 * (inner + outer)
         active = (width > tol) & (mid != inner) & (mid != outer)
@@ -286,9 +290,9 @@ def clopper_pearson(k: int, n: int, delta: float) -> tuple:
 class HoldoutCheck(NamedTuple):
     """Outcome of checking a bound against a test-set estimate (docs/theory.md, C)."""
 
-    holds: bool          # err_hat - slack <= bound
-    holds_strict: bool   # err_hat + slack <= bound
-    slack: float         # hoeffding_slack(n_test, delta_test)
+    holds: bool  # err_hat - slack <= bound
+    holds_strict: bool  # err_hat + slack <= bound
+    slack: float  # hoeffding_slack(n_test, delta_test)
 
 
 def holds_on_test_set(bound: float, err_hat: float, n_test: int, delta_test: float) -> HoldoutCheck:

@@ -67,14 +67,16 @@ def _augment(features, labels, weights, bias):
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 2 or w.shape[1] != z.shape[1] or w.shape[0] < 2:
         raise ValueError(
-            f"weights must have shape (K, D) with K >= 2 and D = {z.shape[1]}, got {w.shape}")
+            f"weights must have shape (K, D) with K >= 2 and D = {z.shape[1]}, got {w.shape}"
+        )
     if not np.all(np.isfinite(w)):
         raise ValueError("weights must be finite")
     K = w.shape[0]
     y = np.asarray(labels)
     if y.shape != (z.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be integers of shape ({z.shape[0]},), got "
-                         f"{y.dtype} {y.shape}")
+        raise ValueError(
+            f"labels must be integers of shape ({z.shape[0]},), got {y.dtype} {y.shape}"
+        )
     if np.any(y < 0) or np.any(y >= K):
         raise ValueError(f"labels must lie in [0, K) = [0, {K})")
     has_bias = bias is not None
@@ -104,31 +106,39 @@ class MarginBound(_Terms):
     """B2 terms: ``total = empirical + complexity + confidence`` at the chosen grid point."""
 
     label: ClassVar[str] = "B2"
-    empirical: float              # ramp loss Rhat_rho at the chosen rho
-    complexity: float             # (4K/rho) Rad (multi-class) or (2/rho) Rad (binary)
-    confidence: float             # sqrt(log(1/d')/(2n)) or 3 sqrt(log(2/d')/(2n))
+    empirical: float  # ramp loss Rhat_rho at the chosen rho
+    complexity: float  # (4K/rho) Rad (multi-class) or (2/rho) Rad (binary)
+    confidence: float  # sqrt(log(1/d')/(2n)) or 3 sqrt(log(2/d')/(2n))
     total: float
-    rho: float                    # chosen margin (grid value)
-    Lambda: float                 # grid value covering Lambda_hat
-    Lambda_hat: float             # max_y ||w~_y|| (multi-class) or ||w~_1 - w~_2|| (binary)
-    r: float                      # norm bound on augmented features (data_free), else max norm
-    rademacher: float             # the bound on the (empirical) Rademacher complexity used
+    rho: float  # chosen margin (grid value)
+    Lambda: float  # grid value covering Lambda_hat
+    Lambda_hat: float  # max_y ||w~_y|| (multi-class) or ||w~_1 - w~_2|| (binary)
+    r: float  # norm bound on augmented features (data_free), else max norm
+    rademacher: float  # the bound on the (empirical) Rademacher complexity used
     empirical_margin_loss: float  # same as ``empirical``
-    empirical_error: float        # 0-1 training error of the probe (margin <= 0), for reference
+    empirical_error: float  # 0-1 training error of the probe (margin <= 0), for reference
     n: int
     K: int
     delta: float
-    delta_per_point: float        # delta / grid_size
-    grid_size: int                # len(rho_grid) * len(lambda_grid)
-    form: str                     # "sample" or "data_free"
+    delta_per_point: float  # delta / grid_size
+    grid_size: int  # len(rho_grid) * len(lambda_grid)
+    form: str  # "sample" or "data_free"
     binary: bool
 
 
-def margin_bound(features, labels, weights, bias=None, delta: float = 0.05, *,
-                 rho_grid: Sequence[float] = RHO_GRID,
-                 lambda_grid: Sequence[float] = MARGIN_LAMBDA_GRID,
-                 form: str = "sample", binary: bool | None = None,
-                 feature_norm_bound: float = 1.0) -> MarginBound:
+def margin_bound(
+    features,
+    labels,
+    weights,
+    bias=None,
+    delta: float = 0.05,
+    *,
+    rho_grid: Sequence[float] = RHO_GRID,
+    lambda_grid: Sequence[float] = MARGIN_LAMBDA_GRID,
+    form: str = "sample",
+    binary: bool | None = None,
+    feature_norm_bound: float = 1.0,
+) -> MarginBound:
     r"""B2: Rademacher margin bound for the linear probe on frozen features.
 
     The bound of the module docstring, at level :math:`1-\delta` for every grid point at once
@@ -167,7 +177,7 @@ def margin_bound(features, labels, weights, bias=None, delta: float = 0.05, *,
       (multi-class).
     """
     z, y, w, has_bias = _augment(features, labels, weights, bias)
-    n, K = z.shape[0], w.shape[0]
+    K = w.shape[0]
     delta = _check_delta("delta", delta)
     form = _choice("form", form, ("sample", "data_free"))
     if binary is None:
@@ -177,11 +187,17 @@ def margin_bound(features, labels, weights, bias=None, delta: float = 0.05, *,
     rhos = _check_grid("rho_grid", rho_grid)
     lambdas = _check_grid("lambda_grid", lambda_grid)
     bound_z = _check_real("feature_norm_bound", feature_norm_bound, lo=0.0, lo_open=True)
+    return _margin_bound(z, y, w, has_bias, delta, form, binary, rhos, lambdas, bound_z)
 
+
+def _margin_bound(z, y, w, has_bias, delta, form, binary, rhos, lambdas, bound_z) -> MarginBound:
+    """B2 of checked arguments (:func:`margin_bound`): the probe norm and its grid cover, the
+    feature radius, the terms at every grid margin and the row at the margin with the smallest
+    total."""
+    n, K = z.shape[0], w.shape[0]
     sq_norms = np.sum(z * z, axis=1)
     r = _feature_radius(sq_norms, has_bias, bound_z, form)
-    lambda_hat = float(np.linalg.norm(w[0] - w[1]) if binary
-                       else np.max(np.linalg.norm(w, axis=1)))
+    lambda_hat = float(np.linalg.norm(w[0] - w[1]) if binary else np.max(np.linalg.norm(w, axis=1)))
     lam = _smallest_covering("the probe norm Lambda_hat", lambdas, lambda_hat, "lambda_grid")
     grid_size = rhos.size * lambdas.size
     d_pt = delta / grid_size
@@ -189,15 +205,31 @@ def margin_bound(features, labels, weights, bias=None, delta: float = 0.05, *,
     margins = _margins(z @ w.T, y)
     err = float(np.mean(margins <= 0))
     factor = 2.0 if binary else 4.0 * K
-    ramp, complexity, rad, conf = _margin_terms(margins, rhos, lam, sq_norms, r, n, d_pt, form,
-                                                factor)
+    ramp, complexity, rad, conf = _margin_terms(
+        margins, rhos, lam, sq_norms, r, n, d_pt, form, factor
+    )
     totals = ramp + complexity + conf
     j = int(np.argmin(totals))
     return MarginBound(
-        empirical=float(ramp[j]), complexity=float(complexity[j]), confidence=conf,
-        total=float(totals[j]), rho=float(rhos[j]), Lambda=lam, Lambda_hat=lambda_hat, r=r,
-        rademacher=rad, empirical_margin_loss=float(ramp[j]), empirical_error=err, n=n, K=K,
-        delta=delta, delta_per_point=d_pt, grid_size=grid_size, form=form, binary=bool(binary))
+        empirical=float(ramp[j]),
+        complexity=float(complexity[j]),
+        confidence=conf,
+        total=float(totals[j]),
+        rho=float(rhos[j]),
+        Lambda=lam,
+        Lambda_hat=lambda_hat,
+        r=r,
+        rademacher=rad,
+        empirical_margin_loss=float(ramp[j]),
+        empirical_error=err,
+        n=n,
+        K=K,
+        delta=delta,
+        delta_per_point=d_pt,
+        grid_size=grid_size,
+        form=form,
+        binary=bool(binary),
+    )
 
 
 def _feature_radius(sq_norms: np.ndarray, has_bias: bool, bound_z: float, form: str) -> float:
@@ -212,13 +244,23 @@ def _feature_radius(sq_norms: np.ndarray, has_bias: bool, bound_z: float, form: 
         if raw_max > bound_z * (1 + _NORM_RTOL):
             raise ValueError(
                 f"a feature has norm {raw_max!r} > feature_norm_bound = {bound_z!r}: the "
-                f"data-free form needs an almost-sure norm bound")
+                f"data-free form needs an almost-sure norm bound"
+            )
         return math.sqrt(max(bound_z, raw_max) ** 2 + (1.0 if has_bias else 0.0))
     return float(np.sqrt(sq_norms.max()))
 
 
-def _margin_terms(margins: np.ndarray, rhos: np.ndarray, lam: float, sq_norms: np.ndarray,
-                  r: float, n: int, d_pt: float, form: str, factor: float):
+def _margin_terms(
+    margins: np.ndarray,
+    rhos: np.ndarray,
+    lam: float,
+    sq_norms: np.ndarray,
+    r: float,
+    n: int,
+    d_pt: float,
+    form: str,
+    factor: float,
+):
     r"""The terms of B2 at every grid margin :math:`\rho`, for the covering norm ``lam``.
 
     Returns ``(ramp, complexity, rad, conf)``: the empirical ramp losses

@@ -54,7 +54,7 @@ def _mean_exp(u, bank, tau):
     """(1/n_b) sum_j exp((u . z_j - 1) / tau) per row of u, in float64 blocks."""
     out = np.empty(u.shape[0])
     for s in range(0, u.shape[0], 1024):
-        out[s:s + 1024] = np.exp((u[s:s + 1024] @ bank.T - 1.0) / tau).mean(axis=1)
+        out[s : s + 1024] = np.exp((u[s : s + 1024] @ bank.T - 1.0) / tau).mean(axis=1)
     return out
 
 
@@ -118,19 +118,19 @@ class NormalizedDistillBound(_NormalizedLossTerms):
     """B4n terms: ``total = b kl_inv_up(empirical_upper / b, complexity + confidence)``."""
 
     label: ClassVar[str] = "B4n"
-    empirical: float          # mean per-pair Jensen loss g of the stochastic student (MC)
-    complexity: float         # KL(Q || P) / n
-    confidence: float         # ln(2 sqrt(n) G / delta_pb) / n
-    total: float              # bound on E_{W~Q} L(W), the stochastic student's population loss
-    empirical_upper: float    # MC upper end (kl, over n * n_draws independent draws) times b
+    empirical: float  # mean per-pair Jensen loss g of the stochastic student (MC)
+    complexity: float  # KL(Q || P) / n
+    confidence: float  # ln(2 sqrt(n) G / delta_pb) / n
+    total: float  # bound on E_{W~Q} L(W), the stochastic student's population loss
+    empirical_upper: float  # MC upper end (kl, over n * n_draws independent draws) times b
     empirical_exact_mgf: float  # the same mean with the bank's plain average in place of M+
     kl: float
-    kappa: float              # chosen prior scale (grid value)
-    sigma: float              # posterior = prior standard deviation per weight
-    nu: float                 # relative noise: u = normalize(W x + nu ||x|| xi)
-    centre_scale: float       # c: posterior mean c W (closest multiple of W to the prior mean)
-    loss_range: float         # b = log(1 + (N - 1) e^{2/tau})
-    n: int                    # pairs in the bound's sample
+    kappa: float  # chosen prior scale (grid value)
+    sigma: float  # posterior = prior standard deviation per weight
+    nu: float  # relative noise: u = normalize(W x + nu ||x|| xi)
+    centre_scale: float  # c: posterior mean c W (closest multiple of W to the prior mean)
+    loss_range: float  # b = log(1 + (N - 1) e^{2/tau})
+    n: int  # pairs in the bound's sample
     n_bank: int
     n_draws: int
     tuple_size: int
@@ -143,10 +143,21 @@ class NormalizedDistillBound(_NormalizedLossTerms):
     grid_size: int
 
 
-def normalized_distillation_bound(x, z, W, W_prior, bank, *, tau: float, tuple_size: int,
-                                  seed, delta: float = 0.05, n_draws: int = 2,
-                                  kappa_grid: Sequence[float] = KAPPA_GRID,
-                                  eps: float = COVER_EPS) -> NormalizedDistillBound:
+def normalized_distillation_bound(
+    x,
+    z,
+    W,
+    W_prior,
+    bank,
+    *,
+    tau: float,
+    tuple_size: int,
+    seed,
+    delta: float = 0.05,
+    n_draws: int = 2,
+    kappa_grid: Sequence[float] = KAPPA_GRID,
+    eps: float = COVER_EPS,
+) -> NormalizedDistillBound:
     r"""B4n: stage-2 CMC (B->A) population loss of a normalised linear student, per pair.
 
     The bound of the module docstring on :math:`E_{W'\sim Q} L(W')`, the population loss of
@@ -180,6 +191,18 @@ def normalized_distillation_bound(x, z, W, W_prior, bank, *, tau: float, tuple_s
     delta = _check_delta("delta", delta)
     n_draws = _check_int("n_draws", n_draws, 1)
     kappas = _check_grid("kappa_grid", kappa_grid)
+    return _normalized_distillation_bound(
+        x, z, W, Wp, bank, seed, tau, N, delta, n_draws, kappas, eps
+    )
+
+
+def _normalized_distillation_bound(
+    x, z, W, Wp, bank, seed, tau, N, delta, n_draws, kappas, eps
+) -> NormalizedDistillBound:
+    """B4n of checked arguments (:func:`normalized_distillation_bound`; ``bank`` and ``eps``
+    are checked here): the posterior centre, the confidence accounting (``delta / 3`` each to
+    the bank's moment bound, the Monte Carlo step and PAC-Bayes), the posterior draws, the
+    search over the grid (:func:`_proxy_search`) and the row at the chosen grid value."""
     n, D = x.shape[0], W.size
     c = _centre_scale(W, Wp)
     d_mgf = d_mc = d_pb = delta / 3.0
@@ -192,8 +215,9 @@ def normalized_distillation_bound(x, z, W, W_prior, bank, *, tau: float, tuple_s
     bank = _bank_array(bank, z.shape[1])
     eps = _check_real("eps", eps, lo=0.0, hi=1.0, lo_open=True)
     c_mgf = (z.shape[1] * math.log1p(2.0 / eps) + math.log(1.0 / d_mgf)) / bank.shape[0]
-    draws = _StudentDraws(x @ W.T, np.linalg.norm(x, axis=1)[:, None], xi, z, bank, tau, N,
-                          eps, c_mgf)
+    draws = _StudentDraws(
+        x @ W.T, np.linalg.norm(x, axis=1)[:, None], xi, z, bank, tau, N, eps, c_mgf
+    )
 
     def evaluate(kappa, rows, bank_rows):
         """B4n at the grid value ``kappa`` on the pairs ``rows`` and bank features
@@ -205,15 +229,34 @@ def normalized_distillation_bound(x, z, W, W_prior, bank, *, tau: float, tuple_s
         total, emp_up = _kl_bound_on_range(emp, kl, n, b, c_mc, conf)
         return total, emp, emp_up, emp0, kl, sigma, nu
 
-    kappa, (total, emp, emp_up, emp0, kl, sigma, nu) = _proxy_search(evaluate, kappas, n,
-                                                                      bank.shape[0])
+    kappa, (total, emp, emp_up, emp0, kl, sigma, nu) = _proxy_search(
+        evaluate, kappas, n, bank.shape[0]
+    )
     return NormalizedDistillBound(
-        empirical=emp, complexity=kl / n, confidence=conf, total=total,
-        empirical_upper=emp_up, empirical_exact_mgf=emp0, kl=kl,
-        kappa=float(kappa), sigma=sigma, nu=nu, centre_scale=c, loss_range=b, n=n,
-        n_bank=int(bank.shape[0]), n_draws=n_draws, tuple_size=N, tau=tau,
-        D=D, delta=delta, delta_mgf=d_mgf, delta_mc=d_mc, delta_pac_bayes=d_pb,
-        grid_size=int(kappas.size))
+        empirical=emp,
+        complexity=kl / n,
+        confidence=conf,
+        total=total,
+        empirical_upper=emp_up,
+        empirical_exact_mgf=emp0,
+        kl=kl,
+        kappa=float(kappa),
+        sigma=sigma,
+        nu=nu,
+        centre_scale=c,
+        loss_range=b,
+        n=n,
+        n_bank=int(bank.shape[0]),
+        n_draws=n_draws,
+        tuple_size=N,
+        tau=tau,
+        D=D,
+        delta=delta,
+        delta_mgf=d_mgf,
+        delta_mc=d_mc,
+        delta_pac_bayes=d_pb,
+        grid_size=int(kappas.size),
+    )
 
 
 def _pair_arrays(x, z, W, W_prior) -> tuple:
@@ -224,11 +267,14 @@ def _pair_arrays(x, z, W, W_prior) -> tuple:
     W = np.asarray(W, np.float64)
     Wp = np.asarray(W_prior, np.float64)
     if x.ndim != 2 or z.ndim != 2 or x.shape[0] != z.shape[0] or x.shape[0] < 1:
-        raise ValueError(f"x (n, d) and z (n, k) must have the same n >= 1, got {x.shape}, "
-                         f"{z.shape}")
+        raise ValueError(
+            f"x (n, d) and z (n, k) must have the same n >= 1, got {x.shape}, {z.shape}"
+        )
     if W.shape != (z.shape[1], x.shape[1]) or Wp.shape != W.shape:
-        raise ValueError(f"W and W_prior must have shape (k, d) = {(z.shape[1], x.shape[1])}, "
-                         f"got {W.shape}, {Wp.shape}")
+        raise ValueError(
+            f"W and W_prior must have shape (k, d) = {(z.shape[1], x.shape[1])}, "
+            f"got {W.shape}, {Wp.shape}"
+        )
     if np.any(np.linalg.norm(z, axis=1) > 1.0 + 1e-6):
         raise ValueError("teacher features z must have norm <= 1")
     return x, z, W, Wp
@@ -249,8 +295,10 @@ def _centre_scale(W: np.ndarray, Wp: np.ndarray) -> float:
     multiple of W closest to the prior mean); it must be positive, or the bound refuses."""
     c = float(np.sum(W * Wp) / np.sum(W * W)) if np.any(W) else 0.0
     if not c > 0:
-        raise ValueError("the prior mean must have a positive inner product with W "
-                         f"(<W, W_prior> / ||W||^2 = {c!r})")
+        raise ValueError(
+            "the prior mean must have a positive inner product with W "
+            f"(<W, W_prior> / ||W||^2 = {c!r})"
+        )
     return c
 
 
@@ -258,15 +306,15 @@ class _StudentDraws(NamedTuple):
     """What B4n's Monte Carlo shares across grid values: the student's pre-activations, the
     standard normal draws, the teacher features and the constants of :math:`M^+`."""
 
-    wx: np.ndarray     # (n, k) W x
-    xn: np.ndarray     # (n, 1) ||x||: the weight noise nu ||x|| xi on the pre-activation
-    xi: np.ndarray     # (n_draws, n, k) standard normal
-    z: np.ndarray      # (n, k) teacher features of the pairs
-    bank: np.ndarray   # (n_b, k) teacher features of the bank
+    wx: np.ndarray  # (n, k) W x
+    xn: np.ndarray  # (n, 1) ||x||: the weight noise nu ||x|| xi on the pre-activation
+    xi: np.ndarray  # (n_draws, n, k) standard normal
+    z: np.ndarray  # (n, k) teacher features of the pairs
+    bank: np.ndarray  # (n_b, k) teacher features of the bank
     tau: float
     N: int
-    eps: float         # cover radius of M+
-    c_mgf: float       # kl budget of M+
+    eps: float  # cover radius of M+
+    c_mgf: float  # kl budget of M+
 
 
 def _jensen_means(draws: _StudentDraws, nu: float, rows, bank_rows) -> tuple[float, float]:
@@ -287,8 +335,9 @@ def _jensen_means(draws: _StudentDraws, nu: float, rows, bank_rows) -> tuple[flo
     return float(np.mean(g)), float(np.mean(g0))
 
 
-def _kl_bound_on_range(emp: float, kl: float, n: int, b: float, c_mc: float,
-                       conf: float) -> tuple[float, float]:
+def _kl_bound_on_range(
+    emp: float, kl: float, n: int, b: float, c_mc: float, conf: float
+) -> tuple[float, float]:
     r"""The two kl steps of B4n and B5n for a loss with values in [0, b]: the Monte Carlo upper
     end :math:`\hat g^{up} = b\,\mathrm{kl}^{-1}_{up}(\min(\bar g/b, 1), c_{mc})` and the
     PAC-Bayes-kl bound :math:`b\,\mathrm{kl}^{-1}_{up}(\min(\hat g^{up}/b, 1),
@@ -305,7 +354,7 @@ def _proxy_search(evaluate: Callable, kappas: np.ndarray, n: int, n_bank: int) -
     sub, bsub = slice(0, min(n, 1024)), slice(0, min(n_bank, 4096))
     proxy = [evaluate(kp, sub, bsub)[0] for kp in kappas]
     j = int(np.argmin(proxy))
-    near = kappas[max(0, j - 1): j + 2]
+    near = kappas[max(0, j - 1) : j + 2]
     best = (near[0], evaluate(near[0], slice(None), slice(None)))
     for kappa in near[1:]:
         result = evaluate(kappa, slice(None), slice(None))

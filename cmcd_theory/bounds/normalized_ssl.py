@@ -64,21 +64,21 @@ class NormalizedSSLBound(_NormalizedLossTerms):
     """B5n terms: ``total = b kl_inv_up(empirical_upper / b, complexity + confidence)``."""
 
     label: ClassVar[str] = "B5n"
-    empirical: float          # MC mean per-anchor loss, fresh candidates (stochastic encoder)
-    complexity: float         # KL(Q || P) / n
-    confidence: float         # ln(2 sqrt(n) G / delta_pb) / n
-    total: float              # bound on E_{W~Q} L(W), the stochastic encoder's population O1 loss
-    empirical_upper: float    # kl upper end of the MC mean (over n * n_draws independent draws)
+    empirical: float  # MC mean per-anchor loss, fresh candidates (stochastic encoder)
+    complexity: float  # KL(Q || P) / n
+    confidence: float  # ln(2 sqrt(n) G / delta_pb) / n
+    total: float  # bound on E_{W~Q} L(W), the stochastic encoder's population O1 loss
+    empirical_upper: float  # kl upper end of the MC mean (over n * n_draws independent draws)
     empirical_mean_encoder: float  # the same MC mean with the posterior mean c W (no noise)
     kl: float
-    kappa: float              # chosen prior scale (grid value)
-    sigma: float              # posterior = prior standard deviation per weight
-    nu: float                 # sigma / c: the weight noise relative to the trained W
-    centre_scale: float       # c: posterior mean c O W (O, c: the rotation and scale of W closest
-                              # to the prior mean; E_Q L equals that of N(c W, sigma^2 I))
-    loss_range: float         # b = log(1 + (N - 1) e^{2/tau})
-    n: int                    # samples in the bound's sample S2
-    n_draws: int              # posterior draws (each with N - 1 fresh candidates) per sample
+    kappa: float  # chosen prior scale (grid value)
+    sigma: float  # posterior = prior standard deviation per weight
+    nu: float  # sigma / c: the weight noise relative to the trained W
+    centre_scale: float  # c: posterior mean c O W (O, c: the rotation and scale of W closest
+    # to the prior mean; E_Q L equals that of N(c W, sigma^2 I))
+    loss_range: float  # b = log(1 + (N - 1) e^{2/tau})
+    n: int  # samples in the bound's sample S2
+    n_draws: int  # posterior draws (each with N - 1 fresh candidates) per sample
     tuple_size: int
     tau: float
     D: int
@@ -88,9 +88,20 @@ class NormalizedSSLBound(_NormalizedLossTerms):
     grid_size: int
 
 
-def normalized_ssl_bound(x, x_pos, W, W_prior, sample_candidates, *, tau: float,
-                         tuple_size: int, seed, delta: float = 0.05, n_draws: int = 1,
-                         kappa_grid: Sequence[float] = KAPPA_GRID) -> NormalizedSSLBound:
+def normalized_ssl_bound(
+    x,
+    x_pos,
+    W,
+    W_prior,
+    sample_candidates,
+    *,
+    tau: float,
+    tuple_size: int,
+    seed,
+    delta: float = 0.05,
+    n_draws: int = 1,
+    kappa_grid: Sequence[float] = KAPPA_GRID,
+) -> NormalizedSSLBound:
     r"""B5n: stage-1 population InfoNCE (O1) loss of a normalised linear encoder, per sample.
 
     The bound of the module docstring on :math:`E_{W'\sim Q} L(W')`, the population loss of
@@ -124,6 +135,17 @@ def normalized_ssl_bound(x, x_pos, W, W_prior, sample_candidates, *, tau: float,
     delta = _check_delta("delta", delta)
     n_draws = _check_int("n_draws", n_draws, 1)
     kappas = _check_grid("kappa_grid", kappa_grid)
+    return _normalized_ssl_bound(
+        x, xp, W, Wp, sample_candidates, seed, tau, N, delta, n_draws, kappas
+    )
+
+
+def _normalized_ssl_bound(
+    x, xp, W, Wp, sample_candidates, seed, tau, N, delta, n_draws, kappas
+) -> NormalizedSSLBound:
+    """B5n of checked arguments (:func:`normalized_ssl_bound`): the posterior centre, the
+    confidence accounting (``delta / 2`` to the Monte Carlo step, ``delta / 2`` to PAC-Bayes,
+    each a union over the grid), the Monte Carlo means and the row at the best grid value."""
     n, D = x.shape[0], W.size
     W, c = _rotated_centre(W, Wp)
     d_mc = d_pb = delta / 2.0
@@ -142,8 +164,17 @@ def normalized_ssl_bound(x, x_pos, W, W_prior, sample_candidates, *, tau: float,
         return total, emp_up, kl
 
     sums, counts, sum0, active = _monte_carlo(
-        x, xp, cW, sigmas, np.random.default_rng(seed), sample_candidates, N, tau, total_draws,
-        rank=lambda g, emp_g: totals(g, emp_g)[0])
+        x,
+        xp,
+        cW,
+        sigmas,
+        np.random.default_rng(seed),
+        sample_candidates,
+        N,
+        tau,
+        total_draws,
+        rank=lambda g, emp_g: totals(g, emp_g)[0],
+    )
     emp = sums / np.maximum(counts, 1)
     best = (*totals(active[0], emp[active[0]]), active[0])
     for g in active[1:]:
@@ -152,11 +183,28 @@ def normalized_ssl_bound(x, x_pos, W, W_prior, sample_candidates, *, tau: float,
             best = (total, emp_up, kl, g)
     total, emp_up, kl, g = best
     return NormalizedSSLBound(
-        empirical=float(emp[g]), complexity=kl / n, confidence=conf, total=total,
-        empirical_upper=emp_up, empirical_mean_encoder=sum0 / total_draws, kl=kl,
-        kappa=float(kappas[g]), sigma=float(sigmas[g]), nu=float(sigmas[g]) / c,
-        centre_scale=c, loss_range=b, n=n, n_draws=n_draws, tuple_size=N, tau=tau, D=D,
-        delta=delta, delta_mc=d_mc, delta_pac_bayes=d_pb, grid_size=int(G))
+        empirical=float(emp[g]),
+        complexity=kl / n,
+        confidence=conf,
+        total=total,
+        empirical_upper=emp_up,
+        empirical_mean_encoder=sum0 / total_draws,
+        kl=kl,
+        kappa=float(kappas[g]),
+        sigma=float(sigmas[g]),
+        nu=float(sigmas[g]) / c,
+        centre_scale=c,
+        loss_range=b,
+        n=n,
+        n_draws=n_draws,
+        tuple_size=N,
+        tau=tau,
+        D=D,
+        delta=delta,
+        delta_mc=d_mc,
+        delta_pac_bayes=d_pb,
+        grid_size=int(G),
+    )
 
 
 def _view_arrays(x, x_pos, W, W_prior) -> tuple:
@@ -167,11 +215,13 @@ def _view_arrays(x, x_pos, W, W_prior) -> tuple:
     W = np.asarray(W, np.float64)
     Wp = np.asarray(W_prior, np.float64)
     if x.ndim != 2 or xp.shape != x.shape or x.shape[0] < 1:
-        raise ValueError(f"x and x_pos must have the same shape (n, d), n >= 1, got {x.shape}, "
-                         f"{xp.shape}")
+        raise ValueError(
+            f"x and x_pos must have the same shape (n, d), n >= 1, got {x.shape}, {xp.shape}"
+        )
     if W.ndim != 2 or W.shape[1] != x.shape[1] or Wp.shape != W.shape:
-        raise ValueError(f"W and W_prior must have shape (k, {x.shape[1]}), got {W.shape}, "
-                         f"{Wp.shape}")
+        raise ValueError(
+            f"W and W_prior must have shape (k, {x.shape[1]}), got {W.shape}, {Wp.shape}"
+        )
     return x, xp, W, Wp
 
 
@@ -185,8 +235,10 @@ def _rotated_centre(W: np.ndarray, Wp: np.ndarray) -> tuple[np.ndarray, float]:
     W = _procrustes(W, Wp) @ W
     c = float(np.sum(W * Wp) / np.sum(W * W))
     if not c > 0:
-        raise ValueError("the prior mean must have a positive inner product with O W "
-                         f"(<O W, W_prior> / ||W||^2 = {c!r})")
+        raise ValueError(
+            "the prior mean must have a positive inner product with O W "
+            f"(<O W, W_prior> / ||W||^2 = {c!r})"
+        )
     return W, c
 
 
@@ -206,13 +258,15 @@ def _candidates(sample_candidates: Callable, blk: int, B: int, N: int, d: int) -
     """The N - 1 fresh candidate inputs of each of the B draws of block ``blk``, (B, N - 1, d)."""
     cand = np.asarray(sample_candidates(blk, B * (N - 1)), np.float64)
     if cand.shape != (B * (N - 1), d):
-        raise ValueError(f"sample_candidates must return shape ({B * (N - 1)}, {d}), "
-                         f"got {cand.shape}")
+        raise ValueError(
+            f"sample_candidates must return shape ({B * (N - 1)}, {d}), got {cand.shape}"
+        )
     return cand.reshape(B, N - 1, d)
 
 
-def _monte_carlo(x, xp, cW, sigmas, rng, sample_candidates, N: int, tau: float,
-                 total_draws: int, rank: Callable) -> tuple:
+def _monte_carlo(
+    x, xp, cW, sigmas, rng, sample_candidates, N: int, tau: float, total_draws: int, rank: Callable
+) -> tuple:
     """B5n's Monte Carlo over ``total_draws`` draws (draw t uses sample t mod n), in blocks of
     ``_B5N_BLOCK``: per draw one weight noise and N - 1 fresh candidates, shared by every grid
     scale. After ``_B5N_PROXY`` draws only the best grid value by ``rank(g, mean)`` and its
@@ -233,7 +287,7 @@ def _monte_carlo(x, xp, cW, sigmas, rng, sample_candidates, N: int, tau: float,
         B = idx.size
         cand = _candidates(sample_candidates, blk, B, N, d)
         X = np.concatenate([x[idx, None], xp[idx, None], cand], axis=1)
-        mean_part = X @ cW.T                                               # (B, N + 1, k)
+        mean_part = X @ cW.T  # (B, N + 1, k)
         noise_part = X @ rng.standard_normal((B,) + cW.shape).transpose(0, 2, 1)
         sum0 += float(_anchor_losses(mean_part, tau).sum())
         for g in active:

@@ -24,14 +24,14 @@ from cmcd_theory.bounds.kl import hoeffding_slack
 class ReportRow:
     """One line of the B6 table: a bound, its value, the measured quantity, and the check."""
 
-    name: str            # "B2", "B3", "B1b", "B1a", "floor"
-    statement: str       # the inequality checked
-    kind: str            # "upper": measured <= value; "lower": measured >= value
-    value: float         # the bound's value
-    measured: float      # the measured quantity it bounds
-    slack: float         # estimation slack allowed in ``holds``
-    holds: bool          # measured within value up to the slack
-    holds_strict: bool   # measured within value with the slack charged against it
+    name: str  # "B2", "B3", "B1b", "B1a", "floor"
+    statement: str  # the inequality checked
+    kind: str  # "upper": measured <= value; "lower": measured >= value
+    value: float  # the bound's value
+    measured: float  # the measured quantity it bounds
+    slack: float  # estimation slack allowed in ``holds``
+    holds: bool  # measured within value up to the slack
+    holds_strict: bool  # measured within value with the slack charged against it
 
     def as_dict(self) -> dict:
         """The row as a flat dict."""
@@ -49,9 +49,14 @@ def _get(measured, key):
     return float(value)
 
 
-def end_to_end_report(measured, n_test: int, delta_test: float = 0.05, *,
-                      n_test_source: int | None = None,
-                      bayes_slack: float = 0.0) -> list:
+def end_to_end_report(
+    measured,
+    n_test: int,
+    delta_test: float = 0.05,
+    *,
+    n_test_source: int | None = None,
+    bayes_slack: float = 0.0,
+) -> list:
     r"""B6: every bound of the trained pipeline beside the measured target error, as table rows.
 
     ``measured`` (a mapping or an object with attributes) holds any of: ``err_B`` (target
@@ -91,11 +96,27 @@ def end_to_end_report(measured, n_test: int, delta_test: float = 0.05, *,
     if err_b is None:
         raise ValueError("measured must provide err_B")
     err_b = _check_real("err_B", err_b, lo=0.0, hi=1.0)
+    return _probe_rows(measured, err_b, s, s_a) + _bayes_rows(measured, err_b, s, bayes_slack)
+
+
+def _probe_rows(measured, err_b: float, s: float, s_a: float) -> list:
+    """The B6 rows of the learned pipeline (B2, B3, B3 stochastic, B1b), each an upper bound
+    checked against test estimates with slacks ``s`` (target) and ``s_a`` (source)."""
     rows = []
 
     def upper(name, statement, value, est, slack_low, slack_high):
-        rows.append(ReportRow(name, statement, "upper", value, est, slack_low,
-                              bool(est - slack_low <= value), bool(est + slack_high <= value)))
+        rows.append(
+            ReportRow(
+                name,
+                statement,
+                "upper",
+                value,
+                est,
+                slack_low,
+                bool(est - slack_low <= value),
+                bool(est + slack_high <= value),
+            )
+        )
 
     b2 = _get(measured, "b2_total")
     if b2 is not None:
@@ -110,17 +131,48 @@ def end_to_end_report(measured, n_test: int, delta_test: float = 0.05, *,
     tv_f = _get(measured, "tv_features_upper")
     if err_a is not None and tv_f is not None:
         # Both sides are estimates: R_B >= Rhat_B - s and R_A <= Rhat_A + s_a.
-        upper("B1b", "R_B <= R_A(same head) + TV(learned features)", err_a + tv_f, err_b,
-              s + s_a, s + s_a)
+        upper(
+            "B1b",
+            "R_B <= R_A(same head) + TV(learned features)",
+            err_a + tv_f,
+            err_b,
+            s + s_a,
+            s + s_a,
+        )
+    return rows
+
+
+def _bayes_rows(measured, err_b: float, s: float, bayes_slack: float) -> list:
+    """The B6 rows of the exact ground truth: B1a between Bayes errors (slack ``bayes_slack``,
+    1e-12 of rounding) and the Bayes floor ``R_B >= eps*_B`` against the target test error."""
+    rows = []
     bayes_a, bayes_b = _get(measured, "bayes_A"), _get(measured, "bayes_B")
     tv_lat = _get(measured, "tv_latent")
     if bayes_a is not None and bayes_b is not None and tv_lat is not None:
         value = bayes_a + tv_lat
-        rows.append(ReportRow("B1a", "eps*_B <= eps*_A + TV_latent", "upper", value, bayes_b,
-                              bayes_slack, bool(bayes_b - bayes_slack <= value + 1e-12),
-                              bool(bayes_b + bayes_slack <= value + 1e-12)))
+        rows.append(
+            ReportRow(
+                "B1a",
+                "eps*_B <= eps*_A + TV_latent",
+                "upper",
+                value,
+                bayes_b,
+                bayes_slack,
+                bool(bayes_b - bayes_slack <= value + 1e-12),
+                bool(bayes_b + bayes_slack <= value + 1e-12),
+            )
+        )
     if bayes_b is not None:
-        rows.append(ReportRow("floor", "R_B >= eps*_B", "lower", bayes_b, err_b, s + bayes_slack,
-                              bool(err_b + s + bayes_slack >= bayes_b),
-                              bool(err_b - s - bayes_slack >= bayes_b)))
+        rows.append(
+            ReportRow(
+                "floor",
+                "R_B >= eps*_B",
+                "lower",
+                bayes_b,
+                err_b,
+                s + bayes_slack,
+                bool(err_b + s + bayes_slack >= bayes_b),
+                bool(err_b - s - bayes_slack >= bayes_b),
+            )
+        )
     return rows

@@ -21,10 +21,10 @@ class TransferBound(_Terms):
     """B1: ``total = empirical + complexity`` with ``empirical = R_A``, ``complexity = TV``."""
 
     label: ClassVar[str] = "B1"
-    empirical: float    # risk of the head on the source features, R_A(h o phi_A)
-    complexity: float   # upper bound on TV(P^A, P^B)
-    confidence: float   # 0: B1 is a population identity, no sampling term of its own
-    total: float        # R_A + TV (unclipped)
+    empirical: float  # risk of the head on the source features, R_A(h o phi_A)
+    complexity: float  # upper bound on TV(P^A, P^B)
+    confidence: float  # 0: B1 is a population identity, no sampling term of its own
+    total: float  # R_A + TV (unclipped)
 
 
 def transfer_bound(risk_source: float, tv_upper: float) -> TransferBound:

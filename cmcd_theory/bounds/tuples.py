@@ -219,22 +219,22 @@ class TupleLossBound(_Terms):
     """B4 / B5 terms: ``total = empirical + complexity + confidence`` (``name`` says which)."""
 
     label: ClassVar[str] = "B4/B5"
-    name: str                 # "B4" (distillation, in m) or "B5" (stage 1, in M)
-    empirical: float          # empirical tuple-mean loss Lhat(W)
-    complexity: float         # 2 * rademacher
-    confidence: float         # b sqrt(log(1/d')/(2 n_t)) or 3 b sqrt(log(2/d')/(2 n_t))
-    total: float              # bound on the population tuple loss L(W)
-    rademacher: float         # sqrt2 * lipschitz * Lambda * sqrt(k S) / n_t
-    lipschitz: float          # Lipschitz constant of the tuple mean in stacked features
-    loss_range: float         # b: the loss lies in [0, b]
-    Lambda: float             # grid value covering Lambda_hat
-    Lambda_hat: float         # ||W||_F of the trained encoder
-    r: float                  # input clip radius
-    feature_dim: int          # k, output coordinates of the encoder
-    sum_sq_norms: float       # S used (its maximum n_t * inputs_per_tuple * r^2 if data-free)
+    name: str  # "B4" (distillation, in m) or "B5" (stage 1, in M)
+    empirical: float  # empirical tuple-mean loss Lhat(W)
+    complexity: float  # 2 * rademacher
+    confidence: float  # b sqrt(log(1/d')/(2 n_t)) or 3 b sqrt(log(2/d')/(2 n_t))
+    total: float  # bound on the population tuple loss L(W)
+    rademacher: float  # sqrt2 * lipschitz * Lambda * sqrt(k S) / n_t
+    lipschitz: float  # Lipschitz constant of the tuple mean in stacked features
+    loss_range: float  # b: the loss lies in [0, b]
+    Lambda: float  # grid value covering Lambda_hat
+    Lambda_hat: float  # ||W||_F of the trained encoder
+    r: float  # input clip radius
+    feature_dim: int  # k, output coordinates of the encoder
+    sum_sq_norms: float  # S used (its maximum n_t * inputs_per_tuple * r^2 if data-free)
     n_tuples: int
     tuple_size: int
-    inputs_per_tuple: int     # N (B4) or 2N (B5)
+    inputs_per_tuple: int  # N (B4) or 2N (B5)
     tau: float
     delta: float
     delta_per_point: float
@@ -248,11 +248,35 @@ class TupleLossBound(_Terms):
         return bool(self.total >= self.loss_range)
 
 
-def _tuple_bound(name, loss, emp_loss, n_tuples, tuple_size, inputs_per_tuple, tau, lam_hat,
-                 r, k, delta, form, sum_sq_norms, lambda_grid, lipschitz_fn, range_fn):
+def _tuple_constants(loss: str, N: int, tau: float, lam: float, r: float) -> tuple:
+    """``(L, b)`` of the tuple-mean loss at the covering grid norm ``lam``: InfoNCE (B5,
+    ``loss = "infonce"``) with encoder outputs of norm <= ``lam r``, else the distillation
+    loss (B4) with teacher features of norm <= 1 (see the module docstring)."""
+    if loss == "infonce":
+        return infonce_tuple_lipschitz(N, tau, lam * r), infonce_loss_range(N, tau, lam * r)
+    return distillation_tuple_lipschitz(N, tau, loss), distillation_loss_range(N, tau, lam, r)
+
+
+def _tuple_bound(
+    name,
+    loss,
+    emp_loss,
+    n_tuples,
+    tuple_size,
+    tau,
+    lam_hat,
+    r,
+    k,
+    delta,
+    form,
+    sum_sq_norms,
+    lambda_grid,
+):
     """The bound of the module docstring for B4 and B5: the union over ``lambda_grid``, S (its
     data-free maximum or the measured ``sum_sq_norms``), the Rademacher and confidence terms;
-    ``lipschitz_fn`` and ``range_fn`` give L and b at the covering grid norm."""
+    :func:`_tuple_constants` gives L and b at the covering grid norm, and a tuple holds
+    ``tuple_size`` inputs (B4) or twice as many, two views of each sample (B5, InfoNCE)."""
+    inputs_per_tuple = 2 * tuple_size if loss == "infonce" else tuple_size
     n_t = _check_int("n_tuples", n_tuples, 1)
     delta = _check_delta("delta", delta)
     form = _choice("form", form, ("data_free", "sample"))
@@ -267,36 +291,65 @@ def _tuple_bound(name, loss, emp_loss, n_tuples, tuple_size, inputs_per_tuple, t
         if s > s_max * (1 + _NORM_RTOL):
             raise ValueError(
                 f"sum_sq_norms = {s!r} exceeds n_tuples * {inputs_per_tuple} * r^2 = {s_max!r}:"
-                f" the inputs were not clipped to the ball of radius r")
+                f" the inputs were not clipped to the ball of radius r"
+            )
     else:
         if sum_sq_norms is not None:
             raise ValueError("sum_sq_norms is only used by form='sample'")
         s = s_max
-    lip = lipschitz_fn(lam)
-    b = range_fn(lam)
+    lip, b = _tuple_constants(loss, tuple_size, tau, lam, r)
     emp = _check_real("emp_loss", emp_loss, lo=0.0)
     if emp > b * (1 + _NORM_RTOL) + 1e-12:
         raise ValueError(
             f"emp_loss = {emp!r} exceeds the loss range b = {b!r}: the loss was not computed "
-            f"in the form the bound covers (unnormalised W clip(x), teacher norms <= 1)")
+            f"in the form the bound covers (unnormalised W clip(x), teacher norms <= 1)"
+        )
     rad = math.sqrt(2.0) * lip * lam * math.sqrt(k * s) / n_t
     if form == "data_free":
         conf = b * math.sqrt(math.log(1.0 / d_pt) / (2.0 * n_t))
     else:
         conf = 3.0 * b * math.sqrt(math.log(2.0 / d_pt) / (2.0 * n_t))
     return TupleLossBound(
-        name=name, empirical=emp, complexity=2.0 * rad, confidence=conf,
-        total=emp + 2.0 * rad + conf, rademacher=rad, lipschitz=lip, loss_range=b, Lambda=lam,
-        Lambda_hat=lam_hat, r=r, feature_dim=k, sum_sq_norms=s, n_tuples=n_t,
-        tuple_size=tuple_size, inputs_per_tuple=inputs_per_tuple, tau=tau, delta=delta,
-        delta_per_point=d_pt, grid_size=int(grid.size), form=form, loss=loss)
+        name=name,
+        empirical=emp,
+        complexity=2.0 * rad,
+        confidence=conf,
+        total=emp + 2.0 * rad + conf,
+        rademacher=rad,
+        lipschitz=lip,
+        loss_range=b,
+        Lambda=lam,
+        Lambda_hat=lam_hat,
+        r=r,
+        feature_dim=k,
+        sum_sq_norms=s,
+        n_tuples=n_t,
+        tuple_size=tuple_size,
+        inputs_per_tuple=inputs_per_tuple,
+        tau=tau,
+        delta=delta,
+        delta_per_point=d_pt,
+        grid_size=int(grid.size),
+        form=form,
+        loss=loss,
+    )
 
 
-def distillation_bound(emp_loss: float, n_tuples: int, tuple_size: int, tau: float,
-                       lambda_b: float, r_b: float, feature_dim: int, delta: float = 0.05, *,
-                       loss: str = "cmc", form: str = "data_free",
-                       sum_sq_norms: float | None = None,
-                       lambda_grid: Sequence[float] = LAMBDA_GRID) -> TupleLossBound:
+def distillation_bound(
+    emp_loss: float,
+    n_tuples: int,
+    tuple_size: int,
+    tau: float,
+    lambda_b: float,
+    r_b: float,
+    feature_dim: int,
+    delta: float = 0.05,
+    *,
+    loss: str = "cmc",
+    form: str = "data_free",
+    sum_sq_norms: float | None = None,
+    lambda_grid: Sequence[float] = LAMBDA_GRID,
+) -> TupleLossBound:
     r"""B4: distillation convergence in the number of pairs m (Rademacher over i.i.d. tuples).
 
     Student :math:`\phi_B(x) = W\,\mathrm{clip}(x)`, :math:`W \in \mathbb R^{k\times d}`,
@@ -349,21 +402,29 @@ def distillation_bound(emp_loss: float, n_tuples: int, tuple_size: int, tau: flo
     """
     N = _check_int("tuple_size", tuple_size, 1)
     tau = _check_real("tau", tau, lo=0.0, lo_open=True)
-    lam_hat = _check_real("lambda_b", lambda_b, lo=0.0)
+    lam_b = _check_real("lambda_b", lambda_b, lo=0.0)
     r = _check_real("r_b", r_b, lo=0.0, lo_open=True)
     k = _check_int("feature_dim", feature_dim, 1)
     loss = _choice("loss", loss, ("cmc", "cmd", "cmc_symmetric"))
     return _tuple_bound(
-        "B4", loss, emp_loss, n_tuples, N, N, tau, lam_hat, r, k, delta, form, sum_sq_norms,
-        lambda_grid,
-        lipschitz_fn=lambda lam: distillation_tuple_lipschitz(N, tau, loss),
-        range_fn=lambda lam: distillation_loss_range(N, tau, lam, r))
+        "B4", loss, emp_loss, n_tuples, N, tau, lam_b, r, k, delta, form, sum_sq_norms, lambda_grid
+    )
 
 
-def ssl_bound(emp_loss: float, n_tuples: int, tuple_size: int, tau: float, lambda_a: float,
-              r_a: float, feature_dim: int, delta: float = 0.05, *, form: str = "data_free",
-              sum_sq_norms: float | None = None,
-              lambda_grid: Sequence[float] = LAMBDA_GRID) -> TupleLossBound:
+def ssl_bound(
+    emp_loss: float,
+    n_tuples: int,
+    tuple_size: int,
+    tau: float,
+    lambda_a: float,
+    r_a: float,
+    feature_dim: int,
+    delta: float = 0.05,
+    *,
+    form: str = "data_free",
+    sum_sq_norms: float | None = None,
+    lambda_grid: Sequence[float] = LAMBDA_GRID,
+) -> TupleLossBound:
     r"""B5: stage-1 (InfoNCE, O1) convergence in the number of source samples M.
 
     Encoder :math:`\phi_A(x) = W\,\mathrm{clip}(x)` on both views, inputs clipped to
@@ -415,7 +476,17 @@ def ssl_bound(emp_loss: float, n_tuples: int, tuple_size: int, tau: float, lambd
     r = _check_real("r_a", r_a, lo=0.0, lo_open=True)
     k = _check_int("feature_dim", feature_dim, 1)
     return _tuple_bound(
-        "B5", "infonce", emp_loss, n_tuples, N, 2 * N, tau, lam_hat, r, k, delta, form,
-        sum_sq_norms, lambda_grid,
-        lipschitz_fn=lambda lam: infonce_tuple_lipschitz(N, tau, lam * r),
-        range_fn=lambda lam: infonce_loss_range(N, tau, lam * r))
+        "B5",
+        "infonce",
+        emp_loss,
+        n_tuples,
+        N,
+        tau,
+        lam_hat,
+        r,
+        k,
+        delta,
+        form,
+        sum_sq_norms,
+        lambda_grid,
+    )

@@ -52,7 +52,8 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -224,8 +225,9 @@ def orthogonality_loss(inv: jax.Array, spec: jax.Array, eps: float = 1e-12) -> j
     """
     inv, spec = jnp.asarray(inv), jnp.asarray(spec)
     if inv.shape != spec.shape or inv.ndim < 1:
-        raise ValueError(f"inv and spec must have the same shape (..., q), got {inv.shape}, "
-                         f"{spec.shape}")
+        raise ValueError(
+            f"inv and spec must have the same shape (..., q), got {inv.shape}, {spec.shape}"
+        )
     dot = jnp.sum(inv * spec, axis=-1)
     norms = jnp.sum(inv**2, axis=-1) * jnp.sum(spec**2, axis=-1)
     return jnp.mean(dot**2 / jnp.maximum(norms, eps))
@@ -260,9 +262,15 @@ class DiscomModel(NamedTuple):
         return len(self.encoders)
 
 
-def discomkd_model(d_ins: Sequence[int], d_part: int, num_classes: int, *,
-                   hidden: Sequence[int] = (128,), encoder: str = "mlp",
-                   disc_hidden: Sequence[int] = (64,)) -> DiscomModel:
+def discomkd_model(
+    d_ins: Sequence[int],
+    d_part: int,
+    num_classes: int,
+    *,
+    hidden: Sequence[int] = (128,),
+    encoder: str = "mlp",
+    disc_hidden: Sequence[int] = (64,),
+) -> DiscomModel:
     """Build a DisCoM-KD architecture.
 
     Args:
@@ -293,14 +301,21 @@ def discomkd_model(d_ins: Sequence[int], d_part: int, num_classes: int, *,
     else:
         raise ValueError(f"encoder must be one of ('mlp', 'linear'), got {encoder!r}")
     m = len(d_ins)
-    return DiscomModel(encs, int(d_part), int(num_classes),
-                       mlp_encoder(d_part, tuple(disc_hidden), m), mlp_encoder(d_part, (), m),
-                       mlp_encoder(d_part, (), int(num_classes)))
+    return DiscomModel(
+        encs,
+        int(d_part),
+        int(num_classes),
+        mlp_encoder(d_part, tuple(disc_hidden), m),
+        mlp_encoder(d_part, (), m),
+        mlp_encoder(d_part, (), int(num_classes)),
+    )
 
 
 def _affine_init(key, d_in, d_out):
-    return {"W": jax.random.normal(key, (d_out, d_in), jnp.float32) / jnp.sqrt(d_in),
-            "b": jnp.zeros((d_out,), jnp.float32)}
+    return {
+        "W": jax.random.normal(key, (d_out, d_in), jnp.float32) / jnp.sqrt(d_in),
+        "b": jnp.zeros((d_out,), jnp.float32),
+    }
 
 
 def init_discomkd(key: jax.Array, model: DiscomModel) -> Params:
@@ -317,7 +332,7 @@ def init_discomkd(key: jax.Array, model: DiscomModel) -> Params:
     keys = jax.random.split(key, 2 * m + 3)
     return {
         "enc": [enc.init(k) for enc, k in zip(model.encoders, keys[:m])],
-        "cls": [_affine_init(k, 2 * model.d_part, model.num_classes) for k in keys[m:2 * m]],
+        "cls": [_affine_init(k, 2 * model.d_part, model.num_classes) for k in keys[m : 2 * m]],
         "disc": model.discriminator.init(keys[2 * m]),
         "mod": model.modality_head.init(keys[2 * m + 1]),
         "aux": model.aux_head.init(keys[2 * m + 2]),
@@ -332,15 +347,20 @@ def split_features(u: jax.Array, d_part: int) -> tuple[jax.Array, jax.Array]:
 
 
 def _check_modality(model: DiscomModel, modality: int) -> int:
-    if isinstance(modality, bool) or not isinstance(modality, (int, np.integer)) or not (
-            0 <= modality < model.num_modalities):
+    if (
+        isinstance(modality, bool)
+        or not isinstance(modality, (int, np.integer))
+        or not (0 <= modality < model.num_modalities)
+    ):
         raise ValueError(
-            f"modality must be an integer in [0, {model.num_modalities}), got {modality!r}")
+            f"modality must be an integer in [0, {model.num_modalities}), got {modality!r}"
+        )
     return int(modality)
 
 
-def discomkd_features(params: Params, model: DiscomModel, x: jax.Array,
-                      modality: int) -> tuple[jax.Array, jax.Array]:
+def discomkd_features(
+    params: Params, model: DiscomModel, x: jax.Array, modality: int
+) -> tuple[jax.Array, jax.Array]:
     """Invariant and specific parts ``(N, q)`` each, of modality ``modality``'s inputs ``x``."""
     v = _check_modality(model, modality)
     u = model.encoders[v].apply(params["enc"][v], x)
@@ -375,16 +395,26 @@ def _check_inputs(model: DiscomModel, xs: Sequence[jax.Array], y: jax.Array):
         if x.ndim != 2 or x.shape[1] != enc.d_in:
             raise ValueError(f"xs[{v}] must have shape (N, {enc.d_in}), got {x.shape}")
         if n is not None and x.shape[0] != n:
-            raise ValueError(f"every xs[v] must have the same number of rows, got {x.shape[0]} "
-                             f"and {n}")
+            raise ValueError(
+                f"every xs[v] must have the same number of rows, got {x.shape[0]} and {n}"
+            )
         n = x.shape[0]
     if y.shape != (n,):
         raise ValueError(f"y must have shape ({n},), got {y.shape}")
 
 
-def discomkd_loss(params: Params, model: DiscomModel, xs: Sequence[jax.Array], y: jax.Array,
-                  *, lam=1.0, w_adv: float = 1.0, w_mod: float = 1.0,
-                  w_orth: float = 1.0, w_aux: float = 1.0) -> tuple[jax.Array, dict]:
+def discomkd_loss(
+    params: Params,
+    model: DiscomModel,
+    xs: Sequence[jax.Array],
+    y: jax.Array,
+    *,
+    lam=1.0,
+    w_adv: float = 1.0,
+    w_mod: float = 1.0,
+    w_orth: float = 1.0,
+    w_aux: float = 1.0,
+) -> tuple[jax.Array, dict]:
     r"""DisCoM-KD objective on a batch of labeled M-tuples (docs/theory.md, O, DisCoM-KD).
 
     .. math:: L = L_{cls} + w_{aux} L_{aux} + w_{adv} L_{adv} + w_{mod} L_{mod}
@@ -426,18 +456,25 @@ def discomkd_loss(params: Params, model: DiscomModel, xs: Sequence[jax.Array], y
     if isinstance(lam, (int, float)) and not lam >= 0:
         raise ValueError(f"lam must be >= 0, got {lam!r}")
     us = [enc.apply(p, x) for enc, p, x in zip(model.encoders, params["enc"], xs)]
-    inv = jnp.stack([u[:, :model.d_part] for u in us])  # (M, N, q)
-    spec = jnp.stack([u[:, model.d_part:] for u in us])
+    inv = jnp.stack([u[:, : model.d_part] for u in us])  # (M, N, q)
+    spec = jnp.stack([u[:, model.d_part :] for u in us])
     cls_logits = jnp.stack([u @ c["W"].T + c["b"] for u, c in zip(us, params["cls"])])
     l_cls = label_cross_entropy(cls_logits, y)
     l_aux = label_cross_entropy(model.aux_head.apply(params["aux"], inv), y)
     l_adv = modality_cross_entropy(
-        model.discriminator.apply(params["disc"], gradient_reversal(inv, lam)))
+        model.discriminator.apply(params["disc"], gradient_reversal(inv, lam))
+    )
     l_mod = modality_cross_entropy(model.modality_head.apply(params["mod"], spec))
     l_orth = orthogonality_loss(inv, spec)
     total = l_cls + w_aux * l_aux + w_adv * l_adv + w_mod * l_mod + w_orth * l_orth
-    return total, {"cls": l_cls, "aux": l_aux, "adv": l_adv, "mod": l_mod, "orth": l_orth,
-                   "total": total}
+    return total, {
+        "cls": l_cls,
+        "aux": l_aux,
+        "adv": l_adv,
+        "mod": l_mod,
+        "orth": l_orth,
+        "total": total,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -477,8 +514,9 @@ class DiscomConfig:
             V.real(name, getattr(self, name), lo=0.0)
 
 
-def train_discomkd(key: jax.Array, model: DiscomModel, xs: Sequence[jax.Array], y: jax.Array,
-                   cfg: DiscomConfig) -> tuple[Params, dict]:
+def train_discomkd(
+    key: jax.Array, model: DiscomModel, xs: Sequence[jax.Array], y: jax.Array, cfg: DiscomConfig
+) -> tuple[Params, dict]:
     r"""Train every DisCoM-KD component jointly on labeled M-tuples (one ``lax.scan``).
 
     Each step draws ``batch_size`` row indices uniformly with replacement and takes one AdamW
@@ -521,8 +559,17 @@ def train_discomkd(key: jax.Array, model: DiscomModel, xs: Sequence[jax.Array], 
     opt = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
 
     def loss_fn(p, batch_x, batch_y):
-        return discomkd_loss(p, model, batch_x, batch_y, lam=cfg.lam, w_adv=cfg.w_adv,
-                             w_mod=cfg.w_mod, w_orth=cfg.w_orth, w_aux=cfg.w_aux)
+        return discomkd_loss(
+            p,
+            model,
+            batch_x,
+            batch_y,
+            lam=cfg.lam,
+            w_adv=cfg.w_adv,
+            w_mod=cfg.w_mod,
+            w_orth=cfg.w_orth,
+            w_aux=cfg.w_aux,
+        )
 
     def step(carry, k):
         p, state = carry
@@ -532,6 +579,7 @@ def train_discomkd(key: jax.Array, model: DiscomModel, xs: Sequence[jax.Array], 
         updates, state = opt.update(grads, state, p)
         return (optax.apply_updates(p, updates), state), terms
 
-    (params, _), history = jax.lax.scan(step, (params, opt.init(params)),
-                                        jax.random.split(k_steps, cfg.steps))
+    (params, _), history = jax.lax.scan(
+        step, (params, opt.init(params)), jax.random.split(k_steps, cfg.steps)
+    )
     return params, history

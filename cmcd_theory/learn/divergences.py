@@ -42,6 +42,7 @@ from cmcd_theory.worlds.ground_truth import _check_delta, _law_B
 
 # ---- certified lower bound from a two-sample classifier (B1) -----------------------------------
 
+
 def _quadratic_features(x, y, num_classes):
     f = jnp.concatenate([jnp.ones_like(x[:, :1]), x, x * x], axis=1)
     if y is None:
@@ -50,8 +51,18 @@ def _quadratic_features(x, y, num_classes):
     return (onehot[:, :, None] * f[:, None, :]).reshape(x.shape[0], -1)
 
 
-def two_sample_accuracy(key: jax.Array, xp, xq, yp=None, yq=None, *, num_classes=None,
-                        train_frac: float = 0.5, l2: float = 1e-4, steps: int = 300):
+def two_sample_accuracy(
+    key: jax.Array,
+    xp,
+    xq,
+    yp=None,
+    yq=None,
+    *,
+    num_classes=None,
+    train_frac: float = 0.5,
+    l2: float = 1e-4,
+    steps: int = 300,
+):
     """Held-out balanced accuracy of the two-sample classifier of
     :func:`tv_classifier_lower_bound` (traceable: ``jit`` / ``vmap`` over keys and samples).
 
@@ -81,9 +92,18 @@ def two_sample_accuracy(key: jax.Array, xp, xq, yp=None, yq=None, *, num_classes
     return jnp.mean(0.5 * (ok_p.astype(jnp.float32) + ok_q.astype(jnp.float32)))
 
 
-def tv_classifier_lower_bound(key: jax.Array, xp, xq, yp=None, yq=None, *, num_classes=None,
-                              delta: float = 0.05, train_frac: float = 0.5,
-                              l2: float = 1e-4) -> dict:
+def tv_classifier_lower_bound(
+    key: jax.Array,
+    xp,
+    xq,
+    yp=None,
+    yq=None,
+    *,
+    num_classes=None,
+    delta: float = 0.05,
+    train_frac: float = 0.5,
+    l2: float = 1e-4,
+) -> dict:
     r"""Certified lower bound on ``TV(P, Q)`` from a held-out two-sample classifier (B1).
 
     A classifier f trained on the first part of the samples is tested on ``n_test`` held-out
@@ -128,18 +148,35 @@ def tv_classifier_lower_bound(key: jax.Array, xp, xq, yp=None, yq=None, *, num_c
     n_test = n - n_train
     if n_train < 2 or n_test < 1:
         raise ValueError(f"need more samples: n={n} gives n_train={n_train}, n_test={n_test}")
-    acc = float(two_sample_accuracy(key, xp, xq, None if yp is None else jnp.asarray(yp),
-                                    None if yq is None else jnp.asarray(yq),
-                                    num_classes=num_classes, train_frac=train_frac, l2=l2))
+    acc = float(
+        two_sample_accuracy(
+            key,
+            xp,
+            xq,
+            None if yp is None else jnp.asarray(yp),
+            None if yq is None else jnp.asarray(yq),
+            num_classes=num_classes,
+            train_frac=train_frac,
+            l2=l2,
+        )
+    )
     slack = 2.0 * math.sqrt(math.log(1.0 / delta) / (2.0 * n_test))
-    return {"lower": 2 * acc - 1 - slack, "estimate": 2 * acc - 1, "acc": acc, "slack": slack,
-            "n_test": n_test, "delta": delta}
+    return {
+        "lower": 2 * acc - 1 - slack,
+        "estimate": 2 * acc - 1,
+        "acc": acc,
+        "slack": slack,
+        "n_test": n_test,
+        "delta": delta,
+    }
 
 
 # ---- B1 on the Gaussian track: TV of learned features ---------------------------------------
 
-def gaussian_mixture_tv(means_p, covs_p, means_q, covs_q, n: int = 100_000, seed: int = 0,
-                        delta: float = 0.01) -> Interval:
+
+def gaussian_mixture_tv(
+    means_p, covs_p, means_q, covs_q, n: int = 100_000, seed: int = 0, delta: float = 0.01
+) -> Interval:
     """Class-averaged TV between Gaussian class-conditionals, by Monte Carlo (B1b).
 
     ``TV(P, Q) = (1/K) sum_y TV(N(m^p_y, C^p_y), N(m^q_y, C^q_y))`` for equal uniform label
@@ -164,7 +201,7 @@ def gaussian_mixture_tv(means_p, covs_p, means_q, covs_q, n: int = 100_000, seed
         # whitened residuals: under P they are xi itself; under Q, L_q^{-1} (x - m_q)
         white_q = (x - means_q[y]) @ np.linalg.inv(lq_chol).T
         log_det = np.sum(np.log(np.diag(lq_chol))) - np.sum(np.log(np.diag(lp_chol)))
-        lr = -0.5 * np.sum(white_q ** 2, 1) + 0.5 * np.sum(xi ** 2, 1) - log_det
+        lr = -0.5 * np.sum(white_q**2, 1) + 0.5 * np.sum(xi**2, 1) - log_det
         vals.append(np.mean(1.0 - np.exp(np.minimum(lr, 0.0))))
     est = float(np.mean(vals))
     half = math.sqrt(math.log(2 / delta) / (2 * n * K))
@@ -193,22 +230,31 @@ def feature_gaussians(world: World, W: np.ndarray, modality: str, t: float | Non
     k = cfg.latent_dim
     if modality == "A":
         mu, std = cfg.source_class_means(), cfg.sigma  # s_A | y ~ N(mean, sigma^2 I), G8
-        cov = std ** 2 * A @ A.T
+        cov = std**2 * A @ A.T
     else:
         law = _law_B(cfg, cfg.t if t is None else float(t))
         if len([c for c in law if c[0] > 0]) != 1:
-            raise ValueError(f"the {cfg.channel} channel gives a mixture: not on the Gaussian track")
+            raise ValueError(
+                f"the {cfg.channel} channel gives a mixture: not on the Gaussian track"
+            )
         _, mu, std = next(c for c in law if c[0] > 0)
         A_s, A_nu = A[:, :k], A[:, k:]
-        cov = std ** 2 * A_s @ A_s.T + cfg.nuisance_scale ** 2 * A_nu @ A_nu.T
+        cov = std**2 * A_s @ A_s.T + cfg.nuisance_scale**2 * A_nu @ A_nu.T
         A = A_s
     means = mu @ A.T
-    cov = cov + cfg.obs_noise ** 2 * W @ W.T
+    cov = cov + cfg.obs_noise**2 * W @ W.T
     return means, np.broadcast_to(cov, (cfg.num_classes,) + cov.shape).copy()
 
 
-def gaussian_feature_tv(world: World, W_A, W_B, t: float | None = None, n: int = 100_000,
-                        seed: int = 0, delta: float = 0.01) -> Interval:
+def gaussian_feature_tv(
+    world: World,
+    W_A,
+    W_B,
+    t: float | None = None,
+    n: int = 100_000,
+    seed: int = 0,
+    delta: float = 0.01,
+) -> Interval:
     """``TV(P^A, P^B)`` of the learned features ``W_A x_A`` and ``W_B x_B`` (B1b, Gaussian track).
 
     The head sees ``normalize(u)``, and ``normalize(c u) = normalize(u)`` for every ``c > 0``,
@@ -222,11 +268,15 @@ def gaussian_feature_tv(world: World, W_A, W_B, t: float | None = None, n: int =
     _check_delta(delta)
     mp, cp = feature_gaussians(world, W_A, "A", t)
     mq, cq = feature_gaussians(world, W_B, "B", t)
-    second_moment = lambda m, c: float(np.mean(np.sum(m ** 2, 1) + np.trace(c, axis1=1, axis2=2)))
+
+    def second_moment(m, c):
+        return float(np.mean(np.sum(m**2, 1) + np.trace(c, axis1=1, axis2=2)))
+
     c_match = math.sqrt(second_moment(mp, cp) / second_moment(mq, cq))
     best = None
     for c in (1.0, c_match):
         iv = gaussian_mixture_tv(mp, cp, c * mq, c * c * cq, n=n, seed=seed, delta=delta / 2)
         if best is None or iv.upper < best.upper:
             best = iv
+    assert best is not None  # the loop above runs twice
     return Interval(best.estimate, best.lower, best.upper, best.n, delta)

@@ -17,7 +17,8 @@ normalize(W x)``: the clip never changes the normalised features (B1).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -146,8 +147,14 @@ def mlp_encoder(d_in: int, hidden: Sequence[int], d_out: int) -> Encoder:
     return Encoder(init, apply, d_in, d_out, "mlp")
 
 
-def make_encoder(kind: str, d_in: int, d_out: int, *, clip_radius: float | None = None,
-                 hidden: Sequence[int] = (64,)) -> Encoder:
+def make_encoder(
+    kind: str,
+    d_in: int,
+    d_out: int,
+    *,
+    clip_radius: float | None = None,
+    hidden: Sequence[int] = (64,),
+) -> Encoder:
     """Build an encoder by name: ``"linear"`` (W clip(x)) or ``"mlp"``."""
     if kind == "linear":
         return linear_encoder(d_in, d_out, clip_radius)

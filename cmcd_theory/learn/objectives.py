@@ -18,8 +18,6 @@ A temperature is checked (finite, ``> 0``) only when it is a Python or NumPy num
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -306,7 +304,7 @@ def cmd_per_anchor(
     z_a: jax.typing.ArrayLike,
     tau_a,
     tau_b,
-    queue: Optional[jax.typing.ArrayLike] = None,
+    queue: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Per-anchor CMD cross-entropies, SEED-style relational distillation (O3).
 
@@ -384,7 +382,7 @@ def cmd(
     z_a: jax.typing.ArrayLike,
     tau_a,
     tau_b,
-    queue: Optional[jax.typing.ArrayLike] = None,
+    queue: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""CMD loss: SEED-style relational distillation from teacher A to student B (O3).
 

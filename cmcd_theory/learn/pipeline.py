@@ -27,19 +27,27 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
 
-from cmcd_theory import validation as V, worlds
+from cmcd_theory import validation as V
+from cmcd_theory import worlds
 from cmcd_theory.learn import divergences
 from cmcd_theory.learn.models import Encoder, clip_to_ball, make_encoder, normalize
 from cmcd_theory.learn.probe import fit_probe, probe_error
-from cmcd_theory.learn.training import (DISTILL_METHODS, TrainConfig, ssl_batch_loss,
-                                        student_features, train_distill, train_ssl,
-                                        train_supervised, tuple_loss)
-
+from cmcd_theory.learn.training import (
+    DISTILL_METHODS,
+    TrainConfig,
+    ssl_batch_loss,
+    student_features,
+    train_distill,
+    train_ssl,
+    train_supervised,
+    tuple_loss,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +96,12 @@ class PipelineConfig:
             V.positive_int("hidden", width)
         for name in ("ssl", "distill", "supervised"):
             if not isinstance(getattr(self, name), TrainConfig):
-                raise ValueError(f"{name} must be a TrainConfig, got {type(getattr(self, name)).__name__}")
+                raise ValueError(
+                    f"{name} must be a TrainConfig, got {type(getattr(self, name)).__name__}"
+                )
         object.__setattr__(self, "hidden", tuple(self.hidden))
 
-    def replace(self, **changes) -> "PipelineConfig":
+    def replace(self, **changes) -> PipelineConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:
@@ -114,8 +124,9 @@ def teacher_config(cfg: PipelineConfig) -> PipelineConfig:
     Equal teacher configs hash equally, so a sweep compiles and trains one teacher for every
     m, n and stage-2 setting.
     """
-    return PipelineConfig(M=cfg.M, encoder=cfg.encoder, feature_dim=cfg.feature_dim,
-                          hidden=cfg.hidden, ssl=cfg.ssl)
+    return PipelineConfig(
+        M=cfg.M, encoder=cfg.encoder, feature_dim=cfg.feature_dim, hidden=cfg.hidden, ssl=cfg.ssl
+    )
 
 
 def source_world_config(wc: worlds.WorldConfig) -> worlds.WorldConfig:
@@ -145,6 +156,7 @@ STAGE1_STATS_TAG = 1_000_001
 def _infonce_tuple_losses(enc, params, x1, x2, tau, N):
     """O1 (symmetric InfoNCE) of each disjoint tuple of N consecutive view pairs, shape (n_t,)."""
     from cmcd_theory.learn.objectives import infonce
+
     n_t = x1.shape[0] // N
     u = normalize(enc.apply(params, x1[: n_t * N])).reshape(n_t, N, -1)
     v = normalize(enc.apply(params, x2[: n_t * N])).reshape(n_t, N, -1)
@@ -152,8 +164,14 @@ def _infonce_tuple_losses(enc, params, x1, x2, tau, N):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "n_pop", "n_view_draws"))
-def stage1_statistics(world: worlds.World, key: jax.Array, teacher, cfg: PipelineConfig,
-                      n_pop: int = 65536, n_view_draws: int = 4) -> dict:
+def stage1_statistics(
+    world: worlds.World,
+    key: jax.Array,
+    teacher,
+    cfg: PipelineConfig,
+    n_pop: int = 65536,
+    n_view_draws: int = 4,
+) -> dict:
     """Stage-1 statistics of a trained teacher (B5, B5n): the O1 tuple loss on its M training
     samples and on ``n_pop`` fresh ones, in tuples of ``cfg.tuple_size`` samples.
 
@@ -175,7 +193,9 @@ def stage1_statistics(world: worlds.World, key: jax.Array, teacher, cfg: Pipelin
     """
     N = cfg.tuple_size
     if cfg.M < N or n_pop < N:
-        raise ValueError(f"M and n_pop must be >= tuple_size = {N}, got M = {cfg.M}, n_pop = {n_pop}")
+        raise ValueError(
+            f"M and n_pop must be >= tuple_size = {N}, got M = {cfg.M}, n_pop = {n_pop}"
+        )
     enc_a, _ = encoders(world, cfg)
     k_data, _ = jax.random.split(key)
     s = worlds.sample_source(world, k_data, cfg.M)  # the teacher's M training latents
@@ -186,11 +206,17 @@ def stage1_statistics(world: worlds.World, key: jax.Array, teacher, cfg: Pipelin
         x1, x2 = worlds.views(world, kv, latents, "A")
         return _infonce_tuple_losses(enc_a, teacher, x1, x2, tau, N)
 
-    train = jnp.mean(jax.vmap(lambda kv: jnp.mean(on(s, kv)))(jax.random.split(k_views, n_view_draws)))
+    train = jnp.mean(
+        jax.vmap(lambda kv: jnp.mean(on(s, kv)))(jax.random.split(k_views, n_view_draws))
+    )
     pop_t = on(worlds.sample_source(world, k_pop, n_pop), k_pop_views)
     pop = jnp.mean(pop_t)
-    return {"ssl_train_loss": train, "ssl_pop_loss": pop, "ssl_gap": pop - train,
-            "ssl_pop_loss_se": jnp.std(pop_t, ddof=1) / jnp.sqrt(pop_t.shape[0])}
+    return {
+        "ssl_train_loss": train,
+        "ssl_pop_loss": pop,
+        "ssl_gap": pop - train,
+        "ssl_pop_loss_se": jnp.std(pop_t, ddof=1) / jnp.sqrt(pop_t.shape[0]),
+    }
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
@@ -203,7 +229,7 @@ def train_teacher_on(world: worlds.World, key: jax.Array, latents: jax.Array, cf
 
 
 def _sq_norm_tree(params):
-    return sum(jnp.sum(leaf ** 2) for leaf in jax.tree_util.tree_leaves(params))
+    return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(params))
 
 
 def _check_methods(methods) -> tuple:
@@ -233,9 +259,9 @@ def _fit_probes(inputs: dict, y: jax.Array, num_classes: int, cfg: PipelineConfi
         by_shape.setdefault(z.shape, []).append(name)
     probes = {}
     for names in by_shape.values():
-        fitted = jax.vmap(lambda z: fit_probe(z, y, num_classes, l2=cfg.probe_l2,
-                                              steps=cfg.probe_steps))(
-            jnp.stack([inputs[n] for n in names]))
+        fitted = jax.vmap(
+            lambda z: fit_probe(z, y, num_classes, l2=cfg.probe_l2, steps=cfg.probe_steps)
+        )(jnp.stack([inputs[n] for n in names]))
         for i, name in enumerate(names):
             probes[name] = jax.tree_util.tree_map(lambda a, i=i: a[i], fitted)
     return probes
@@ -248,7 +274,7 @@ class _Data:
     count n is :meth:`labeled`, drawn from the one labeled-sample key, as a program with that
     single n draws it."""
 
-    def __init__(self, world, key, teacher, cfg, t):
+    def __init__(self, world, key, teacher, cfg, t) -> None:
         self.world, self.teacher, self.cfg = world, teacher, cfg
         self.K = world.config.num_classes
         self.enc_a, self.enc_b = encoders(world, cfg)
@@ -272,9 +298,11 @@ class _Data:
     def feats(self, enc, params, x):
         return normalize(enc.apply(params, x))
 
-    def target_feats(self, params, lab):
+    def target_feats(self, params, lab) -> tuple[jax.Array, jax.Array]:
         """Normalised target features of the labeled sample ``lab`` and of the test samples."""
-        return self.feats(self.enc_b, params, lab.x_B), self.feats(self.enc_b, params, self.test.x_B)
+        return self.feats(self.enc_b, params, lab.x_B), self.feats(
+            self.enc_b, params, self.test.x_B
+        )
 
     @functools.cached_property
     def pop(self):
@@ -294,7 +322,7 @@ class _Data:
         xb = self.pairs.x_B[:n_used]
         if self.enc_b.name == "linear":
             xb = clip_to_ball(xb, self.world.config.input_radius())
-        return jnp.sum(xb ** 2)
+        return jnp.sum(xb**2)
 
 
 class RouteOutput(NamedTuple):
@@ -303,7 +331,7 @@ class RouteOutput(NamedTuple):
     and extra metrics (e.g. the stage-2 losses)."""
 
     student: object
-    head: object
+    head: dict | None
     z_lab: jax.Array
     z_test: jax.Array
     metrics: dict
@@ -312,9 +340,11 @@ class RouteOutput(NamedTuple):
 def _label_free(d: _Data, method: str, train: Callable, metrics: Callable = lambda s: {}):
     """A label-free route's encoder ``train()``, its test features and ``metrics(encoder)``,
     computed once per program (:meth:`_Data.once`) and shared by every label count."""
+
     def fit():
         student = train()
         return student, d.feats(d.enc_b, student, d.test.x_B), metrics(student)
+
     return d.once(method, fit)
 
 
@@ -329,20 +359,29 @@ def _distill_metrics(d: _Data, loss: str, student) -> dict:
     dc, cfg = d.cfg.distill, d.cfg
 
     def loss_on(x_b, z_a):
-        return tuple_loss(loss, student_features(d.enc_b, student, x_b, dc), z_a, dc, cfg.tuple_size)
+        return tuple_loss(
+            loss, student_features(d.enc_b, student, x_b, dc), z_a, dc, cfg.tuple_size
+        )
 
     train_l, pop_l = loss_on(d.pairs.x_B, d.za_pairs), loss_on(d.pop.x_B, d.za_pop)
-    return dict(distill_train_loss=train_l, distill_pop_loss=pop_l, distill_gap=pop_l - train_l,
-                student_norm=jnp.sqrt(_sq_norm_tree(student)), sum_sq_inputs=d.sum_sq_inputs)
+    return dict(
+        distill_train_loss=train_l,
+        distill_pop_loss=pop_l,
+        distill_gap=pop_l - train_l,
+        student_norm=jnp.sqrt(_sq_norm_tree(student)),
+        sum_sq_inputs=d.sum_sq_inputs,
+    )
 
 
 def _route_distill(d: _Data, method: str, lab) -> RouteOutput:
     """CMCD stage 2 with the O2 / O3 / O4 loss on the m pairs, then the probe."""
+
     def train():
         return train_distill(d.k_train, d.enc_b, d.pairs.x_B, d.za_pairs, method, d.cfg.distill)
 
-    return _from_label_free(d, lab, _label_free(
-        d, method, train, lambda student: _distill_metrics(d, method, student)))
+    return _from_label_free(
+        d, lab, _label_free(d, method, train, lambda student: _distill_metrics(d, method, student))
+    )
 
 
 #: lambda of the combined route ``cmc_ssl`` (O5): its stage-2 loss is
@@ -360,23 +399,49 @@ def _route_cmc_ssl(d: _Data, method: str, lab) -> RouteOutput:
     probe. Its key, initialisation and batches are those of the ``cmc`` route (the views use
     each step's own key), so at weight 0 it is that route. Its stage-2 metrics are the CMC
     part's (:func:`_distill_metrics`)."""
-    def ssl_term(params, k, idx):
-        return CMC_SSL_WEIGHT * ssl_batch_loss(d.enc_b, params, k, d.pairs.u_B[idx],
-                                               lambda kv, b: worlds.views(d.world, kv, b, "B"),
-                                               d.cfg.ssl.tau)
 
-    return _from_label_free(d, lab, _label_free(
-        d, method, lambda: train_distill(d.k_train, d.enc_b, d.pairs.x_B, d.za_pairs, "cmc",
-                                         d.cfg.distill, aux_loss=ssl_term),
-        lambda student: _distill_metrics(d, "cmc", student)))
+    def ssl_term(params, k, idx):
+        return CMC_SSL_WEIGHT * ssl_batch_loss(
+            d.enc_b,
+            params,
+            k,
+            d.pairs.u_B[idx],
+            lambda kv, b: worlds.views(d.world, kv, b, "B"),
+            d.cfg.ssl.tau,
+        )
+
+    return _from_label_free(
+        d,
+        lab,
+        _label_free(
+            d,
+            method,
+            lambda: train_distill(
+                d.k_train, d.enc_b, d.pairs.x_B, d.za_pairs, "cmc", d.cfg.distill, aux_loss=ssl_term
+            ),
+            lambda student: _distill_metrics(d, "cmc", student),
+        ),
+    )
 
 
 def _route_target_ssl(d: _Data, method: str, lab) -> RouteOutput:
     """InfoNCE on views of the target side of the m pairs (their inputs ``u_B`` carry no label;
     on a nuisance world the views resample a fraction rho of the nuisance, G6), then the probe."""
-    return _from_label_free(d, lab, _label_free(
-        d, method, lambda: train_ssl(d.k_train, d.enc_b, d.pairs.u_B,
-                                     lambda k, b: worlds.views(d.world, k, b, "B"), d.cfg.ssl)))
+    return _from_label_free(
+        d,
+        lab,
+        _label_free(
+            d,
+            method,
+            lambda: train_ssl(
+                d.k_train,
+                d.enc_b,
+                d.pairs.u_B,
+                lambda k, b: worlds.views(d.world, k, b, "B"),
+                d.cfg.ssl,
+            ),
+        ),
+    )
 
 
 def _route_random(d: _Data, method: str, lab) -> RouteOutput:
@@ -417,8 +482,15 @@ METHODS = tuple(ROUTES)
 COMBINED_METHODS = ("cmc_ssl",)  # distillation plus the target's own SSL on one encoder (O5)
 BASELINES = tuple(m for m, r in ROUTES.items() if not r.uses_teacher)  # target-only routes
 TEACHER_METHODS = tuple(m for m, r in ROUTES.items() if r.uses_teacher)
-_NAN_METRICS = ("err_A_head", "err_A_probe", "distill_train_loss", "distill_pop_loss",
-                "distill_gap", "student_norm", "sum_sq_inputs")
+_NAN_METRICS = (
+    "err_A_head",
+    "err_A_probe",
+    "distill_train_loss",
+    "distill_pop_loss",
+    "distill_gap",
+    "student_norm",
+    "sum_sq_inputs",
+)
 
 
 def _check_ns(ns) -> tuple:
@@ -435,11 +507,13 @@ def _same_values(a, b) -> bool:
     """Whether two pytrees hold the very same (traced) arrays, leaf for leaf."""
     la, ta = jax.tree_util.tree_flatten(a)
     lb, tb = jax.tree_util.tree_flatten(b)
-    return ta == tb and all(x is y for x, y in zip(la, lb))
+    # jaxlib ships no type stub for PyTreeDef (mypy sees an unresolved type); it has __eq__
+    return cast(Any, ta) == tb and all(x is y for x, y in zip(la, lb))
 
 
-def run_downstream_ns(world: worlds.World, key: jax.Array, teacher, methods,
-                      cfg: PipelineConfig, ns, t=None) -> dict:
+def run_downstream_ns(
+    world: worlds.World, key: jax.Array, teacher, methods, cfg: PipelineConfig, ns, t=None
+) -> dict:
     """Stages 2 and 3 of several methods at several label counts on the same data:
     ``{n: {method: metrics}}``.
 
@@ -486,38 +560,64 @@ def run_downstream_ns(world: worlds.World, key: jax.Array, teacher, methods,
         if uses_teacher and changes_labels:
             # the source probe learns the source's labels y, every other probe the target's y_B
             src = {_SOURCE: probe_inputs.pop(_SOURCE)}
-            probes = {**_fit_probes(src, lab.y, d.K, cfg), **_fit_probes(probe_inputs, lab.y_B, d.K, cfg)}
+            probes = {
+                **_fit_probes(src, lab.y, d.K, cfg),
+                **_fit_probes(probe_inputs, lab.y_B, d.K, cfg),
+            }
         else:  # one label vector (y_B = y): every probe in one batched fit
             probes = _fit_probes(probe_inputs, lab.y_B, d.K, cfg)
         per_method = {}
         for method in methods:
-            o = outputs[method]
-            out = dict.fromkeys(_NAN_METRICS, nan)
-            out.update(o.metrics)
-            probe = o.head if o.head is not None else probes[method]
-            out["err_B"] = probe_error(probe, o.z_test, d.test.y_B)
-            if ROUTES[method].uses_teacher:
-                out["err_A_head"] = probe_error(probe, za_test, d.test.y)
-                out["err_A_probe"] = probe_error(probes[_SOURCE], za_test, d.test.y)
-            out["artifacts"] = {"probe": probe, "z_train": o.z_lab, "y_train": lab.y_B,
-                                "z_test": o.z_test, "y_test": d.test.y_B, "student": o.student,
-                                "teacher": teacher if ROUTES[method].uses_teacher else None}
-            if "distill_pop_loss" in o.metrics:
-                # the stage-2 pairs and population pairs (B4n needs the per-pair arrays)
-                out["artifacts"]["stage2"] = {"x_B": d.pairs.x_B, "z_A": d.za_pairs,
-                                              "x_B_pop": d.pop.x_B, "z_A_pop": d.za_pop}
+            out = _method_metrics(d, method, outputs[method], probes, lab, za_test, nan)
             if n == ns[0]:
                 first[method] = out["artifacts"]
             else:  # what is the very value of ns[0] is returned once
-                out["artifacts"] = {k: v for k, v in out["artifacts"].items()
-                                    if not _same_values(v, first[method].get(k))}
+                out["artifacts"] = {
+                    k: v
+                    for k, v in out["artifacts"].items()
+                    if not _same_values(v, first[method].get(k))
+                }
             per_method[method] = out
         results[n] = per_method
     return results
 
 
-def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
-                         cfg: PipelineConfig, t=None) -> dict:
+def _method_metrics(d: _Data, method: str, o: RouteOutput, probes: dict, lab, za_test, nan) -> dict:
+    """One method's metrics at one label count (:func:`run_downstream_ns`): NaN for what the
+    route does not measure, the route's own metrics, the target test error of its head (or its
+    stage-3 probe), on a route with a teacher the source test errors of that head and of the
+    source probe, and the artifacts (with the stage-2 arrays on a distilling route)."""
+    out = dict.fromkeys(_NAN_METRICS, nan)
+    out.update(o.metrics)
+    probe = o.head if o.head is not None else probes[method]
+    out["err_B"] = probe_error(probe, o.z_test, d.test.y_B)
+    if ROUTES[method].uses_teacher:
+        assert za_test is not None  # computed whenever a method uses the teacher
+        out["err_A_head"] = probe_error(probe, za_test, d.test.y)
+        out["err_A_probe"] = probe_error(probes[_SOURCE], za_test, d.test.y)
+    out["artifacts"] = {
+        "probe": probe,
+        "z_train": o.z_lab,
+        "y_train": lab.y_B,
+        "z_test": o.z_test,
+        "y_test": d.test.y_B,
+        "student": o.student,
+        "teacher": d.teacher if ROUTES[method].uses_teacher else None,
+    }
+    if "distill_pop_loss" in o.metrics:
+        # the stage-2 pairs and population pairs (B4n needs the per-pair arrays)
+        out["artifacts"]["stage2"] = {
+            "x_B": d.pairs.x_B,
+            "z_A": d.za_pairs,
+            "x_B_pop": d.pop.x_B,
+            "z_A_pop": d.za_pop,
+        }
+    return out
+
+
+def run_downstream_multi(
+    world: worlds.World, key: jax.Array, teacher, methods, cfg: PipelineConfig, t=None
+) -> dict:
     """Stages 2 and 3 of several methods on the same data: ``{method: metrics}``.
 
     Every method of one key sees the same samples and the same training key (common random
@@ -542,8 +642,9 @@ def run_downstream_multi(world: worlds.World, key: jax.Array, teacher, methods,
     return run_downstream_ns(world, key, teacher, methods, cfg, (cfg.n,), t)[cfg.n]
 
 
-def run_downstream(world: worlds.World, key: jax.Array, teacher, method: str,
-                   cfg: PipelineConfig, t=None) -> dict:
+def run_downstream(
+    world: worlds.World, key: jax.Array, teacher, method: str, cfg: PipelineConfig, t=None
+) -> dict:
     """Stages 2 and 3 (or a baseline) given stage-1 teacher params, and the evaluation.
 
     Returns:
@@ -559,8 +660,9 @@ def run_downstream(world: worlds.World, key: jax.Array, teacher, method: str,
     return run_downstream_multi(world, key, teacher, (method,), cfg, t)[method]
 
 
-def run_pipeline(world: worlds.World, key: jax.Array, method: str,
-                 cfg: PipelineConfig = PipelineConfig(), t=None) -> dict:
+def run_pipeline(
+    world: worlds.World, key: jax.Array, method: str, cfg: PipelineConfig = PipelineConfig(), t=None
+) -> dict:
     """One CMCD run (stages 1-3) or one baseline, evaluated (see :func:`run_downstream`).
 
     Args:
@@ -577,7 +679,8 @@ def run_pipeline(world: worlds.World, key: jax.Array, method: str,
     Example:
       >>> w = worlds.make_world(worlds.WorldConfig(channel="noise"))
       >>> tiny = PipelineConfig(M=256, m=256, n=64, n_test=1000, n_pop=256, tuple_size=64,
-      ...                       probe_steps=50, ssl=TrainConfig(steps=50), distill=TrainConfig(steps=50))
+      ...                       probe_steps=50, ssl=TrainConfig(steps=50),
+      ...                       distill=TrainConfig(steps=50))
       >>> out = run_pipeline_jit(w, jax.random.key(0), "cmc", tiny, 0.5)  # jitted run_pipeline
       >>> float(out["err_B"]) < 0.75
       True
@@ -593,11 +696,13 @@ run_pipeline_jit = jax.jit(run_pipeline, static_argnames=("method", "cfg"))
 @functools.lru_cache(maxsize=4096)
 def _truth(config: worlds.WorldConfig) -> tuple:
     bayes_b = divergences.bayes_error_exact(config, "B")
-    return (divergences.tv_latent(config),
-            # the source ignores t; its own channel (G8) is kept by replace
-            divergences.bayes_error_exact(config.replace(t=0.0), "A"),
-            float("nan") if bayes_b is None else bayes_b,
-            divergences.pair_agreement(config))
+    return (
+        divergences.tv_latent(config),
+        # the source ignores t; its own channel (G8) is kept by replace
+        divergences.bayes_error_exact(config.replace(t=0.0), "A"),
+        float("nan") if bayes_b is None else bayes_b,
+        divergences.pair_agreement(config),
+    )
 
 
 def ground_truth(config: worlds.WorldConfig, t: float | None = None) -> dict:
@@ -617,11 +722,16 @@ def ground_truth(config: worlds.WorldConfig, t: float | None = None) -> dict:
     return {"tv_latent": tv, "bayes_A": a, "bayes_B": b, "pair_agreement": agree}
 
 
-ground_truth.cache_clear = _truth.cache_clear
+ground_truth.cache_clear = _truth.cache_clear  # type: ignore[attr-defined]  # memo handle
 
 
-def run_cell(world: worlds.World, key: jax.Array, method: str,
-             cfg: PipelineConfig = PipelineConfig(), t: float | None = None) -> dict:
+def run_cell(
+    world: worlds.World,
+    key: jax.Array,
+    method: str,
+    cfg: PipelineConfig = PipelineConfig(),
+    t: float | None = None,
+) -> dict:
     """One pipeline call as one result row: host floats of every metric of
     :func:`run_pipeline` (jitted) plus the world's :func:`ground_truth` at ``t``.
 
@@ -631,7 +741,8 @@ def run_cell(world: worlds.World, key: jax.Array, method: str,
     Example:
       >>> w = worlds.make_world(worlds.WorldConfig(channel="noise"))
       >>> tiny = PipelineConfig(M=256, m=256, n=64, n_test=1000, n_pop=256, tuple_size=64,
-      ...                       probe_steps=50, ssl=TrainConfig(steps=50), distill=TrainConfig(steps=50))
+      ...                       probe_steps=50, ssl=TrainConfig(steps=50),
+      ...                       distill=TrainConfig(steps=50))
       >>> row = run_cell(w, jax.random.key(0), "cmc", tiny, t=0.5)
       >>> sorted(k for k in row if k.startswith(("tv", "bayes", "pair")))
       ['bayes_A', 'bayes_B', 'pair_agreement', 'tv_latent']

@@ -42,8 +42,14 @@ def probe_objective(probe: dict, z: jax.Array, y: jax.Array, l2: float) -> jax.A
     return nll + l2 * jnp.sum(probe["W"] ** 2)
 
 
-def fit_probe(z: jax.Array, y: jax.Array, num_classes: int, l2: float = 1e-3,
-              steps: int = 300, lr: float = 0.05) -> dict:
+def fit_probe(
+    z: jax.Array,
+    y: jax.Array,
+    num_classes: int,
+    l2: float = 1e-3,
+    steps: int = 300,
+    lr: float = 0.05,
+) -> dict:
     """Fit an L2-regularised multinomial logistic regression by full-batch Adam (jit/vmap-safe).
 
     Args:
@@ -70,9 +76,14 @@ def fit_probe(z: jax.Array, y: jax.Array, num_classes: int, l2: float = 1e-3,
         # called eagerly (certify, the two-sample classifier): one compiled program per
         # shape and setting, reused across calls; inside a caller's jit/vmap the body is traced
         # into the caller's program
-        return _fit_probe_compiled(jnp.asarray(z, jnp.float32), jnp.asarray(y, jnp.int32),
-                                   num_classes=int(num_classes), l2=float(l2), steps=int(steps),
-                                   lr=float(lr))
+        return _fit_probe_compiled(
+            jnp.asarray(z, jnp.float32),
+            jnp.asarray(y, jnp.int32),
+            num_classes=int(num_classes),
+            l2=float(l2),
+            steps=int(steps),
+            lr=float(lr),
+        )
     return _fit_probe_traced(z, y, num_classes, l2, steps, lr)
 
 
@@ -80,7 +91,10 @@ def _fit_probe_traced(z, y, num_classes, l2, steps, lr) -> dict:
     z = jnp.asarray(z, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
     p = z.shape[-1]
-    init = {"W": jnp.zeros((num_classes, p), jnp.float32), "b": jnp.zeros((num_classes,), jnp.float32)}
+    init = {
+        "W": jnp.zeros((num_classes, p), jnp.float32),
+        "b": jnp.zeros((num_classes,), jnp.float32),
+    }
 
     opt = optax.adam(lr)
     grad = jax.grad(lambda params: probe_objective(params, z, y, l2))
@@ -94,4 +108,6 @@ def _fit_probe_traced(z, y, num_classes, l2, steps, lr) -> dict:
     return params
 
 
-_fit_probe_compiled = jax.jit(_fit_probe_traced, static_argnames=("num_classes", "l2", "steps", "lr"))
+_fit_probe_compiled = jax.jit(
+    _fit_probe_traced, static_argnames=("num_classes", "l2", "steps", "lr")
+)

@@ -17,14 +17,14 @@ take labels.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from cmcd_theory.learn import objectives
 from cmcd_theory import validation as V
+from cmcd_theory.learn import objectives
 from cmcd_theory.learn.models import Encoder, normalize
 from cmcd_theory.learn.probe import fit_probe, probe_error, probe_logits, probe_predict  # noqa: F401
 
@@ -66,7 +66,7 @@ class TrainConfig:
         V.integer("queue_size", self.queue_size, lo=0)
         V.choice("student_features", self.student_features, ("normalized", "raw"))
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -88,7 +88,9 @@ def _scan_fit(key, params, loss_fn: Callable, n_data: int, cfg: TrainConfig, ext
         params, state, extra = carry
         k_idx, k_loss = jax.random.split(k)
         idx = jax.random.randint(k_idx, (cfg.batch_size,), 0, n_data)
-        (loss, new_extra), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, k_loss, idx, extra)
+        (loss, new_extra), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, k_loss, idx, extra
+        )
         updates, state = opt.update(grads, state, params)
         return (optax.apply_updates(params, updates), state, new_extra), loss
 
@@ -97,8 +99,13 @@ def _scan_fit(key, params, loss_fn: Callable, n_data: int, cfg: TrainConfig, ext
     return params, extra, losses
 
 
-def train_ssl(key: jax.Array, encoder: Encoder, x: jax.Array,
-              augment: Callable[[jax.Array, jax.Array], tuple], cfg: TrainConfig):
+def train_ssl(
+    key: jax.Array,
+    encoder: Encoder,
+    x: jax.Array,
+    augment: Callable[[jax.Array, jax.Array], tuple],
+    cfg: TrainConfig,
+):
     """Stage 1 (O1): InfoNCE on two augmented views of unlabeled samples.
 
     Args:
@@ -120,8 +127,14 @@ def train_ssl(key: jax.Array, encoder: Encoder, x: jax.Array,
     return params
 
 
-def ssl_batch_loss(encoder: Encoder, params, key: jax.Array, batch: jax.Array,
-                   augment: Callable[[jax.Array, jax.Array], tuple], tau: float) -> jax.Array:
+def ssl_batch_loss(
+    encoder: Encoder,
+    params,
+    key: jax.Array,
+    batch: jax.Array,
+    augment: Callable[[jax.Array, jax.Array], tuple],
+    tau: float,
+) -> jax.Array:
     """O1 on one batch: InfoNCE between the normalised features of two views of each row.
 
     The loss :func:`train_ssl` minimises, and the target term of the combined route
@@ -179,8 +192,15 @@ def tuple_loss(method: str, z_b: jax.Array, z_a: jax.Array, cfg: TrainConfig, tu
     return jnp.mean(jax.vmap(lambda b, a: distill_per_anchor(method, b, a, cfg))(zb, za))
 
 
-def train_distill(key: jax.Array, student: Encoder, x_b: jax.Array, z_a: jax.Array,
-                  method: str, cfg: TrainConfig, aux_loss: Callable | None = None):
+def train_distill(
+    key: jax.Array,
+    student: Encoder,
+    x_b: jax.Array,
+    z_a: jax.Array,
+    method: str,
+    cfg: TrainConfig,
+    aux_loss: Callable | None = None,
+):
     """Stage 2: distil a target student from frozen teacher features on m unlabeled pairs.
 
     Args:
@@ -202,13 +222,15 @@ def train_distill(key: jax.Array, student: Encoder, x_b: jax.Array, z_a: jax.Arr
     if method not in DISTILL_METHODS:
         raise ValueError(f"method must be one of {DISTILL_METHODS}, got {method!r}")
     if x_b.shape[0] != z_a.shape[0]:
-        raise ValueError(f"x_b and z_a must have the same number of pairs, got {x_b.shape[0]} "
-                         f"and {z_a.shape[0]}")
+        raise ValueError(
+            f"x_b and z_a must have the same number of pairs, got {x_b.shape[0]} and {z_a.shape[0]}"
+        )
     z_a = jax.lax.stop_gradient(z_a)
     k_init, k_queue, k_fit = jax.random.split(key, 3)
     use_queue = method == "cmd" and cfg.queue_size > 0
-    queue = (z_a[jax.random.randint(k_queue, (cfg.queue_size,), 0, z_a.shape[0])]
-             if use_queue else None)
+    queue = (
+        z_a[jax.random.randint(k_queue, (cfg.queue_size,), 0, z_a.shape[0])] if use_queue else None
+    )
 
     def loss_fn(params, k, idx, queue):
         zb = student_features(student, params, x_b[idx], cfg)
@@ -224,8 +246,9 @@ def train_distill(key: jax.Array, student: Encoder, x_b: jax.Array, z_a: jax.Arr
     return params
 
 
-def train_supervised(key: jax.Array, encoder: Encoder, x: jax.Array, y: jax.Array,
-                     num_classes: int, cfg: TrainConfig):
+def train_supervised(
+    key: jax.Array, encoder: Encoder, x: jax.Array, y: jax.Array, num_classes: int, cfg: TrainConfig
+):
     """Supervised-only baseline: encoder and linear head trained jointly by cross-entropy
     on normalised features of the n labeled samples.
 
@@ -233,14 +256,17 @@ def train_supervised(key: jax.Array, encoder: Encoder, x: jax.Array, y: jax.Arra
       ``(encoder_params, head)`` with head ``{"W": (K, p), "b": (K,)}`` (a probe).
     """
     k_enc, k_head, k_fit = jax.random.split(key, 3)
-    head = {"W": 0.01 * jax.random.normal(k_head, (num_classes, encoder.d_out)),
-            "b": jnp.zeros((num_classes,))}
+    head = {
+        "W": 0.01 * jax.random.normal(k_head, (num_classes, encoder.d_out)),
+        "b": jnp.zeros((num_classes,)),
+    }
 
     def loss_fn(params, k, idx, extra):
         z = normalize(encoder.apply(params["enc"], x[idx]))
         logp = jax.nn.log_softmax(probe_logits(params["head"], z), axis=-1)
         return -jnp.mean(jnp.take_along_axis(logp, y[idx][:, None], axis=-1)), extra
 
-    params, _, _ = _scan_fit(k_fit, {"enc": encoder.init(k_enc), "head": head}, loss_fn,
-                             x.shape[0], cfg)
+    params, _, _ = _scan_fit(
+        k_fit, {"enc": encoder.init(k_enc), "head": head}, loss_fn, x.shape[0], cfg
+    )
     return params["enc"], params["head"]

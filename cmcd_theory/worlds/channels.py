@@ -47,7 +47,7 @@ def _source_axes(config: WorldConfig) -> np.ndarray:
 def _kept_or_replaced(config: WorldConfig, t: float, means_new: np.ndarray) -> list:
     """Pair law (G8) of a channel that keeps ``s_B = s`` with probability ``1 - t`` and else
     draws ``s_B`` afresh around ``means_new`` (K, k) with variance sigma^2, independent of s."""
-    v, k = config.sigma ** 2, config.latent_dim
+    v, k = config.sigma**2, config.latent_dim
     return [(1.0 - t, 0, config.class_means(), v, np.ones(k)), (t, 0, means_new, v, np.zeros(k))]
 
 
@@ -66,11 +66,13 @@ class Attenuate(Channel):
 
     def tv_latent_per_class(self, config, t):
         mu = config.class_means()
-        return _tv_equal_cov(t * np.linalg.norm(mu * config.attenuated_mask(), axis=1), config.sigma)
+        return _tv_equal_cov(
+            t * np.linalg.norm(mu * config.attenuated_mask(), axis=1), config.sigma
+        )
 
     def bayes_error_B(self, config, t):
         mask = config.attenuated_mask()[: config.num_classes]  # class c lives on axis e_c
-        return gaussian_axes_bayes_error(_source_axes(config) * (1.0 - t * mask), config.sigma ** 2)
+        return gaussian_axes_bayes_error(_source_axes(config) * (1.0 - t * mask), config.sigma**2)
 
     def law_B(self, config, t):
         mu = config.class_means()
@@ -78,7 +80,7 @@ class Attenuate(Channel):
 
     def pair_law(self, config, t):
         mu, mask = config.class_means(), config.attenuated_mask()
-        return [(1.0, 0, mu - t * mu * mask, config.sigma ** 2, 1.0 - t * mask)]
+        return [(1.0, 0, mu - t * mu * mask, config.sigma**2, 1.0 - t * mask)]
 
 
 class Noise(Channel):
@@ -91,18 +93,18 @@ class Noise(Channel):
         return y, s + (t * world.config.eta_max) * xi
 
     def tv_latent_per_class(self, config, t):
-        s1, s2 = config.sigma, math.sqrt(config.sigma ** 2 + (t * config.eta_max) ** 2)
+        s1, s2 = config.sigma, math.sqrt(config.sigma**2 + (t * config.eta_max) ** 2)
         return np.full(config.num_classes, _tv_equal_mean(config.latent_dim, s1, s2))
 
     def bayes_error_B(self, config, t):
-        v = config.sigma ** 2 + (t * config.eta_max) ** 2
+        v = config.sigma**2 + (t * config.eta_max) ** 2
         return gaussian_axes_bayes_error(_source_axes(config), v)
 
     def law_B(self, config, t):
-        return [(1.0, config.class_means(), math.sqrt(config.sigma ** 2 + (t * config.eta_max) ** 2))]
+        return [(1.0, config.class_means(), math.sqrt(config.sigma**2 + (t * config.eta_max) ** 2))]
 
     def pair_law(self, config, t):
-        v = config.sigma ** 2 + (t * config.eta_max) ** 2
+        v = config.sigma**2 + (t * config.eta_max) ** 2
         return [(1.0, 0, config.class_means(), v, np.ones(config.latent_dim))]
 
 
@@ -114,7 +116,9 @@ class Corrupt(Channel):
     def apply(self, world, key, y, s, t):
         k1, k2 = jax.random.split(key)
         replace = jax.random.uniform(k1, s.shape[:-1] + (1,)) < t
-        return y, jnp.where(replace, world.config.sigma * jax.random.normal(k2, s.shape, s.dtype), s)
+        return y, jnp.where(
+            replace, world.config.sigma * jax.random.normal(k2, s.shape, s.dtype), s
+        )
 
     def tv_latent_per_class(self, config, t):
         return t * _tv_equal_cov(np.linalg.norm(config.class_means(), axis=1), config.sigma)
@@ -122,7 +126,7 @@ class Corrupt(Channel):
     def bayes_error_B(self, config, t):
         # G5b mixture rule: the shared N(0, sigma^2 I) part leaves the clean Bayes rule, which
         # errs with probability 1 - 1/K on a replaced latent (equal-norm means)
-        clean = gaussian_axes_bayes_error(_source_axes(config), config.sigma ** 2)
+        clean = gaussian_axes_bayes_error(_source_axes(config), config.sigma**2)
         return (1.0 - t) * clean + t * (1.0 - 1.0 / config.num_classes)
 
     def law_B(self, config, t):
@@ -151,10 +155,12 @@ class Rotate(Channel):
         return _tv_equal_cov(np.linalg.norm(mu - mu_b, axis=1), config.sigma)
 
     def bayes_error_B(self, config, t):
-        return gaussian_axes_bayes_error(_source_axes(config), config.sigma ** 2)  # orthonormal axes
+        return gaussian_axes_bayes_error(_source_axes(config), config.sigma**2)  # orthonormal axes
 
     def law_B(self, config, t):
-        return [(1.0, config.class_means() @ _rotation_matrix_np(t, config.latent_dim).T, config.sigma)]
+        return [
+            (1.0, config.class_means() @ _rotation_matrix_np(t, config.latent_dim).T, config.sigma)
+        ]
 
 
 class Resample(Channel):
@@ -173,7 +179,7 @@ class Resample(Channel):
         return np.zeros(config.num_classes)
 
     def bayes_error_B(self, config, t):
-        return gaussian_axes_bayes_error(_source_axes(config), config.sigma ** 2)
+        return gaussian_axes_bayes_error(_source_axes(config), config.sigma**2)
 
     def law_B(self, config, t):
         return [(1.0, config.class_means(), config.sigma)]
@@ -203,7 +209,7 @@ class Mispair(Channel):
         return np.zeros(config.num_classes)
 
     def bayes_error_B(self, config, t):
-        return gaussian_axes_bayes_error(_source_axes(config), config.sigma ** 2)
+        return gaussian_axes_bayes_error(_source_axes(config), config.sigma**2)
 
     def pair_agreement(self, config, t):
         return 1.0 - t
@@ -214,12 +220,12 @@ class Mispair(Channel):
     def pair_law(self, config, t):
         # kept with probability 1 - t; else y_B = y + r (r = 1..K-1 equally likely) and s_B a
         # fresh draw around mu_{y_B}, independent of s
-        K, mu, v = config.num_classes, config.class_means(), config.sigma ** 2
+        K, mu, v = config.num_classes, config.class_means(), config.sigma**2
         return _kept_or_replaced(config, t, mu)[:1] + [
             (t / (K - 1), r, np.roll(mu, -r, axis=0), v, np.zeros(config.latent_dim))
-            for r in range(1, K)]
+            for r in range(1, K)
+        ]
 
 
 for _cls in (Attenuate, Noise, Corrupt, Rotate, Resample, Mispair):  # the built-in channels
     _REGISTRY[_cls.name] = _cls()
-

@@ -119,7 +119,8 @@ class WorldConfig:
         if self.num_classes > self.latent_dim:
             raise ValueError(
                 f"num_classes (K={self.num_classes}) must be <= latent_dim (k={self.latent_dim}) "
-                "with the default means mu_c = (Delta/sqrt 2) e_c")
+                "with the default means mu_c = (Delta/sqrt 2) e_c"
+            )
         _pos("separation")
         _pos("sigma")
         if not isinstance(self.channel, str):
@@ -134,7 +135,9 @@ class WorldConfig:
         _pos("nuisance_scale")
         V.unit_interval("nuisance_rho", self.nuisance_rho)
         if self.observation is None:
-            object.__setattr__(self, "observation", "nonlinear" if self.nuisance_dim > 0 else "linear")
+            object.__setattr__(
+                self, "observation", "nonlinear" if self.nuisance_dim > 0 else "linear"
+            )
         V.choice("observation", self.observation, OBSERVATIONS)
         for name, need in (("d_A", self.latent_dim), ("d_B", self.latent_dim + self.nuisance_dim)):
             _int(name, 1)
@@ -142,18 +145,35 @@ class WorldConfig:
                 raise ValueError(
                     f"{name} must be >= {need} (latent_dim"
                     f"{' + nuisance_dim' if name == 'd_B' and self.nuisance_dim else ''}; "
-                    f"injective maps), got {getattr(self, name)}")
+                    f"injective maps), got {getattr(self, name)}"
+                )
         get_channel(self.channel).check(self)
         _pos("view_noise", allow_zero=True)
         _pos("obs_noise", allow_zero=True)
         _int("map_seed", 0)
         self._check_source()
         # normalise numeric types so equal configs hash equally (static jit argument)
-        for name in ("separation", "sigma", "t", "eta_max", "view_noise", "obs_noise",
-                     "nuisance_scale", "nuisance_rho", "source_t"):
+        for name in (
+            "separation",
+            "sigma",
+            "t",
+            "eta_max",
+            "view_noise",
+            "obs_noise",
+            "nuisance_scale",
+            "nuisance_rho",
+            "source_t",
+        ):
             object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("num_classes", "latent_dim", "n_attenuated", "d_A", "d_B", "map_seed",
-                     "nuisance_dim"):
+        for name in (
+            "num_classes",
+            "latent_dim",
+            "n_attenuated",
+            "d_A",
+            "d_B",
+            "map_seed",
+            "nuisance_dim",
+        ):
             object.__setattr__(self, name, int(getattr(self, name)))
 
     def _check_source(self) -> None:
@@ -163,12 +183,17 @@ class WorldConfig:
         if axes is None:
             return
         k = self.latent_dim
-        msg = (f"source_axes must be None or distinct integers in [0, {k}) (latent_dim), "
-               f"got {axes!r}")
+        msg = (
+            f"source_axes must be None or distinct integers in [0, {k}) (latent_dim), got {axes!r}"
+        )
         if isinstance(axes, (str, bytes)) or not isinstance(axes, (Sequence, np.ndarray)):
             raise ValueError(msg)
-        if any(isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer))
-               or not 0 <= j < k for j in axes) or len(set(axes)) != len(axes):
+        if any(
+            isinstance(j, (bool, np.bool_))
+            or not isinstance(j, (int, np.integer))
+            or not 0 <= j < k
+            for j in axes
+        ) or len(set(axes)) != len(axes):
             raise ValueError(msg)
         object.__setattr__(self, "source_axes", tuple(int(j) for j in axes))
 
@@ -177,11 +202,17 @@ class WorldConfig:
 
         A default J (all coordinates) stays "all coordinates" when latent_dim changes.
         """
-        if ("latent_dim" in changes and "n_attenuated" not in changes
-                and self.n_attenuated == self.latent_dim):
+        if (
+            "latent_dim" in changes
+            and "n_attenuated" not in changes
+            and self.n_attenuated == self.latent_dim
+        ):
             changes["n_attenuated"] = None
-        if ("nuisance_dim" in changes and "observation" not in changes
-                and self.observation == ("nonlinear" if self.nuisance_dim > 0 else "linear")):
+        if (
+            "nuisance_dim" in changes
+            and "observation" not in changes
+            and self.observation == ("nonlinear" if self.nuisance_dim > 0 else "linear")
+        ):
             changes["observation"] = None  # the default map kind follows the nuisance
         return dataclasses.replace(self, **changes)
 
@@ -209,7 +240,9 @@ class WorldConfig:
     def class_means(self) -> np.ndarray:
         """G1 means ``mu_c = (Delta / sqrt 2) e_c``, shape (K, k), float64."""
         mu = np.zeros((self.num_classes, self.latent_dim))
-        mu[np.arange(self.num_classes), np.arange(self.num_classes)] = self.separation / math.sqrt(2)
+        mu[np.arange(self.num_classes), np.arange(self.num_classes)] = self.separation / math.sqrt(
+            2
+        )
         return mu
 
     def attenuated_mask(self) -> np.ndarray:
@@ -267,16 +300,20 @@ class WorldConfig:
         """
         # eta_max counts for every channel, so the radius (hence the encoders) does not depend
         # on the channel and one stage-1 teacher serves every channel of a world.
-        v_max = self.sigma ** 2 + self.eta_max ** 2 + self.view_noise ** 2
+        v_max = self.sigma**2 + self.eta_max**2 + self.view_noise**2
         nc = float(np.max(np.sum(self.class_means() ** 2, axis=1))) / v_max
         # the nuisance (G6) is a third term: norm([s, nu]) <= norm(s) + norm(nu), nu / sigma_nu
         # chi-square(q) in norm squared (the views' nu' has the law of nu)
         c_lat = coverage / 2 if self.nuisance_dim == 0 else coverage / 4
         r_latent = math.sqrt(v_max * stats.ncx2.isf(c_lat, self.latent_dim, nc))
         if self.nuisance_dim:
-            r_latent += self.nuisance_scale * math.sqrt(stats.chi2.isf(coverage / 4, self.nuisance_dim))
+            r_latent += self.nuisance_scale * math.sqrt(
+                stats.chi2.isf(coverage / 4, self.nuisance_dim)
+            )
         d = max(self.d_A, self.d_B)
-        r_noise = self.obs_noise * math.sqrt(stats.chi2.isf(coverage / 2, d)) if self.obs_noise else 0.0
+        r_noise = (
+            self.obs_noise * math.sqrt(stats.chi2.isf(coverage / 2, d)) if self.obs_noise else 0.0
+        )
         return r_latent + r_noise
 
 
@@ -310,14 +347,15 @@ class World:
 
 # ---- G2, G7 channels: an extension point ------------------------------------------------------
 
+
 class Channel:
     """A modality channel ``(y, s) -> (y_B, s_B)`` with knob ``t`` and its exact ground truth.
 
     Subclass it, set :attr:`name`, implement :meth:`apply` and :meth:`tv_latent_per_class`
     (and, where known, :meth:`bayes_error_B`, :meth:`law_B` and :meth:`pair_law`), then
     :func:`register_channel` an instance: ``WorldConfig(channel=name)`` then runs through every
-    sampler, :func:`cmcd_theory.sweeps.sweep.run_sweep` and :func:`cmcd_theory.certify.certify` with no
-    change to the package. Instances are looked up by name at trace time, so a
+    sampler, :func:`cmcd_theory.sweeps.sweep.run_sweep` and :func:`cmcd_theory.certify.certify`
+    with no change to the package. Instances are looked up by name at trace time, so a
     :class:`WorldConfig` stays a hashable static ``jit`` argument; ``t`` may be a traced
     scalar inside :meth:`apply`, and ``t = 0`` should be the identity (G2's convention).
 
@@ -331,7 +369,8 @@ class Channel:
     changes_labels: bool = False
 
     def check(self, config: WorldConfig) -> None:
-        """Extra validation of a config using this channel (raise ``ValueError`` naming the field)."""
+        """Extra validation of a config using this channel (raise ``ValueError`` naming the
+        field)."""
 
     def apply(self, world: World, key: jax.Array, y: jax.Array, s: jax.Array, t) -> tuple:
         """``(y_B, s_B)`` for labels ``y`` (n,) and latents ``s`` (n, k); jax, explicit key."""
@@ -405,8 +444,10 @@ def register_channel(channel: Channel, *, replace: bool = False) -> Channel:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"channel.name must be an identifier string, got {name!r}")
     if name in _REGISTRY and (not replace or name in BUILTIN_CHANNELS):
-        raise ValueError(f"channel.name {name!r} is already registered"
-                         + (" (built-in)" if name in BUILTIN_CHANNELS else "; pass replace=True"))
+        raise ValueError(
+            f"channel.name {name!r} is already registered"
+            + (" (built-in)" if name in BUILTIN_CHANNELS else "; pass replace=True")
+        )
     _REGISTRY[name] = channel
     return channel
 
@@ -425,4 +466,3 @@ def get_channel(name: str) -> Channel:
     if name not in _REGISTRY:
         raise ValueError(f"channel must be one of {CHANNELS}, got {name!r}")
     return _REGISTRY[name]
-

@@ -36,8 +36,8 @@ def _tv_equal_mean(k: int, s1: float, s2: float):
     cross."""
     if s2 == s1:
         return 0.0
-    r2 = 2 * k * math.log(s2 / s1) * s1 ** 2 * s2 ** 2 / (s2 ** 2 - s1 ** 2)
-    return stats.chi2.cdf(r2 / s1 ** 2, k) - stats.chi2.cdf(r2 / s2 ** 2, k)
+    r2 = 2 * k * math.log(s2 / s1) * s1**2 * s2**2 / (s2**2 - s1**2)
+    return stats.chi2.cdf(r2 / s1**2, k) - stats.chi2.cdf(r2 / s2**2, k)
 
 
 def _tv_isotropic(dist: float, k: int, s1: float, s2: float) -> float:
@@ -63,15 +63,15 @@ def _tv_isotropic(dist: float, k: int, s1: float, s2: float) -> float:
         return float(_tv_equal_cov(dist, s1))
     if s1 > s2:
         s1, s2 = s2, s1
-    l1, l2 = 1.0 / s1 ** 2, 1.0 / s2 ** 2
-    r2 = l1 * l2 * dist ** 2 / (l1 - l2) ** 2 + 2 * k * math.log(s2 / s1) / (l1 - l2)
+    l1, l2 = 1.0 / s1**2, 1.0 / s2**2
+    r2 = l1 * l2 * dist**2 / (l1 - l2) ** 2 + 2 * k * math.log(s2 / s1) / (l1 - l2)
     nc1 = (l2 * dist / ((l1 - l2) * s1)) ** 2
     nc2 = (l1 * dist / ((l1 - l2) * s2)) ** 2
 
     def cdf(x, nc):
         return stats.chi2.cdf(x, k) if nc == 0 else stats.ncx2.cdf(x, k, nc)
 
-    return float(cdf(r2 / s1 ** 2, nc1) - cdf(r2 / s2 ** 2, nc2))
+    return float(cdf(r2 / s1**2, nc1) - cdf(r2 / s2**2, nc2))
 
 
 def _rotation_matrix_np(t: float, k: int) -> np.ndarray:
@@ -85,8 +85,11 @@ def _rotation_matrix_np(t: float, k: int) -> np.ndarray:
 def _iso_logpdf(x, mean, std):
     """Log density of ``N(mean, std^2 I_k)`` at the rows of x (n, k)."""
     k = x.shape[-1]
-    return (-0.5 * np.sum((x - mean) ** 2, axis=-1) / std ** 2
-            - k * math.log(std) - 0.5 * k * math.log(2 * math.pi))
+    return (
+        -0.5 * np.sum((x - mean) ** 2, axis=-1) / std**2
+        - k * math.log(std)
+        - 0.5 * k * math.log(2 * math.pi)
+    )
 
 
 def gaussian_axes_bayes_error(a, v: float, *, return_error: bool = False):
@@ -133,8 +136,13 @@ def gaussian_axes_bayes_error(a, v: float, *, return_error: bool = False):
             continue
 
         def integrand(z, ay=ay, pos=pos):
-            return math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) * float(
-                np.prod(special.ndtr((ay * ay + pos * pos + 2 * ay * sv * z) / (2 * pos * sv))))
+            return (
+                math.exp(-0.5 * z * z)
+                / math.sqrt(2 * math.pi)
+                * float(
+                    np.prod(special.ndtr((ay * ay + pos * pos + 2 * ay * sv * z) / (2 * pos * sv)))
+                )
+            )
 
         lo = -ay / (2 * sv) if n_zero else -np.inf
         val, e = integrate.quad(integrand, lo, np.inf, epsabs=QUAD_TOL, epsrel=0.0, limit=200)

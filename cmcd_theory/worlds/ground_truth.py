@@ -73,15 +73,17 @@ def _tv_source_channel_per_class(config: WorldConfig, t: float) -> np.ndarray:
         return np.full(config.num_classes, np.nan)
     _, means_b, std_b = comps[0]
     dist = np.linalg.norm(config.source_class_means() - np.asarray(means_b, np.float64), axis=1)
-    return np.array([_tv_isotropic(float(d), config.latent_dim, config.sigma, float(std_b))
-                     for d in dist])
+    return np.array(
+        [_tv_isotropic(float(d), config.latent_dim, config.sigma, float(std_b)) for d in dist]
+    )
 
 
 def tv_latent_per_class(config: WorldConfig, t: float | None = None) -> np.ndarray:
     r"""Exact ``TV(law(s_A | y), law(s_B | y_B = y))`` for each class y (G2, G7, G8), shape (K,),
     float64 (``s_A = s`` unless the source has a channel of its own, G8).
 
-    Each channel states its own closed form (:meth:`cmcd_theory.worlds.Channel.tv_latent_per_class`):
+    Each channel states its own closed form
+    (:meth:`cmcd_theory.worlds.Channel.tv_latent_per_class`):
 
     * attenuate: ``2 Phi(t norm(P_J mu_y) / 2 sigma) - 1``
     * noise: ``F(r2 / sigma1^2) - F(r2 / sigma2^2)``, F the chi-square(k) CDF,
@@ -104,8 +106,10 @@ def tv_latent_per_class(config: WorldConfig, t: float | None = None) -> np.ndarr
         return _tv_source_channel_per_class(config, t)
     tv = np.asarray(get_channel(config.channel).tv_latent_per_class(config, t), np.float64)
     if tv.shape != (config.num_classes,):
-        raise ValueError(f"channel {config.channel!r} returned per-class TV of shape {tv.shape}, "
-                         f"expected ({config.num_classes},)")
+        raise ValueError(
+            f"channel {config.channel!r} returned per-class TV of shape {tv.shape}, "
+            f"expected ({config.num_classes},)"
+        )
     return tv
 
 
@@ -124,8 +128,10 @@ def pair_agreement(config: WorldConfig, t: float | None = None) -> float:
 
 # ---- known densities of the latents (float64) ----------------------------------------------
 
-def latent_logpdf(config: WorldConfig, modality: str, y: int, x: np.ndarray,
-                  t: float | None = None) -> np.ndarray:
+
+def latent_logpdf(
+    config: WorldConfig, modality: str, y: int, x: np.ndarray, t: float | None = None
+) -> np.ndarray:
     """Log density of ``s_A | y`` (modality ``"A"``; ``s | y`` without a source channel, G8) or
     ``s_B | y_B`` (``"B"``) at rows of x."""
     t = config.t if t is None else float(t)
@@ -135,12 +141,20 @@ def latent_logpdf(config: WorldConfig, modality: str, y: int, x: np.ndarray,
         return _iso_logpdf(x, mu[y], config.sigma)
     if modality != "B":
         raise ValueError(f"modality must be 'A' or 'B', got {modality!r}")
-    terms = [math.log(w) + _iso_logpdf(x, means[y], std) for w, means, std in _law_B(config, t) if w > 0]
+    terms = [
+        math.log(w) + _iso_logpdf(x, means[y], std) for w, means, std in _law_B(config, t) if w > 0
+    ]
     return terms[0] if len(terms) == 1 else np.logaddexp.reduce(np.stack(terms), axis=0)
 
 
-def sample_latent_np(config: WorldConfig, modality: str, y: int, n: int,
-                     rng: np.random.Generator, t: float | None = None) -> np.ndarray:
+def sample_latent_np(
+    config: WorldConfig,
+    modality: str,
+    y: int,
+    n: int,
+    rng: np.random.Generator,
+    t: float | None = None,
+) -> np.ndarray:
     """Draw n rows of ``s_A | y`` (``"A"``; ``s | y`` without a source channel, G8) or
     ``s_B | y_B`` (``"B"``) in float64 numpy."""
     t = config.t if t is None else float(t)
@@ -156,8 +170,9 @@ def sample_latent_np(config: WorldConfig, modality: str, y: int, n: int,
     return means[comp] + stds[comp, None] * xi
 
 
-def tv_monte_carlo(sample_p, logpdf_p, logpdf_q, n: int, rng: np.random.Generator,
-                   delta: float = 0.01) -> Interval:
+def tv_monte_carlo(
+    sample_p, logpdf_p, logpdf_q, n: int, rng: np.random.Generator, delta: float = 0.01
+) -> Interval:
     r"""Monte Carlo TV between two known densities with a Hoeffding interval.
 
     .. math:: \mathrm{TV}(P, Q) = \mathbb E_{x\sim P}\max\big(0, 1 - q(x)/p(x)\big)
@@ -185,8 +200,13 @@ def tv_monte_carlo(sample_p, logpdf_p, logpdf_q, n: int, rng: np.random.Generato
     return Interval(est, est - half, est + half, n, delta)
 
 
-def tv_latent_monte_carlo(config: WorldConfig, t: float | None = None, n: int = 100_000,
-                          seed: int = 0, delta: float = 0.01) -> Interval:
+def tv_latent_monte_carlo(
+    config: WorldConfig,
+    t: float | None = None,
+    n: int = 100_000,
+    seed: int = 0,
+    delta: float = 0.01,
+) -> Interval:
     """Monte Carlo ``TV_latent`` (n draws per class), to check the closed forms of G2.
 
     The class average of K independent means of n [0, 1]-variables each is a mean of nK
@@ -211,6 +231,7 @@ def tv_latent_monte_carlo(config: WorldConfig, t: float | None = None, n: int = 
 
 # ---- Bayes errors (G5, G5b) ------------------------------------------------------------------
 
+
 def bayes_error_exact(config: WorldConfig, modality: str, t: float | None = None) -> float | None:
     """Exact Bayes error eps*_A (modality ``"A"``) or eps*_B (``"B"``) by G5b's quadrature, or
     ``None`` where the channel states none. A nuisance (G6) leaves eps*_B unchanged, and so do
@@ -222,19 +243,27 @@ def bayes_error_exact(config: WorldConfig, modality: str, t: float | None = None
     t = config.t if t is None else float(t)
     _check_t(t)
     if config.obs_noise > 0:
-        raise ValueError("bayes_error is the latent Bayes error; it equals the observation's "
-                         "only for obs_noise = 0")
+        raise ValueError(
+            "bayes_error is the latent Bayes error; it equals the observation's "
+            "only for obs_noise = 0"
+        )
     if modality == "A":
         a = np.full(config.num_classes, config.separation / math.sqrt(2))
         if config.has_source_channel:
             a = a * config.source_gain()[: config.num_classes]  # class c lives on axis e_c
-        return gaussian_axes_bayes_error(a, config.sigma ** 2)
+        return gaussian_axes_bayes_error(a, config.sigma**2)
     v = get_channel(config.channel).bayes_error_B(config, t)
     return None if v is None else float(v)
 
 
-def bayes_error(config: WorldConfig, modality: str, t: float | None = None, n: int = 200_000,
-                seed: int = 0, delta: float = 0.01) -> Interval:
+def bayes_error(
+    config: WorldConfig,
+    modality: str,
+    t: float | None = None,
+    n: int = 200_000,
+    seed: int = 0,
+    delta: float = 0.01,
+) -> Interval:
     """Bayes error of predicting the label from the latent of ``modality`` (G5, G5b).
 
     Exact (an interval of zero width, ``n = 0``) wherever :func:`bayes_error_exact` is known,
@@ -248,8 +277,14 @@ def bayes_error(config: WorldConfig, modality: str, t: float | None = None, n: i
     return bayes_error_monte_carlo(config, modality, t, n=n, seed=seed, delta=delta)
 
 
-def bayes_error_monte_carlo(config: WorldConfig, modality: str, t: float | None = None,
-                            n: int = 200_000, seed: int = 0, delta: float = 0.01) -> Interval:
+def bayes_error_monte_carlo(
+    config: WorldConfig,
+    modality: str,
+    t: float | None = None,
+    n: int = 200_000,
+    seed: int = 0,
+    delta: float = 0.01,
+) -> Interval:
     """Monte Carlo Bayes error: the error rate of the posterior argmax on n draws of the
     channel's stated law (:meth:`~cmcd_theory.worlds.Channel.law_B`), with a Hoeffding interval.
     The check of the quadrature, and the fallback for a channel without an exact form."""
@@ -301,25 +336,36 @@ def _pair_components(config: WorldConfig, t: float) -> list:
     ``(s_A, s_B, y_B)`` given y (G8)."""
     law = get_channel(config.channel).pair_law(config, t)
     if law is None:
-        raise ValueError(f"channel {config.channel!r} states no coordinate-wise pair law "
-                         "(Channel.pair_law); the latent mutual informations cover attenuate, "
-                         "noise, corrupt, resample, mispair")
-    var_a, alpha = config.sigma ** 2, config.source_gain()
-    return [_PairComponent(float(w), int(r), np.asarray(m, np.float64), float(v),
-                           alpha * np.asarray(g, np.float64) * var_a)
-            for w, r, m, v, g in law if w > 0]
+        raise ValueError(
+            f"channel {config.channel!r} states no coordinate-wise pair law "
+            "(Channel.pair_law); the latent mutual informations cover attenuate, "
+            "noise, corrupt, resample, mispair"
+        )
+    var_a, alpha = config.sigma**2, config.source_gain()
+    return [
+        _PairComponent(
+            float(w),
+            int(r),
+            np.asarray(m, np.float64),
+            float(v),
+            alpha * np.asarray(g, np.float64) * var_a,
+        )
+        for w, r, m, v, g in law
+        if w > 0
+    ]
 
 
 def _rho2(config: WorldConfig, c: _PairComponent) -> np.ndarray:
     """Squared correlation of ``(s_A,j, s_B,j)`` given y in one component, shape (k,)."""
-    return c.cov ** 2 / (config.sigma ** 2 * c.var_B)
+    return c.cov**2 / (config.sigma**2 * c.var_B)
 
 
 _SHARED = 1.0 - 1e-12  # rho^2 at or above it: the coordinate is shared exactly (to float64)
 
 
-def latent_conditional_mutual_information(config: WorldConfig,
-                                          t: float | None = None) -> float | None:
+def latent_conditional_mutual_information(
+    config: WorldConfig, t: float | None = None
+) -> float | None:
     r"""Exact ``I(s_A; s_B | y)`` in nats (G8), y the source's class.
 
     Given y, where the pair law is one component (attenuate, noise, and every channel at
@@ -351,11 +397,12 @@ def latent_conditional_mutual_information(config: WorldConfig,
     return float(-0.5 * np.sum(np.log1p(-rho2[0])))
 
 
-def _log_bivariate(u: np.ndarray, w: np.ndarray, var_a: float, var_b: float,
-                   cov: np.ndarray) -> np.ndarray:
+def _log_bivariate(
+    u: np.ndarray, w: np.ndarray, var_a: float, var_b: float, cov: np.ndarray
+) -> np.ndarray:
     """Log density of k independent centred bivariate normals (variances ``var_a``, ``var_b``,
     covariances ``cov`` (k,)) at the residuals ``u, w`` (n, k), summed over coordinates."""
-    det = var_a * var_b - cov ** 2
+    det = var_a * var_b - cov**2
     q = (var_b * u * u - 2.0 * cov * u * w + var_a * w * w) / det
     return -0.5 * np.sum(q + np.log(det), axis=-1) - u.shape[-1] * math.log(2 * math.pi)
 
@@ -374,7 +421,7 @@ def _draw_pairs(config: WorldConfig, comps: list, n: int, rng: np.random.Generat
     s_b, y_b = np.empty((n, k)), np.empty(n, np.int64)
     for i, c in enumerate(comps):
         idx = comp == i
-        resid = np.sqrt(np.maximum(c.var_B - c.cov ** 2 / sd ** 2, 0.0))
+        resid = np.sqrt(np.maximum(c.var_B - c.cov**2 / sd**2, 0.0))
         s_b[idx] = c.means_B[y[idx]] + (c.cov / sd) * z1[idx] + resid * z2[idx]
         y_b[idx] = (y[idx] + c.shift) % K
     return s_a, s_b, y_b
@@ -385,14 +432,16 @@ def _target_logpdfs(config: WorldConfig, comps: list, s_b: np.ndarray, y_b: np.n
     of s_B is the mixture over (y, component) of ``N(means_B[y], var_B I)`` with weight
     ``w / K``, whose target label is ``(y + shift) mod K``."""
     K = config.num_classes
-    terms, labels, log_py = [], [], np.full(K, -np.inf)
+    term_list: list[np.ndarray] = []
+    label_list: list[int] = []
+    log_py = np.full(K, -np.inf)
     for c in comps:
         for y in range(K):
             lw = math.log(c.weight / K)
-            terms.append(lw + _iso_logpdf(s_b, c.means_B[y], math.sqrt(c.var_B)))
-            labels.append((y + c.shift) % K)
-            log_py[labels[-1]] = np.logaddexp(log_py[labels[-1]], lw)
-    terms, labels = np.stack(terms, axis=1), np.array(labels)
+            term_list.append(lw + _iso_logpdf(s_b, c.means_B[y], math.sqrt(c.var_B)))
+            label_list.append((y + c.shift) % K)
+            log_py[label_list[-1]] = np.logaddexp(log_py[label_list[-1]], lw)
+    terms, labels = np.stack(term_list, axis=1), np.array(label_list)
     own = np.where(labels[None, :] == y_b[:, None], terms, -np.inf)
     return special.logsumexp(terms, axis=1), special.logsumexp(own, axis=1), log_py[y_b]
 
@@ -400,10 +449,13 @@ def _target_logpdfs(config: WorldConfig, comps: list, s_b: np.ndarray, y_b: np.n
 def _pair_logpdf(config: WorldConfig, comps: list, s_a: np.ndarray, s_b: np.ndarray) -> np.ndarray:
     """``log p(s_A, s_B)`` per draw, exact: the mixture over (y, component) of the
     coordinate-wise bivariate normals of G8 with weight ``w / K``."""
-    m_a, var_a = config.source_class_means(), config.sigma ** 2
-    terms = [math.log(c.weight / config.num_classes)
-             + _log_bivariate(s_a - m_a[y], s_b - c.means_B[y], var_a, c.var_B, c.cov)
-             for c in comps for y in range(config.num_classes)]
+    m_a, var_a = config.source_class_means(), config.sigma**2
+    terms = [
+        math.log(c.weight / config.num_classes)
+        + _log_bivariate(s_a - m_a[y], s_b - c.means_B[y], var_a, c.var_B, c.cov)
+        for c in comps
+        for y in range(config.num_classes)
+    ]
     return special.logsumexp(np.stack(terms, axis=1), axis=1)
 
 
@@ -412,8 +464,9 @@ def _mean_half(x: np.ndarray) -> tuple:
     return float(np.mean(x)), float(Z95 * np.std(x, ddof=1) / math.sqrt(x.size))
 
 
-def latent_mutual_information(config: WorldConfig, t: float | None = None, *, n: int = 200_000,
-                              seed: int = 0) -> LatentMutualInformation:
+def latent_mutual_information(
+    config: WorldConfig, t: float | None = None, *, n: int = 200_000, seed: int = 0
+) -> LatentMutualInformation:
     r"""``I(s_A; s_B)`` and ``I(s_B; y_B)`` in nats by Monte Carlo with the true densities (G8).
 
     The world's pair law (:meth:`~cmcd_theory.worlds.Channel.pair_law`) with the source
@@ -457,8 +510,12 @@ def latent_mutual_information(config: WorldConfig, t: float | None = None, *, n:
     if any(np.any(_rho2(config, c) >= _SHARED) for c in comps):
         return LatentMutualInformation(math.inf, 0.0, *mi_by)
     m_a = config.source_class_means()
-    lp_a = special.logsumexp(np.stack([_iso_logpdf(s_a, m_a[y], config.sigma)
-                                       for y in range(config.num_classes)], axis=1), axis=1)
+    lp_a = special.logsumexp(
+        np.stack(
+            [_iso_logpdf(s_a, m_a[y], config.sigma) for y in range(config.num_classes)], axis=1
+        ),
+        axis=1,
+    )
     lp_a = lp_a - math.log(config.num_classes)
     mi_ab = _mean_half(_pair_logpdf(config, comps, s_a, s_b) - lp_a - lp_b)
     return LatentMutualInformation(*mi_ab, *mi_by)

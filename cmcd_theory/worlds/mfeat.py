@@ -43,7 +43,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import pathlib
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -141,7 +142,7 @@ def csv_path(view: str) -> pathlib.Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_view(view: str) -> tuple[np.ndarray, np.ndarray]:
     table = np.loadtxt(csv_path(view), delimiter=",", skiprows=1, dtype=np.float64)
     d = VIEWS[view]
@@ -199,6 +200,7 @@ def load_views(views: Sequence[str] = tuple(VIEWS)) -> tuple[dict[str, np.ndarra
         if y is not None and not np.array_equal(y, y_view):
             raise ValueError(f"labels of view {view!r} differ from those of {views[0]!r}")
         xs[view], y = x, y_view
+    assert y is not None  # views is not empty
     return xs, y
 
 
@@ -282,8 +284,12 @@ def split(
     per_class = np.stack(blocks[2])
     rounds = [per_class[rng.permutation(NUM_CLASSES), r] for r in range(per_class.shape[1])]
     labeled = np.concatenate(rounds)
-    return MfeatSplit(ssl.astype(np.int64), pairs.astype(np.int64), labeled.astype(np.int64),
-                      test.astype(np.int64))
+    return MfeatSplit(
+        ssl.astype(np.int64),
+        pairs.astype(np.int64),
+        labeled.astype(np.int64),
+        test.astype(np.int64),
+    )
 
 
 def labeled_subset(split_: MfeatSplit, n: int) -> np.ndarray:
@@ -304,8 +310,12 @@ def labeled_subset(split_: MfeatSplit, n: int) -> np.ndarray:
       [2, 2, 2, 2, 2, 2, 2, 2, 2, 2]
     """
     n_max = len(split_.labeled)
-    if (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n % NUM_CLASSES
-            or not NUM_CLASSES <= n <= n_max):
+    if (
+        isinstance(n, bool)
+        or not isinstance(n, (int, np.integer))
+        or n % NUM_CLASSES
+        or not NUM_CLASSES <= n <= n_max
+    ):
         raise ValueError(
             f"n must be a multiple of {NUM_CLASSES} in [{NUM_CLASSES}, {n_max}], got {n!r}"
         )
@@ -440,8 +450,12 @@ def tile_rows(n: int, length: int) -> np.ndarray:
       >>> tile_rows(2, 6).tolist()
       [0, 1, 0, 1, 0, 1]
     """
-    if not (isinstance(n, (int, np.integer)) and isinstance(length, (int, np.integer))
-            and 1 <= n <= length and length % n == 0):
+    if not (
+        isinstance(n, (int, np.integer))
+        and isinstance(length, (int, np.integer))
+        and 1 <= n <= length
+        and length % n == 0
+    ):
         raise ValueError(f"n must be a positive divisor of length={length}, got n={n!r}")
     return np.arange(length, dtype=np.int64) % n
 

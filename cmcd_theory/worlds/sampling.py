@@ -56,8 +56,10 @@ def make_world(config: WorldConfig, key: jax.Array | None = None) -> World:
         key = jax.random.key(config.map_seed)
     ka, kb, ka1, kb1 = jax.random.split(key, 4)
     k, kb_in = config.latent_dim, config.target_input_dim
-    maps = {"QA": _orthonormal_columns(ka, config.d_A, k),
-            "QB": _orthonormal_columns(kb, config.d_B, kb_in)}
+    maps = {
+        "QA": _orthonormal_columns(ka, config.d_A, k),
+        "QB": _orthonormal_columns(kb, config.d_B, kb_in),
+    }
     if config.observation == "nonlinear":
         maps["QA1"] = _orthonormal_columns(ka1, k, k)
         maps["QB1"] = _orthonormal_columns(kb1, kb_in, kb_in)
@@ -108,6 +110,7 @@ def source_channel(world: World, key: jax.Array, s: jax.Array) -> jax.Array:
 
 # ---- G3 observation maps -----------------------------------------------------------------------
 
+
 def _leaky(u):
     return jnp.where(u >= 0, u, LEAKY_SLOPE * u)
 
@@ -123,9 +126,11 @@ def observe(world: World, s: jax.Array, modality: str, key: jax.Array | None = N
     cfg = world.config
     q2 = world.maps["Q" + modality]
     if s.shape[-1] != q2.shape[1]:
-        raise ValueError(f"s must have {q2.shape[1]} columns for modality {modality} "
-                         f"(latent_dim{' + nuisance_dim' if modality == 'B' and cfg.nuisance_dim else ''}), "
-                         f"got shape {s.shape}")
+        raise ValueError(
+            f"s must have {q2.shape[1]} columns for modality {modality} "
+            f"(latent_dim{' + nuisance_dim' if modality == 'B' and cfg.nuisance_dim else ''}), "
+            f"got shape {s.shape}"
+        )
     if cfg.observation == "nonlinear":
         s = _leaky(s @ world.maps["Q" + modality + "1"].T)
     x = s @ q2.T
@@ -137,6 +142,7 @@ def observe(world: World, s: jax.Array, modality: str, key: jax.Array | None = N
 
 
 # ---- samplers ------------------------------------------------------------------------------------
+
 
 class Sample(NamedTuple):
     """A labeled paired sample with its latents.
@@ -178,7 +184,9 @@ def _with_nuisance(world: World, key: jax.Array, s_b: jax.Array) -> jax.Array:
     cfg = world.config
     if cfg.nuisance_dim == 0:
         return s_b
-    nu = cfg.nuisance_scale * jax.random.normal(key, s_b.shape[:-1] + (cfg.nuisance_dim,), s_b.dtype)
+    nu = cfg.nuisance_scale * jax.random.normal(
+        key, s_b.shape[:-1] + (cfg.nuisance_dim,), s_b.dtype
+    )
     return jnp.concatenate([s_b, nu], axis=-1)
 
 
@@ -193,8 +201,9 @@ def sample(world: World, key: jax.Array, n: int, t=None) -> Sample:
     y_b, s_b = transmit(world, k_ch, y, s, t)
     u_b = _with_nuisance(world, jax.random.fold_in(k_b, 1), s_b)
     s_a = source_channel(world, jax.random.fold_in(k_a, SOURCE_CHANNEL_TAG), s)
-    return Sample(y, s, s_b, observe(world, s_a, "A", k_a), observe(world, u_b, "B", k_b), y_b, u_b,
-                  s_a)
+    return Sample(
+        y, s, s_b, observe(world, s_a, "A", k_a), observe(world, u_b, "B", k_b), y_b, u_b, s_a
+    )
 
 
 def sample_source(world: World, key: jax.Array, M: int) -> jax.Array:
@@ -225,8 +234,13 @@ def views(world: World, key: jax.Array, latents: jax.Array, modality: str = "A")
             s, nu = latents[:, :k], latents[:, k:]
             fresh = cfg.nuisance_scale * jax.random.normal(kr, nu.shape, nu.dtype)
             rho = cfg.nuisance_rho
-            u = jnp.concatenate([s + sv * jax.random.normal(kn, s.shape),
-                                 math.sqrt(1.0 - rho) * nu + math.sqrt(rho) * fresh], axis=-1)
+            u = jnp.concatenate(
+                [
+                    s + sv * jax.random.normal(kn, s.shape),
+                    math.sqrt(1.0 - rho) * nu + math.sqrt(rho) * fresh,
+                ],
+                axis=-1,
+            )
         else:
             u = latents + sv * jax.random.normal(kv, latents.shape)
         return observe(world, u, modality, ko)
