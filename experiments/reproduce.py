@@ -28,7 +28,8 @@ from cmcd_theory.sweeps.devices import setup_jax
 
 EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "convergence_M_stage1", "generalization_n", "tv_vs_gain",
                "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat",
-               "discomkd_synthetic", "when_distillation_pays", "pairing_vs_distance", "nuisance_ablation")
+               "discomkd_synthetic", "when_distillation_pays", "pairing_vs_distance", "nuisance_ablation",
+               "theory_arena")
 
 
 EPILOG = """\
