@@ -16,7 +16,8 @@ The headline grid: attenuate channel, 8 values of t, 5 seeds, CMD / CMC / L2, de
 Both run cold (compilation and ground truth included: the XLA programs are new to the process
 and the ground-truth memo is emptied first), then again with their programs compiled and the
 ground truth memoised. Prints the wall times and ratios and writes
-``results/sweep_speed.json``.
+``results/sweep_speed.json`` (``--quick``: ``results/quick/sweep_speed.json``, git-ignored, so
+that a quick run never overwrites the committed full-size numbers).
 
     python -m benchmarks.sweep_speed [--quick]
 """
@@ -42,8 +43,11 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.sweep_speed", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="quick sizes, 4 t values, 2 seeds")
     p.add_argument("--chunk-size", type=int, default=16, help="cells per vmapped call")
-    p.add_argument("--out", default="results/sweep_speed.json")
+    p.add_argument("--out", default=None,
+                   help="JSON path (default: results/sweep_speed.json; --quick: results/quick/)")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = "results/quick/sweep_speed.json" if args.quick else "results/sweep_speed.json"
     cfg = quick_pipeline() if args.quick else PipelineConfig()
     ts = [float(t) for t in np.linspace(0, 1, 4 if args.quick else 8)]
     seeds = list(range(2 if args.quick else 5))

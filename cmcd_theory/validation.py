@@ -11,7 +11,14 @@ one line on stderr, ``prog: error: <parameter>: <allowed>``, and exit status 2:
 * :func:`parser`: an ``ArgumentParser`` with defaults in ``--help``, ``--version`` and
   one-line errors;
 * :func:`arg`: an argparse ``type=`` from a check (e.g. ``arg(positive_int, "--seeds")``);
-* :func:`cli`: run a ``main`` and report a ``ValueError`` raised inside it the same way.
+* :func:`cli`: run a ``main`` and report a ``ValueError`` raised inside it the same way;
+* :func:`interruptible`: run a command's work so that SIGINT / SIGTERM end it within a second
+  with one line (exit status 130 / 143).
+
+What a command writes and connects to is checked before it computes anything:
+:func:`output_file` (the folder can be written, the path is not a directory, an existing file
+is not read-only) and :func:`scheduler_address` (a Dask scheduler answers). Files are written
+whole by :func:`write_atomic` with the mode the user's umask gives.
 
 Example:
   >>> positive_int("steps", 3)
@@ -26,7 +33,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import signal
+import socket
 import sys
+import tempfile
+import threading
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
@@ -35,7 +47,9 @@ import numpy as np
 __version__ = "0.1.0"
 
 __all__ = ["integer", "positive_int", "real", "probability", "unit_interval", "choice",
-           "choices", "nonempty", "boolean", "array", "labels", "parser", "arg", "cli"]
+           "choices", "nonempty", "distinct", "boolean", "array", "labels", "output_file",
+           "write_atomic", "file_mode", "scheduler_address", "parser", "arg", "cli",
+           "interruptible", "WRITE_LOCK"]
 
 
 def _num(x) -> str:
@@ -128,13 +142,30 @@ def nonempty(name: str, values, item: Optional[Callable[[str, Any], Any]] = None
     return tuple(item(name, v) for v in values) if item is not None else values
 
 
+def distinct(name: str, values, key: Callable[[Any], Any] | None = None) -> tuple:
+    """``values`` as a tuple, refused if two of them are equal (compared as ``key(v)``): a grid
+    axis or a seed list is a set, and a repeated value would be computed and counted twice.
+
+    Example:
+      >>> distinct("t", (0.0, 0.5))
+      (0.0, 0.5)
+      >>> distinct("t", (0.0, 0.0))
+      Traceback (most recent call last):
+      ...
+      ValueError: t must not repeat a value, got (0.0, 0.0)
+    """
+    values = tuple(values)
+    keys = [v if key is None else key(v) for v in values]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{name} must not repeat a value, got {values}")
+    return values
+
+
 def choices(name: str, values, allowed: Iterable, *, unique: bool = True) -> tuple:
     """A non-empty sequence of distinct items of ``allowed``."""
     allowed = tuple(allowed)
     out = nonempty(name, values, lambda n, v: choice(n, v, allowed))
-    if unique and len(set(out)) != len(out):
-        raise ValueError(f"{name} must not repeat a value, got {out}")
-    return out
+    return distinct(name, out) if unique else out
 
 
 def boolean(name: str, value) -> bool:
@@ -145,10 +176,11 @@ def boolean(name: str, value) -> bool:
 
 
 def array(name: str, value, *, ndim: Optional[int] = None, shape: Optional[Sequence] = None,
-          kind: str = "float", finite: bool = True, min_rows: int = 1) -> np.ndarray:
+          kind: str = "float", finite: bool = True, min_rows: int = 1,
+          min_cols: int = 0) -> np.ndarray:
     """A numeric array: float64 (``kind="float"``, any real dtype accepted) or integer
-    (``kind="int"``), with ``ndim``, a ``shape`` (None entries are free) and at least
-    ``min_rows`` rows.
+    (``kind="int"``), with ``ndim``, a ``shape`` (None entries are free), at least
+    ``min_rows`` rows and (2-d) at least ``min_cols`` columns.
 
     Example:
       >>> array("z", [[1, 2]], ndim=2).dtype
@@ -174,6 +206,8 @@ def array(name: str, value, *, ndim: Optional[int] = None, shape: Optional[Seque
             raise ValueError(f"{name} must have shape {want}, got {a.shape}")
     if a.ndim >= 1 and a.shape[0] < min_rows:
         raise ValueError(f"{name} must have at least {min_rows} rows, got {a.shape[0]}")
+    if a.ndim == 2 and a.shape[1] < min_cols:
+        raise ValueError(f"{name} must have at least {min_cols} column(s), got shape {a.shape}")
     if finite and a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must hold finite numbers (found NaN or inf)")
     return a
@@ -186,6 +220,136 @@ def labels(name: str, value, n: Optional[int] = None, num_classes: Optional[int]
         hi = "K" if num_classes is None else str(num_classes)
         raise ValueError(f"{name} must lie in [0, {hi}), got values in [{y.min()}, {y.max()}]")
     return y.astype(np.int64)
+
+
+# ---- what a command writes and connects to -----------------------------------------------------
+
+#: Held while a file is written (:func:`write_atomic`, a sweep's appends), so that an interrupt
+#: (:func:`interruptible`) never ends the process in the middle of a write.
+WRITE_LOCK = threading.RLock()
+
+
+def _writable(path: str) -> bool:
+    """Whether this process may write ``path`` (a folder: create and rename files in it)."""
+    return os.access(path, os.W_OK | (os.X_OK if os.path.isdir(path) else 0))
+
+
+def output_file(name: str, path, *, example: str = "out.csv") -> str:
+    """A file path a command may write, checked before any work: not a directory, its folder
+    (or the nearest folder above it that exists, the rest being created on writing) writable,
+    and an existing file not read-only (a read-only file says "keep this"; neither a resume
+    nor ``--overwrite`` replaces it). Returns the path as a string.
+
+    Example:
+      >>> output_file("--out", "/")
+      Traceback (most recent call last):
+      ...
+      ValueError: --out: / is a directory; give a file path such as /out.csv
+    """
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ValueError(f"{name} must be a file path, got {path!r}")
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise ValueError(f"{name}: {p} is a directory; give a file path such as "
+                         f"{os.path.join(p, example)}")
+    folder = os.path.dirname(os.path.abspath(p))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{name}: cannot create the folder {folder}: {existing} is a file")
+    if not _writable(existing):
+        raise ValueError(f"{name}: cannot write into the folder {existing} (permission denied); "
+                         f"choose another {name}")
+    if os.path.exists(p) and not _writable(p):
+        raise ValueError(f"{name}: {p} is read-only; make it writable or choose another {name}")
+    return p
+
+
+def file_mode() -> int:
+    """The mode a new file gets from the user's umask (``0o666 & ~umask``)."""
+    try:
+        with open("/proc/self/status") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)  # no /proc: read it by setting it, then put it back
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Replace ``path`` by ``text`` in one step (temporary file in the same folder, fsync,
+    rename; the folder is created if missing): a reader sees the old file or the new one,
+    never a part. The file keeps the mode of the one it replaces, else the user's umask
+    (:func:`file_mode`)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    with WRITE_LOCK:
+        os.makedirs(folder, exist_ok=True)
+        mode = (os.stat(path).st_mode & 0o7777) if os.path.exists(path) else file_mode()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+#: Seconds a scheduler address has to accept a connection (:func:`scheduler_address`).
+CONNECT_TIMEOUT_S = 3.0
+
+
+def scheduler_address(name: str, address: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
+    """A Dask scheduler address (``tcp://HOST:PORT``, ``tls://...``; port 8786 when left out)
+    that accepts a TCP connection within ``timeout`` seconds, checked before any work. Other
+    protocols are passed through to Dask unchecked.
+
+    Example:
+      >>> scheduler_address("--scheduler", "tcp://127.0.0.1:1", timeout=1)
+      Traceback (most recent call last):
+      ...
+      ValueError: --scheduler: no Dask scheduler answers at tcp://127.0.0.1:1 within 1 s (Connection refused)
+    """
+    scheme, sep, rest = str(address).partition("://")
+    if not sep or scheme not in ("tcp", "tls"):
+        return address
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if not colon or host.endswith(":"):  # no port (a bare IPv6 host has colons inside [...])
+        host, port = rest.rstrip("/"), "8786"
+    host = host.strip("[]")
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise ValueError(f"{name} must be an address such as tcp://HOST:8786, got {address!r}") from None
+    try:
+        socket.create_connection((host, port_n), timeout=timeout).close()
+    except OSError as e:
+        why = e.strerror or (type(e).__name__ if not str(e) else str(e))
+        if isinstance(e, socket.timeout):
+            why = "timed out"
+        raise ValueError(f"{name}: no Dask scheduler answers at {address} within {timeout:g} s "
+                         f"({why})") from None
+    return address
 
 
 # ---- command lines ---------------------------------------------------------------------------
@@ -257,3 +421,76 @@ def cli(main: Callable, argv=None, prog: Optional[str] = None):
         msg = " ".join(str(e).split())
         sys.stderr.write(f"{name}: error: {msg}\n")
         raise SystemExit(2) from None
+
+
+#: Exit status of a command ended by a signal: 128 + the signal's number (the shell's
+#: convention): 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A command received SIGINT or SIGTERM (``signum``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def interruptible(work: Callable[[], Any], prog: str, kept: Callable[[], str],
+                  cleanup: Callable[[], None] | None = None) -> Any:
+    """Run a command's ``work()`` so that SIGINT (Ctrl-C) and SIGTERM end it within a second.
+
+    The work runs in a thread while the main thread waits; on a signal the main thread waits
+    for a file write in progress to finish (:data:`WRITE_LOCK`, so what is on disk is whole),
+    writes one line ``prog: interrupted: <kept()>`` on stderr and ends the process at once
+    with status 128 + the signal number (130 for SIGINT, 143 for SIGTERM), which also ends the
+    worker processes it started (Dask workers exit when their parent does); ``cleanup()``, if
+    given, runs just before (it must be quick and quiet). Only for a
+    command's ``main``, called from the main thread (elsewhere ``work()`` is simply called).
+    Returns what ``work()`` returns and raises what it raises.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return work()
+    done: dict = {}
+
+    def target():
+        try:
+            done["value"] = work()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+            done["error"] = e
+
+    old = {s: signal.signal(s, _raise_interrupted) for s in INTERRUPT_SIGNALS}
+    thread = threading.Thread(target=target, name=f"{prog}-work", daemon=True)
+    try:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.05)
+    except Interrupted as e:
+        for s in INTERRUPT_SIGNALS:  # a second Ctrl-C must not cut the line below
+            signal.signal(s, signal.SIG_IGN)
+        WRITE_LOCK.acquire(timeout=5)  # held until the end: no write starts after this
+        try:
+            what = kept()
+        except Exception as err:  # noqa: BLE001 - the line must still be written
+            what = f"could not count what was kept ({type(err).__name__})"
+        sys.stdout.flush()
+        if sys.stderr.isatty():  # clear a progress bar's line first
+            sys.stderr.write("\r\x1b[K")
+        sys.stderr.write(f"{prog}: interrupted: {what}\n")
+        sys.stderr.flush()
+        if cleanup is not None:
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001, S110 - ending now matters more
+                pass
+        os._exit(128 + e.signum)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if "error" in done:
+        raise done["error"]
+    return done["value"]

@@ -24,6 +24,12 @@ def _cases(tmp):
     np.savez(partial, train_features=np.eye(3))
     wrong = os.path.join(tmp, "wrong.npz")
     np.savez(wrong, train_features=np.eye(3), train_labels=np.array([0, 1]))
+    good = os.path.join(tmp, "good.npz")
+    y = np.arange(40) % 4
+    z = np.eye(4)[y] + 0.1
+    np.savez(good, train_features=z, train_labels=y)
+    stray = os.path.join(tmp, "stray.npz")
+    np.savez(stray, train_features=z, train_labels=np.where(np.arange(40) == 5, 7, y))
     certify = ["-m", "cmcd_theory.certify"]
     sweep = ["-m", "cmcd_theory.sweeps.sweep", "--quick", "--no-progress", "--out",
              os.path.join(tmp, "s.csv")]
@@ -39,6 +45,12 @@ def _cases(tmp):
         "missing array": (certify + [partial], "train_labels"),
         "malformed array": (certify + [wrong], "train_labels"),
         "certify delta": (certify + [partial, "--delta", "1"], "--delta"),
+        "certify out is a directory": (certify + [good, "--out", tmp], "--out"),
+        "certify stray label": (certify + [stray], "num_classes"),
+        "certify weight samples": (certify + [good, "--weight-samples", "0"], "--weight-samples"),
+        "sweep repeated t": (sweep + ["--t", "0,0"], "--t"),
+        "sweep out is a directory": (sweep + ["--out", tmp], "--out"),
+        "sweep no scheduler there": (sweep + ["--scheduler", "tcp://127.0.0.1:1"], "--scheduler"),
         "experiment seeds": (["-m", "experiments.error_vs_distance", "--seeds", "0"], "--seeds"),
         "reproduce only": (["-m", "experiments.reproduce", "--only", "nope"], "--only"),
     }

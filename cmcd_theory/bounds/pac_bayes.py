@@ -45,11 +45,13 @@ import collections
 import dataclasses
 import hashlib
 import math
+import threading
 from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 
+from cmcd_theory.bounds import pac_bayes_mc
 from cmcd_theory.bounds._checks import (
     _check_delta,
     _check_grid,
@@ -206,51 +208,57 @@ def _stochastic_errors(z, y, w, sigma_q, seed, n_draws, chunk):
     with an independent weight draw for every (sample point, draw): the scores of point i
     under W are ``W_hat z_i + sigma_q eps z_i`` and ``eps z_i ~ N(0, ||z_i||^2 I_K)``, so each
     point's draw is ``||z_i|| xi`` with xi standard normal (no weight matrix is formed); the
-    xi come from ``np.random.default_rng(seed)``.
+    xi come from ``np.random.default_rng(seed)``, filled in (draw, point, class) order.
 
     The same standard normal draws serve every sigma_q (the union bound over sigma_q does
     not need independent draws). Returns (G_q,) floats. A deterministic function of its
-    arguments: for a plain seed (int or sequence of ints) the result is memoised, so the bound
-    forms that certify the same probe at different shares of delta draw the weights once.
+    arguments (``chunk``, the most draws generated at once, changes neither the draws nor
+    the result): for a plain seed (int or sequence of ints) the result is memoised, so the
+    bound forms that certify the same probe at different shares of delta draw the weights
+    once. How the errors are counted: :mod:`cmcd_theory.bounds.pac_bayes_mc`.
     """
     key = _memo_key(z, y, w, sigma_q, seed, n_draws, chunk)
-    if key is not None and key in _MC_MEMO:
-        _MC_MEMO.move_to_end(key)
-        return _MC_MEMO[key].copy()
-    rng = np.random.default_rng(seed)
-    K = w.shape[0]
-    base = z @ w.T                                   # (n, K)
-    norms = np.linalg.norm(z, axis=1)[None, :, None]
-    idx = np.asarray(y)[None, :, None]
-    is_label = np.zeros(base.shape, bool)
-    np.put_along_axis(is_label, idx[0], True, axis=-1)
-    errors = np.zeros(sigma_q.size)
-    done = 0
-    while done < n_draws:
-        c = min(chunk, n_draws - done)
-        noise = norms * rng.standard_normal((c, z.shape[0], K))     # (c, n, K)
-        scores = np.empty_like(noise)
-        for g, s in enumerate(sigma_q):
-            # scores = base + s * noise, and the margin s_y - max_{y' != y} s_y' (the values
-            # of _margins(base[None] + s * noise, y), computed in place)
-            np.multiply(noise, s, out=scores)
-            scores += base
-            correct = np.take_along_axis(scores, np.broadcast_to(idx, (c,) + idx.shape[1:]),
-                                         axis=-1)[..., 0]
-            np.copyto(scores, -np.inf, where=is_label)
-            errors[g] += np.count_nonzero(correct - scores.max(axis=-1) <= 0)
-        done += c
-    errors /= n_draws * z.shape[0]
-    if key is not None:
-        _MC_MEMO[key] = errors.copy()
-        while len(_MC_MEMO) > _MC_MEMO_MAX:
-            _MC_MEMO.popitem(last=False)
+    if key is None:
+        return _mc_errors(z, y, w, sigma_q, seed, n_draws, chunk)
+    while True:
+        with _MC_LOCK:
+            if key in _MC_MEMO:
+                _MC_MEMO.move_to_end(key)
+                return _MC_MEMO[key].copy()
+            running = _MC_RUNNING.get(key)
+            if running is None:  # nobody computes it: this call does
+                running = _MC_RUNNING[key] = threading.Event()
+                break
+        running.wait()  # another thread computes the same draws: wait for its result
+    try:
+        errors = _mc_errors(z, y, w, sigma_q, seed, n_draws, chunk)
+        with _MC_LOCK:
+            _MC_MEMO[key] = errors.copy()
+            while len(_MC_MEMO) > _MC_MEMO_MAX:
+                _MC_MEMO.popitem(last=False)
+    finally:
+        with _MC_LOCK:
+            del _MC_RUNNING[key]
+        running.set()
     return errors
 
 
-# _stochastic_errors of this process: (arrays' digest, seed, draws, chunk) -> errors
+def _mc_errors(z, y, w, sigma_q, seed, n_draws, chunk) -> np.ndarray:
+    """:func:`_stochastic_errors` without the memo
+    (:func:`cmcd_theory.bounds.pac_bayes_mc.error_counts`)."""
+    sigmas = np.asarray(sigma_q, np.float64).reshape(-1)
+    counts = pac_bayes_mc.error_counts(z, np.asarray(y), w, sigmas, np.random.default_rng(seed),
+                                       int(n_draws), int(chunk))
+    return counts / (n_draws * z.shape[0])
+
+
+# _stochastic_errors of this process: (arrays' digest, seed, draws, chunk) -> errors; the
+# keys being computed by some thread now (a second caller waits for the first: certify runs
+# B3 and B3p in threads while it does the rest), under one lock
 _MC_MEMO: collections.OrderedDict = collections.OrderedDict()
 _MC_MEMO_MAX = 64
+_MC_RUNNING: dict = {}
+_MC_LOCK = threading.Lock()
 
 
 def _memo_key(z, y, w, sigma_q, seed, n_draws, chunk):

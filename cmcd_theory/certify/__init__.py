@@ -16,15 +16,20 @@ from cmcd_theory.certify.certificate import ROW_KEYS as ROW_KEYS
 from cmcd_theory.certify.certificate import SPENDING as SPENDING
 from cmcd_theory.certify.certificate import WIDE_KEYS as WIDE_KEYS
 from cmcd_theory.certify.certificate import Certificate as Certificate
+from cmcd_theory.certify.certificate import value_text as value_text
 from cmcd_theory.certify.cli import build_parser as build_parser
 from cmcd_theory.certify.cli import main as main
 from cmcd_theory.certify.cli import run as run
+from cmcd_theory.certify.features import MAX_WEIGHT_SAMPLES as MAX_WEIGHT_SAMPLES
 from cmcd_theory.certify.features import certify_features as certify_features
 from cmcd_theory.certify.npz import NPZ_ARRAYS as NPZ_ARRAYS
+from cmcd_theory.certify.npz import STAGE1N_ARRAYS as STAGE1N_ARRAYS
+from cmcd_theory.certify.npz import STAGE2N_ARRAYS as STAGE2N_ARRAYS
 from cmcd_theory.certify.npz import load_npz as load_npz
 from cmcd_theory.certify.probe import PROBE_FORMS as PROBE_FORMS
 from cmcd_theory.certify.probe import PROBE_SPLIT as PROBE_SPLIT
 from cmcd_theory.certify.probe import b3_forms as b3_forms
+from cmcd_theory.certify.probe import norm_rtol as norm_rtol
 from cmcd_theory.certify.probe import probe_certificate_rows as probe_certificate_rows
 from cmcd_theory.certify.probe import probe_rows as probe_rows
 from cmcd_theory.certify.rows import NAN as NAN
@@ -52,4 +57,5 @@ __all__ = ["ROW_KEYS", "WIDE_KEYS", "Stage1Stats", "Stage2Stats", "Certificate",
            "stage1_rows", "probe_certificate_rows", "PROBE_SPLIT", "PROBE_FORMS", "load_npz",
            "main", "PART_KEYS", "SPENDING", "GAUSSIAN_CHANNELS", "b1b_applies",
            "probe_bounds_apply", "b4_applies", "b4n_applies", "stage2_normalized_rows",
-           "stage1_normalized_rows", "b5n_applies", "N_POP_SSL", "certify_stage1"]
+           "stage1_normalized_rows", "b5n_applies", "N_POP_SSL", "certify_stage1",
+           "MAX_WEIGHT_SAMPLES", "STAGE1N_ARRAYS", "STAGE2N_ARRAYS", "norm_rtol", "value_text"]

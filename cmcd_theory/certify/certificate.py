@@ -95,19 +95,19 @@ class Certificate:
         return df[list(ROW_KEYS) + [c for c in df.columns if c not in ROW_KEYS]]
 
     def format(self) -> str:
-        """A readable fixed-width table: bound, what it bounds, measured, value, terms,
-        delta, vacuous, holds, or the reason it does not apply."""
-        head = ("bound", "bounds", "measured", "value", "empirical + complexity + confidence",
-                "delta", "vacuous", "holds")
+        """A readable fixed-width table, one line per row: the bound, what it bounds, the
+        measured value, the bound's value and how it is computed from its terms
+        (:func:`value_text`: a sum that adds up to the value, or the kl inversion with its
+        inputs), the delta it spent, vacuous, holds -- or why the bound does not apply. A
+        legend of the notation follows the table."""
+        head = ("bound", "bounds", "measured", "value", "value = ...", "delta", "vacuous", "holds")
         lines = []
         for r in self.rows:
             what = r["bounds"].split(":")[0]
             if not r["applicable"]:
                 lines.append((r["bound"], what, "", "", "not applicable: " + r["reason"], "", "", ""))
                 continue
-            terms = (" + " if r["kind"] == "upper" else " - ").join(
-                f"{r[k]:.4g}" for k in ("empirical", "complexity", "confidence") if math.isfinite(r[k]))
-            lines.append((r["bound"], what, _fmt(r["measured"]), _fmt(r["value"]), terms,
+            lines.append((r["bound"], what, _fmt(r["measured"]), _fmt(r["value"]), value_text(r),
                           f"{r['delta']:.4g}", _yn(r["vacuous"]), _yn(r["holds"])))
         shown = [x for x in lines if x[3]] or lines[:1]   # applicable rows set the widths
         widths = [max(len(h), *(len(x[i]) for x in (lines if i < 2 else shown)))
@@ -120,7 +120,7 @@ class Certificate:
                             + x[4]).rstrip())
             else:
                 out.append("  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip())
-        return "\n".join(out)
+        return "\n".join(out + ["", LEGEND])
 
     def __str__(self) -> str:
         return self.format()
@@ -128,6 +128,49 @@ class Certificate:
 
 def _fmt(x) -> str:
     return "" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+#: What the ``value = ...`` column of :meth:`Certificate.format` writes.
+LEGEND = """\
+value = ...: how each value is computed from its terms.
+  a + b + c            empirical + complexity + confidence (a - c: a lower bound)
+  2 kl^-1(q, k + c)    B3, B3p: 2 L(Q), L(Q) the largest p with kl(q || p) <= k + c; q the
+                       stochastic probe's training loss raised by its Monte Carlo correction,
+                       k = KL(Q || P) / n, c the confidence term
+  b kl^-1(q/b, k + c)  B4n, B5n: the same for a loss in [0, b]
+  min(...)             the probe certificate: the smallest form, each at its share of delta
+  max(0, x)            a lower bound below 0, reported as 0 (value_raw holds x)"""
+
+
+def value_text(r: dict) -> str:
+    """How the value of the applicable row ``r`` is computed from its terms (one line of
+    :meth:`Certificate.format`): the sum ``empirical + complexity + confidence`` for an
+    additive bound, ``2 kl^-1(q, k + c)`` for B3 / B3p and ``b kl^-1(q/b, k + c)`` for B4n /
+    B5n (kl-inverted bounds: the inputs and the inversion), ``min(form value, ...)`` for the
+    probe certificate, ``estimate - slack`` for ``TV_lower`` (``max(0, ...)`` where below 0).
+
+    Example:
+      >>> value_text({"bound": "B2_sample", "kind": "upper", "empirical": 0.4, "complexity": 0.3,
+      ...             "confidence": 0.05})
+      '0.4 + 0.3 + 0.05'
+    """
+    g = r.get
+    if r["bound"] in ("B3", "B3p"):
+        return f"2 kl^-1({g('empirical_upper'):.4g}, {g('complexity'):.4g} + {g('confidence'):.4g})"
+    if r["bound"] in ("B4n", "B5n"):
+        b = g("loss_range")
+        return (f"{b:.4g} kl^-1({g('empirical_upper'):.4g}/{b:.4g}, {g('complexity'):.4g} + "
+                f"{g('confidence'):.4g})")
+    if r["bound"] == "probe":
+        forms = [(k[: -len("_at_share")], v) for k, v in r.items() if k.endswith("_at_share")]
+        return "min(" + ", ".join(f"{k} {v:.4g}" for k, v in forms) + ")"
+    sign = " + " if r["kind"] == "upper" else " - "
+    text = sign.join(f"{r[k]:.4g}" for k in ("empirical", "complexity", "confidence")
+                     if math.isfinite(r.get(k, NAN)))
+    raw = g("value_raw")
+    if raw is not None and math.isfinite(raw) and raw != r["value"]:
+        return f"max(0, {text} = {raw:.4g})"
+    return text or "exact (no sample term)"
 
 
 def _yn(x) -> str:

@@ -58,6 +58,9 @@ Example (two well-separated classes on the unit circle; B3 holds and is not vacu
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from typing import Mapping, NamedTuple, Optional
 
 import jax
@@ -65,7 +68,14 @@ import numpy as np
 
 from cmcd_theory import validation as V
 from cmcd_theory.certify.certificate import WIDE_KEYS, Certificate, _spent
-from cmcd_theory.certify.probe import _fit_prior_probe, probe_certificate_rows, probe_rows
+from cmcd_theory.certify.probe import (
+    NORM_RTOL,
+    _fit_prior_probe,
+    norm_rtol,
+    probe_certificate_rows,
+    probe_rows,
+    start_monte_carlo,
+)
 from cmcd_theory.certify.rows import NAN, transfer_rows
 from cmcd_theory.certify.stage_rows import (
     stage1_normalized_rows,
@@ -79,6 +89,10 @@ from cmcd_theory.learn.probe import fit_probe
 
 #: Bound families that ``not_applicable`` may name.
 _FAMILIES = ("B1b", "B2", "B3", "B4", "B4n", "B5", "B5n", "probe")
+#: Most Monte Carlo weight draws B3 and B3p may take. Their Monte Carlo correction
+#: ln(2 G / delta_mc) / (n N_w) is below 1e-4 at this many draws even for n = 1 (G = 11,
+#: delta_mc = 0.0125), while the time grows as n K N_w: more draws only cost time.
+MAX_WEIGHT_SAMPLES = 100_000
 
 
 def certify_features(train_features, train_labels, *, probe_weights=None, probe_bias=None,
@@ -98,7 +112,7 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
                      not_applicable: Optional[Mapping[str, str]] = None,
                      delta: float = 0.05, delta_test: float = 0.05, seed: int = 0,
                      n_weight_samples: int = 1000, probe_l2: float = 1e-3,
-                     probe_steps: int = 300) -> Certificate:
+                     probe_steps: int = 300, progress: bool = False) -> Certificate:
     r"""Every bound of docs/theory.md (B1-B5, B6) on features exported from any model.
 
     Args:
@@ -108,58 +122,66 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
       probe_weights, probe_bias: (K, D) and (K,) of the linear head ``argmax (W z + b)``;
         None: the toolkit's probe (:func:`~cmcd_theory.learn.probe.fit_probe`, ridge ``probe_l2``,
         ``probe_steps`` full-batch Adam steps) is fitted on the training features.
-      num_classes: K (default: ``probe_weights.shape[0]``, else the largest label + 1).
+      num_classes: K (default: ``probe_weights.shape[0]``, else the largest label + 1 where
+        the training labels hold every class below it and the other label arrays agree).
       test_features, test_labels: held-out labeled target features, independent of
         everything the bounds used; give the measured target error R_B.
       source_test_features, source_test_labels: teacher features of held-out labeled source
         samples; give R_A of the same head (B1b).
       pair_source, pair_target: (n_p, D) teacher and student features on held-out pairs; give
-        the certified lower bound on TV(learned features) (``TV_lower``, B1).
-      pair_labels: (n_p,) labels of the pairs (the TV of the joint laws, B1's quantity).
-      stage2: :class:`Stage2Stats` (or a mapping of its fields) for B4; None: not applicable.
-      stage2_normalized: the arrays of B4n (:func:`stage2_normalized_rows`); None: not applicable.
-      stage1: :class:`Stage1Stats` (or a mapping) for B5; None: not applicable.
-      stage1_normalized: the arrays of B5n (:func:`stage1_normalized_rows`); None: not applicable.
-      feature_norm_bound: almost-sure bound on the probe features' norm (B2 data-free form);
-        None: unknown.
-      label_free: False if the encoder was trained on the n labeled samples (B2, B3 then do
-        not apply).
+        the certified lower bound on TV(learned features) (``TV_lower``, B1); pair_labels:
+        (n_p,) labels of the pairs (the TV of the joint laws, B1's quantity).
+      stage2, stage1: :class:`Stage2Stats` / :class:`Stage1Stats` (or a mapping of the fields)
+        for B4 / B5; stage2_normalized, stage1_normalized: the arrays of B4n / B5n
+        (:func:`stage2_normalized_rows`, :func:`stage1_normalized_rows`). None: not applicable.
+      feature_norm_bound: almost-sure bound on the probe features' norm (B2 data-free form;
+        None: unknown), met up to the rounding of the features' dtype
+        (:func:`~cmcd_theory.certify.probe.norm_rtol`: float16-normalised features qualify).
+      label_free: False if the encoder was trained on the n labeled samples (no B2, B3).
       tv_features_upper, tv_features_estimate: a certified upper bound on TV(learned
-        features) at level ``delta`` and a point estimate, where known (the synthetic
-        Gaussian track); None on a user's features.
+        features) at level ``delta`` and a point estimate, where known (synthetic track).
       ground_truth: ``tv_latent``, ``bayes_A``, ``bayes_B`` (and ``bayes_slack``) of a
         synthetic world (B1a, floor).
-      err_B, n_test: the measured target error and its test-set size, instead of
-        ``test_features``.
-      err_A_head, n_test_source: likewise for the source error of the head.
+      err_B, n_test: the measured target error and its test-set size (not with test arrays);
+        err_A_head, n_test_source: likewise for the source error of the head.
       not_applicable: ``{family: reason}`` for families known not to apply (``"B1b"``,
         ``"B2"``, ``"B3"``, ``"B4"``, ``"B4n"``, ``"B5"``, ``"B5n"``, ``"probe"``: the probe certificate,
         min of B2 and B3 at a split delta, :func:`probe_certificate_rows`).
-      delta: confidence of each bound, in (0, 1) (forms combined by min spend delta / 2 each).
-      delta_test: failure probability of each held-out check, in (0, 1).
+      delta, delta_test: confidence of each bound (forms combined by min spend delta / 2
+        each) and failure probability of each held-out check, both in (0, 1).
       seed: seeds B3's weight draws and the two-sample classifier's split.
-      n_weight_samples: B3's Monte Carlo weight draws.
+      n_weight_samples: B3's Monte Carlo weight draws, 1 to :data:`MAX_WEIGHT_SAMPLES`.
       probe_l2, probe_steps: the toolkit probe's ridge and steps; used to fit the probe when
         none is given, and always to fit B3p's prior mean on the first ``floor(n / 2)``
         training samples (docs/theory.md, B3p; B3p is evaluated on the other samples).
+      progress: a progress bar of B3's Monte Carlo on stderr (a terminal, not ``CI=true``).
 
     Returns:
       :class:`Certificate` (example: the module docstring).
     """
     opt = _options(delta, delta_test, seed, label_free, n_weight_samples, not_applicable,
                    feature_norm_bound, probe_l2, probe_steps)
-    z, y, W, b, K = _probe(train_features, train_labels, probe_weights, probe_bias, num_classes,
-                           l2=probe_l2, steps=probe_steps)
+    _pairs_given(test_features, test_labels, source_test_features, source_test_labels,
+                 pair_source, pair_target, pair_labels)
+    z, y, W, b, K, rtol = _probe(train_features, train_labels, probe_weights, probe_bias,
+                                 num_classes, (test_labels, source_test_labels, pair_labels),
+                                 l2=probe_l2, steps=probe_steps)
     held = _held_out_errors(W, b, K, test_features, test_labels, err_B, n_test,
                             source_test_features, source_test_labels, err_A_head, n_test_source)
     tv = _feature_tv(K, pair_source, pair_target, pair_labels, tv_features_upper,
                      tv_features_estimate, seed=opt.seed, delta=opt.delta)
-    stages = {"stage2": _stats(Stage2Stats, stage2, "stage2"),
-              "stage2_normalized": stage2_normalized,
-              "stage1": _stats(Stage1Stats, stage1, "stage1"),
-              "stage1_normalized": stage1_normalized}
-    rows, wide = _family_rows(z, y, W, b, K, held, tv, stages, ground_truth, opt)
+    stages = _stages(stage2, stage2_normalized, stage1, stage1_normalized)
+    with _monte_carlo_bar(progress, z.shape[0], n_weight_samples, held["test"]):
+        rows, wide = _family_rows(z, y, W, b, K, held, tv, stages, ground_truth,
+                                  opt._replace(norm_rtol=rtol))
     return Certificate(rows=tuple(rows), wide=wide, spent=_spent(rows, wide))
+
+
+def _stages(stage2, stage2_normalized, stage1, stage1_normalized) -> dict:
+    """The stage inputs of :func:`certify_features`, the statistics checked
+    (:class:`Stage2Stats`, :class:`Stage1Stats`)."""
+    return {"stage2": _stats(Stage2Stats, stage2, "stage2"), "stage2_normalized": stage2_normalized,
+            "stage1": _stats(Stage1Stats, stage1, "stage1"), "stage1_normalized": stage1_normalized}
 
 
 class _Options(NamedTuple):
@@ -174,6 +196,7 @@ class _Options(NamedTuple):
     feature_norm_bound: Optional[float]
     probe_l2: float
     probe_steps: int
+    norm_rtol: float = NORM_RTOL
 
 
 def _options(delta, delta_test, seed, label_free, n_weight_samples, not_applicable,
@@ -182,7 +205,7 @@ def _options(delta, delta_test, seed, label_free, n_weight_samples, not_applicab
     delta = V.probability("delta", delta)
     delta_test = V.probability("delta_test", delta_test)
     seed = V.integer("seed", seed, lo=0)
-    V.positive_int("n_weight_samples", n_weight_samples)
+    V.integer("n_weight_samples", n_weight_samples, lo=1, hi=MAX_WEIGHT_SAMPLES)
     label_free = V.boolean("label_free", label_free)
     na = dict(not_applicable or {})
     for fam in na:
@@ -193,12 +216,81 @@ def _options(delta, delta_test, seed, label_free, n_weight_samples, not_applicab
                     probe_l2, probe_steps)
 
 
-def _probe(train_features, train_labels, probe_weights, probe_bias, num_classes, *, l2: float,
-           steps: int) -> tuple:
-    """The probe's training set and head, checked: ``(z, y, W, b, K)``. The head ``(W, b)`` is
-    the one given, or the toolkit's probe fitted on ``(z, y)`` (ridge ``l2``, ``steps`` Adam
-    steps); K is ``W``'s row count, else ``num_classes``, else the largest label + 1."""
-    z = V.array("train_features", train_features, ndim=2)
+@contextlib.contextmanager
+def _monte_carlo_bar(progress: bool, n: int, n_weight_samples: int, test):
+    """A progress bar of B3's Monte Carlo (point x draw pairs: ``n`` points for B3, the
+    ``n - n // 2`` not seen by B3p's prior, 10 draws per test point for each stochastic probe)
+    while the block runs, fed by :func:`cmcd_theory.bounds.pac_bayes_mc.monte_carlo_progress`;
+    nothing unless ``progress`` and stderr is a terminal outside CI."""
+    if not (progress and _interactive()):
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    from cmcd_theory.bounds.pac_bayes_mc import monte_carlo_progress
+    total = (n + n - n // 2) * n_weight_samples + (0 if test is None else 20 * len(test[1]))
+    with tqdm(total=total, desc="B3 Monte Carlo", unit="draw", unit_scale=True,
+              file=sys.stderr, leave=False) as bar, monte_carlo_progress(bar.update):
+        yield
+
+
+def _interactive() -> bool:
+    """stderr is a terminal and not a CI run (``CI`` unset, or not true / 1 / yes)."""
+    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+
+
+def _pairs_given(test_features, test_labels, source_test_features, source_test_labels,
+                 pair_source, pair_target, pair_labels) -> None:
+    """Arrays that only make sense together are given together: ``test_features`` with
+    ``test_labels``, the source test pair likewise, ``pair_source`` with ``pair_target``, and
+    ``pair_labels`` only with the pairs (named in the error, not a dtype of None)."""
+    arrays = {"test_features": test_features, "test_labels": test_labels,
+              "source_test_features": source_test_features,
+              "source_test_labels": source_test_labels, "pair_source": pair_source,
+              "pair_target": pair_target, "pair_labels": pair_labels}
+    for a, b in (("test_features", "test_labels"), ("source_test_features", "source_test_labels"),
+                 ("pair_source", "pair_target"), ("pair_target", "pair_source")):
+        if arrays[b] is not None and arrays[a] is None:
+            raise ValueError(f"{b} needs {a} (give both, or neither)")
+    if arrays["pair_labels"] is not None and arrays["pair_source"] is None:
+        raise ValueError("pair_labels needs pair_source and pair_target (give all three, or "
+                         "leave pair_labels out)")
+
+
+def _inferred_classes(y: np.ndarray, others: dict) -> int:
+    """K inferred from the data (no probe weights, no ``num_classes``): the largest training
+    label + 1, accepted only when nothing contradicts it -- every class 0..K-1 has a training
+    sample, and every other label array given has the same largest label. Otherwise the
+    count is ambiguous (one stray label 7 among labels 0..3 would make K = 8 everywhere), so
+    ``num_classes`` must state it."""
+    K = int(y.max()) + 1
+    fix = "; pass num_classes (--num-classes) to state K"
+    missing = np.setdiff1d(np.arange(K), y)
+    if missing.size:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if missing.size > 5 else "")
+        raise ValueError(f"train_labels have no sample of class(es) {shown} below their largest "
+                         f"label {K - 1}, so K = {K} (largest label + 1) is a guess{fix}")
+    for name, lab in others.items():
+        a = None if lab is None else np.asarray(lab)
+        if a is None or a.dtype.kind not in "iu" or a.ndim != 1 or a.size == 0:
+            continue  # absent, or refused later with its own message
+        k = int(a.max()) + 1
+        if k != K:
+            raise ValueError(f"train_labels give K = {K} classes (largest label {K - 1}) but "
+                             f"{name} give {k} (largest label {k - 1}){fix}")
+    return K
+
+
+def _probe(train_features, train_labels, probe_weights, probe_bias, num_classes,
+           other_labels: tuple, *, l2: float, steps: int) -> tuple:
+    """The probe's training set and head, checked: ``(z, y, W, b, K, rtol)``. The head
+    ``(W, b)`` is the one given, or the toolkit's probe fitted on ``(z, y)`` (ridge ``l2``,
+    ``steps`` Adam steps); K is ``W``'s row count, else ``num_classes``, else inferred from
+    the labels (:func:`_inferred_classes`, checked against ``other_labels``: the test, source
+    test and pair labels); ``rtol`` the feature-norm slack of the features' dtype
+    (:func:`~cmcd_theory.certify.probe.norm_rtol`)."""
+    others = dict(zip(("test_labels", "source_test_labels", "pair_labels"), other_labels))
+    z = V.array("train_features", train_features, ndim=2, min_cols=1)
     D = z.shape[1]
     y = V.labels("train_labels", train_labels, n=z.shape[0])
     if probe_weights is not None:
@@ -213,14 +305,14 @@ def _probe(train_features, train_labels, probe_weights, probe_bias, num_classes,
         if probe_bias is not None:
             raise ValueError("probe_bias needs probe_weights (or give neither to fit the probe)")
         K = (V.integer("num_classes", num_classes, lo=2) if num_classes is not None
-             else int(y.max()) + 1)
+             else _inferred_classes(y, others))
         if K < 2:
             raise ValueError(f"train_labels must hold at least 2 classes, got K = {K}")
     V.labels("train_labels", y, num_classes=K)
     if probe_weights is None:
         fitted = fit_probe(z.astype(np.float32), y.astype(np.int32), K, l2=l2, steps=steps)
         W, b = np.asarray(fitted["W"], np.float64), np.asarray(fitted["b"], np.float64)
-    return z, y, W, b, K
+    return z, y, W, b, K, norm_rtol(np.asarray(train_features).dtype, z.shape[1])
 
 
 def _error_rate(W, b, z, y) -> float:
@@ -292,9 +384,15 @@ def _family_rows(z, y, W, b, K, held: dict, tv: dict, stages: dict, ground_truth
     err_B, n_test = held["err_B"], held["n_test"]
     n = z.shape[0]
     rows, wide = [], {}
-    prior = None
+    prior, started = None, []
     if opt.label_free and not ("B3" in na and "probe" in na):
+        # B3's draws start now and B3p's once its prior is fitted: both run while the rest
+        # is computed (b3_forms then finds them, or waits for them)
+        started.append(start_monte_carlo(z, y, W, b, seed=seed, n_weight_samples=n_weight_samples))
         prior = _fit_prior_probe(z, y, K, l2=opt.probe_l2, steps=opt.probe_steps)
+        if prior is not None:
+            started.append(start_monte_carlo(z, y, W, b, seed=seed, prior=prior,
+                                             n_weight_samples=n_weight_samples))
     not_label_free = ("" if opt.label_free else
                       "the features were trained on the labeled samples (B2, B3 need them label-free)")
     for part in (
@@ -302,7 +400,7 @@ def _family_rows(z, y, W, b, K, held: dict, tv: dict, stages: dict, ground_truth
                    seed=seed, n_weight_samples=n_weight_samples,
                    feature_norm_bound=feature_norm_bound,
                    reason_b2=na.get("B2", not_label_free), reason_b3=na.get("B3", not_label_free),
-                   prior=prior, test=held["test"]),
+                   prior=prior, test=held["test"], norm_rtol=opt.norm_rtol),
         stage2_rows(stages["stage2"], delta=delta, delta_test=delta_test, K=K,
                     reason=na.get("B4", "")),
         stage2_normalized_rows(stages["stage2_normalized"], delta=delta, delta_test=delta_test,
@@ -318,10 +416,13 @@ def _family_rows(z, y, W, b, K, held: dict, tv: dict, stages: dict, ground_truth
                                delta_test=delta_test, seed=seed,
                                n_weight_samples=n_weight_samples,
                                feature_norm_bound=feature_norm_bound,
-                               reason=na.get("probe", not_label_free), prior=prior),
+                               reason=na.get("probe", not_label_free), prior=prior,
+                               norm_rtol=opt.norm_rtol),
     ):
         rows.extend(part[0])
         wide.update(part[1])
+    for t in started:
+        t.join()
     checked = [r["holds"] for r in rows if r["applicable"] and r["holds"] is not None]
     wide["bounds_hold"] = all(checked)
     wide = {k: wide.get(k, NAN) for k in WIDE_KEYS}

@@ -12,6 +12,7 @@ minimum at a split delta).
 from __future__ import annotations
 
 import math
+import threading
 from typing import Mapping, Optional
 
 import numpy as np
@@ -56,6 +57,31 @@ def b3_forms(z, y, W, b, *, delta: float, seed: int, n_weight_samples: int,
     return out
 
 
+def start_monte_carlo(z, y, W, b, *, seed: int, n_weight_samples: int,
+                      prior: Optional[Mapping] = None) -> threading.Thread:
+    """Start the Monte Carlo of B3 (and of B3p, given its prior) in a background thread and
+    return it: the draws :func:`b3_forms` will use, computed while the caller does other work
+    (:func:`cmcd_theory.bounds.pac_bayes._stochastic_errors` memoises them, and a call for
+    the same draws waits for the thread instead of drawing again). Nothing else changes: the
+    bounds are computed by :func:`b3_forms` as before; an error is left for it to raise."""
+    def run():
+        try:
+            if prior is None:
+                bounds.pac_bayes_kl_bound(z, y, W, b, seed=seed, delta=0.5,
+                                          n_weight_samples=n_weight_samples)
+            else:
+                h = int(prior["n_prior"])
+                bounds.pac_bayes_split_prior_bound(
+                    z[h:], y[h:], W, b, prior_weights=prior["W"],
+                    prior_bias=None if b is None else prior["b"], n_prior=h, seed=[seed, 3],
+                    delta=0.5, n_weight_samples=n_weight_samples)
+        except Exception:  # noqa: BLE001, S110 - b3_forms computes it again and raises
+            pass
+    t = threading.Thread(target=run, name="b3-monte-carlo", daemon=True)
+    t.start()
+    return t
+
+
 def _stochastic_test_error(pb, W, b, test, seed) -> float:
     """Held-out 0-1 error of the stochastic probe Q that the B3 / B3p bound ``pb`` chose (one
     fresh weight draw per use; 10 draws per test point)."""
@@ -80,21 +106,54 @@ def _fit_prior_probe(z, y, K, *, l2: float, steps: int) -> Optional[dict]:
             "n_prior": h}
 
 
-def _b2_data_free_reason(z, feature_norm_bound: Optional[float]) -> str:
+#: Relative slack of the feature-norm check of B2's data-free form for float64 (and float32)
+#: features: L2-normalised float32 features have norms 1 +- 1e-7.
+NORM_RTOL = 1e-6
+
+
+def norm_rtol(dtype, dim: int) -> float:
+    """The relative slack of the feature-norm check for features stored as ``dtype`` with
+    ``dim`` coordinates: ``max(NORM_RTOL, 4 eps sqrt(dim))``, eps the dtype's machine epsilon
+    (the rounding of a normalised vector's norm grows with eps and the number of terms); so
+    float16-normalised features (norms 1 +- 1e-3) still count as in the unit ball.
+
+    Example:
+      >>> norm_rtol(np.float64, 8) == NORM_RTOL, round(norm_rtol(np.float16, 4), 6)
+      (True, 0.007812)
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        return NORM_RTOL
+    return max(NORM_RTOL, 4.0 * float(np.finfo(dtype).eps) * float(np.sqrt(dim)))
+
+
+def _b2_data_free_reason(z, feature_norm_bound: Optional[float], rtol: float = NORM_RTOL) -> str:
     """Why B2's data-free form does not apply to the features ``z`` ("" when it does): it
-    needs an almost-sure bound on the feature norm that every feature meets."""
+    needs an almost-sure bound on the feature norm that every feature meets (up to the
+    relative rounding slack ``rtol`` of the features' dtype, :func:`norm_rtol`)."""
     if feature_norm_bound is None:
         return "needs an almost-sure bound on the feature norm (feature_norm_bound)"
     largest = float(np.linalg.norm(z, axis=1).max())
-    if largest > feature_norm_bound * (1 + 1e-6):
+    if largest > feature_norm_bound * (1 + rtol):
         return f"a probe feature has norm {largest:.4g} > feature_norm_bound = {feature_norm_bound:g}"
     return ""
+
+
+def _norm_bound_used(z, feature_norm_bound: float, rtol: float) -> float:
+    """The almost-sure norm bound B2's data-free form is computed with: ``feature_norm_bound``,
+    or ``feature_norm_bound * (1 + rtol)`` where rounding (a low-precision dtype, ``rtol``)
+    put a feature above it -- the bound that the stored features do meet."""
+    largest = float(np.linalg.norm(z, axis=1).max())
+    if largest > feature_norm_bound * (1 + NORM_RTOL):
+        return feature_norm_bound * (1 + rtol)
+    return feature_norm_bound
 
 
 def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test: float,
                seed: int = 0, n_weight_samples: int = 1000,
                feature_norm_bound: Optional[float] = 1.0, reason_b2: str = "",
-               reason_b3: str = "", prior: Optional[Mapping] = None, test=None) -> tuple:
+               reason_b3: str = "", prior: Optional[Mapping] = None, test=None,
+               norm_rtol: float = NORM_RTOL) -> tuple:
     """B2 (sample and data-free forms, ``delta / 2`` each) and B3 rows of the probe
     ``(W, b)`` fit on ``(z, y)``. Returns (rows, wide).
 
@@ -108,13 +167,22 @@ def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test:
     ``reason_b2`` / ``reason_b3`` (non-empty) mark a bound not applicable (e.g. features
     trained on the labels).
     The data-free form needs an almost-sure norm bound: it is not applicable when
-    ``feature_norm_bound`` is None or a feature exceeds it.
+    ``feature_norm_bound`` is None or a feature exceeds it by more than the relative rounding
+    slack ``norm_rtol`` of the features' dtype (:func:`norm_rtol`).
+
+    Rows: :data:`~cmcd_theory.certify.certificate.ROW_KEYS` and each bound's own terms (B2:
+    ``rho``, ``lam``, ...; B3 / B3p: ``kl``, ``sigma_q`` / ``sigma``, ``empirical_upper``, ...,
+    and ``measured_stochastic``, ``holds_stochastic``). Wide columns: ``b2_sample_*``,
+    ``b2_data_free_*`` (``total``, ``empirical``, ``complexity``, ``confidence``), ``b2_total``
+    and the ``b3_*`` / ``b3p_*`` columns of
+    :data:`~cmcd_theory.certify.certificate.PART_KEYS` ``["B3"]``.
     """
     n = int(z.shape[0]) if z is not None else NAN
     K = int(W.shape[0]) if W is not None else NAN
     s = _slack(n_test, delta_test)
     rows, wide = _b2_rows(z, y, W, b, err_B, s, delta=delta,
-                          feature_norm_bound=feature_norm_bound, reason=reason_b2, n=n, K=K)
+                          feature_norm_bound=feature_norm_bound, reason=reason_b2, n=n, K=K,
+                          rtol=norm_rtol)
     b3_rows, b3_wide = _b3_rows(z, y, W, b, err_B, s, delta=delta, seed=seed,
                                 n_weight_samples=n_weight_samples, prior=prior, test=test,
                                 reason=reason_b3, n=n, K=K)
@@ -124,7 +192,7 @@ def probe_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float, delta_test:
 
 
 def _b2_rows(z, y, W, b, err_B, s, *, delta: float, feature_norm_bound: Optional[float],
-             reason: str, n, K) -> tuple:
+             reason: str, n, K, rtol: float = NORM_RTOL) -> tuple:
     """B2's two forms (sample and data-free Rademacher complexity, ``delta / 2`` each) and
     ``b2_total``, their minimum. Returns (rows, wide)."""
     rows, wide = [], {}
@@ -132,13 +200,14 @@ def _b2_rows(z, y, W, b, err_B, s, *, delta: float, feature_norm_bound: Optional
     for form in ("sample", "data_free"):
         why = reason
         if not why and form == "data_free":
-            why = _b2_data_free_reason(z, feature_norm_bound)
+            why = _b2_data_free_reason(z, feature_norm_bound, rtol)
         if why:
             rows.append(_row(f"B2_{form}", form, _RISK, st_b2, reason=why, n=n, K=K))
             wide[f"b2_{form}_total"] = NAN
             continue
         # each form gets delta / 2, so their minimum (b2_total) holds with probability 1 - delta
-        kw = {"feature_norm_bound": feature_norm_bound} if form == "data_free" else {}
+        kw = ({"feature_norm_bound": _norm_bound_used(z, feature_norm_bound, rtol)}
+              if form == "data_free" else {})
         mb = bounds.margin_bound(z, y, W, b, delta / 2, form=form, **kw)
         for term in ("total", "empirical", "complexity", "confidence"):
             wide[f"b2_{form}_{term}"] = getattr(mb, term)
@@ -192,7 +261,8 @@ def _b3_rows(z, y, W, b, err_B, s, *, delta: float, seed: int, n_weight_samples:
 def probe_certificate_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float,
                            delta_test: float, seed: int = 0, n_weight_samples: int = 1000,
                            feature_norm_bound: Optional[float] = 1.0, reason: str = "",
-                           prior: Optional[Mapping] = None) -> tuple:
+                           prior: Optional[Mapping] = None,
+                           norm_rtol: float = NORM_RTOL) -> tuple:
     """One certified upper bound on R_B from the probe alone: the smallest of B2 (sample form,
     at ``delta / 4``), B2 (data-free form, ``delta / 4``) and B3's deterministic form
     ``2 L(Q)`` (``delta / 2``, split by :func:`b3_forms` over B3 and B3p, ``delta / 4`` each),
@@ -218,9 +288,9 @@ def probe_certificate_rows(z, y, W, b, *, err_B=None, n_test=None, delta: float,
     for form in ("sample", "data_free"):
         kw = {}
         if form == "data_free":
-            if _b2_data_free_reason(z, feature_norm_bound):
+            if _b2_data_free_reason(z, feature_norm_bound, norm_rtol):
                 continue
-            kw = {"feature_norm_bound": feature_norm_bound}
+            kw = {"feature_norm_bound": _norm_bound_used(z, feature_norm_bound, norm_rtol)}
         mb = bounds.margin_bound(z, y, W, b, delta * PROBE_SPLIT[f"B2_{form}"], form=form, **kw)
         values[f"B2_{form}"] = mb.total
         spent += mb.delta

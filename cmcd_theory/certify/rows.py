@@ -74,7 +74,9 @@ def transfer_rows(*, err_B=None, n_test=None, err_A_head=None, n_test_source=Non
                   ground_truth: Optional[Mapping] = None, delta: float, delta_test: float,
                   n=NAN, K=NAN, reason_b1b: str = "") -> tuple:
     """B1 rows: ``B1a`` and ``floor`` (exact ground truth), ``B1b`` (learned features) and
-    ``TV_lower`` (certified lower bound on the learned features' TV). Returns (rows, wide).
+    ``TV_lower`` (certified lower bound on the learned features' TV). Returns (rows, wide):
+    the rows ``B1b``, ``TV_lower``, ``B1a``, ``floor`` and the columns ``tv_features`` (the
+    estimate), ``tv_features_upper``, ``tv_features_lower`` (max(0, the lower bound)).
 
     Args:
       err_B, n_test: measured target error of the probe and its test-set size.
@@ -89,7 +91,7 @@ def transfer_rows(*, err_B=None, n_test=None, err_A_head=None, n_test_source=Non
     s, s_a = _slack(n_test, delta_test), _slack(n_test_source or n_test, delta_test)
     wide = {"tv_features": NAN if tv_features_estimate is None else float(tv_features_estimate),
             "tv_features_upper": NAN if tv_features_upper is None else float(tv_features_upper),
-            "tv_features_lower": NAN if tv_lower is None else float(tv_lower["lower"])}
+            "tv_features_lower": NAN if tv_lower is None else max(0.0, float(tv_lower["lower"]))}
     rows = [_b1b_row(err_B, err_A_head, tv_features_upper, slack=s + s_a, delta=delta, n=n, K=K,
                      reason=reason_b1b),
             _tv_lower_row(tv_lower, tv_features_estimate, n=n, K=K)]
@@ -118,7 +120,9 @@ def _b1b_row(err_B, err_A_head, tv_features_upper, *, slack, delta, n, K, reason
 
 def _tv_lower_row(tv_lower, tv_features_estimate, *, n, K) -> dict:
     """``TV_lower``: TV(learned features) >= 2 acc - 1 - 2 sqrt(log(1/delta) / (2 n_test)), the
-    held-out two-sample classifier's certified lower bound (a lower bound: ``kind="lower"``)."""
+    held-out two-sample classifier's certified lower bound (a lower bound: ``kind="lower"``).
+    A TV is >= 0, so a lower bound below 0 says nothing more than 0: ``value`` is
+    ``max(0, lower)``, and ``value_raw`` the lower bound as computed."""
     what_tv = "TV_features: TV(learned source, target feature laws), from below"
     st_tv = "TV >= 2 acc - 1 - 2 sqrt(log(1/delta) / (2 n_test))"
     if tv_lower is None:
@@ -126,10 +130,10 @@ def _tv_lower_row(tv_lower, tv_features_estimate, *, n, K) -> dict:
                     reason="needs teacher and student features on held-out pairs")
     return _row("TV_lower", "", what_tv, st_tv, kind="lower",
                 measured=NAN if tv_features_estimate is None else tv_features_estimate,
-                value=tv_lower["lower"], delta=tv_lower["delta"], slack=0.0,
+                value=max(0.0, float(tv_lower["lower"])), delta=tv_lower["delta"], slack=0.0,
                 n=tv_lower["n_test"], K=K, vacuous=tv_lower["lower"] <= 0,
                 empirical=tv_lower["estimate"], confidence=tv_lower["slack"],
-                terms={"acc": tv_lower["acc"]})
+                terms={"value_raw": float(tv_lower["lower"]), "acc": tv_lower["acc"]})
 
 
 def _ground_truth_rows(ground_truth: Optional[Mapping], err_B, s, *, n, K) -> list:

@@ -64,7 +64,11 @@ def _tuple_rows(family: str, stats, bound_fn, what: str, *, delta: float, delta_
 
 def stage2_rows(stats: Optional[Stage2Stats], *, delta: float, delta_test: float, K=NAN,
                 reason: str = "") -> tuple:
-    """B4 rows (data-free and sample forms, ``delta / 2`` each). Returns (rows, wide)."""
+    """B4 rows (data-free and sample forms, ``delta / 2`` each). Returns (rows, wide): rows
+    ``B4_data_free`` and ``B4_sample`` (:data:`~cmcd_theory.certify.certificate.ROW_KEYS`
+    and the bound's terms), wide columns ``b4_data_free_total``, ``b4_sample_total``,
+    ``b4_total`` (their minimum), ``b4_*_gap`` (total minus the training loss) and
+    ``b4_pop_slack`` (the measured population loss's slack)."""
     def fn(n_t, form, d):
         return bounds.distillation_bound(
             stats.train_loss, n_t, stats.tuple_size, stats.tau, stats.student_norm,
@@ -76,7 +80,9 @@ def stage2_rows(stats: Optional[Stage2Stats], *, delta: float, delta_test: float
 
 def stage1_rows(stats: Optional[Stage1Stats], *, delta: float, delta_test: float, K=NAN,
                 reason: str = "") -> tuple:
-    """B5 rows (data-free and sample forms, ``delta / 2`` each). Returns (rows, wide)."""
+    """B5 rows (data-free and sample forms, ``delta / 2`` each). Returns (rows, wide): rows
+    ``B5_data_free``, ``B5_sample`` and the ``b5_*`` columns named as :func:`stage2_rows`'s
+    ``b4_*``."""
     def fn(n_t, form, d):
         return bounds.ssl_bound(
             stats.train_loss, n_t, stats.tuple_size, stats.tau, stats.encoder_norm,
@@ -99,7 +105,9 @@ def _cmc_tuple_loss_np(u, z, tau, N) -> float:
 def stage2_normalized_rows(s: Optional[Mapping], *, delta: float, delta_test: float, K=NAN,
                            reason: str = "", seed: int = 0) -> tuple:
     """B4n row: the CMC (B->A) population loss of the normalised linear student, bounded for
-    the Gaussian-perturbed student Q (docs/theory.md, B4n). Returns (rows, wide).
+    the Gaussian-perturbed student Q (docs/theory.md, B4n). Returns (rows, wide): the row
+    ``B4n`` and the columns ``b4n_total``, ``b4n_empirical``, ``b4n_empirical_exact_mgf``,
+    ``b4n_kl_over_n``, ``b4n_pop_loss_stochastic`` (measured on ``x_pop``), ``b4n_nu``.
 
     ``s`` holds ``x`` (n, d) target inputs and ``z`` (n, k) teacher features of the pairs the
     prior did not see, ``W`` the student, ``W_prior`` the prior mean (a student fitted on the
@@ -172,7 +180,10 @@ def stage1_normalized_rows(s: Optional[Mapping], *, delta: float, delta_test: fl
                            reason: str = "", seed: int = 0) -> tuple:
     """B5n row: the stage-1 population O1 (symmetric InfoNCE) loss of the normalised linear
     encoder, bounded for the Gaussian-perturbed encoder Q (docs/theory.md, B5n). Returns
-    (rows, wide).
+    (rows, wide): the row ``B5n`` and the columns :data:`STAGE1_KEYS` (the stage-1
+    statistics ``ssl_*`` as given, ``b5n_total``, ``b5n_empirical``,
+    ``b5n_empirical_mean_encoder``, ``b5n_kl_over_n``, ``b5n_pop_loss_stochastic``,
+    ``b5n_nu``).
 
     ``s`` holds ``x``, ``x_pos`` (n, d) the two views of the samples the prior did not see,
     ``W`` the trained encoder, ``W_prior`` the prior mean (an encoder trained on the other

@@ -34,8 +34,56 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+
+from cmcd_theory import validation as V
 
 _WORKER_READY = False
+_CLUSTER_TYPES = ("cluster must be None, 'none', 'local', an int >= 1, a scheduler address, "
+                  "a Dask cluster or Client")
+
+
+def check_cluster(cluster) -> None:
+    """Refuse an invalid ``cluster=`` (see :func:`engine`) before any work: a wrong type or
+    string, a ``LocalCluster`` of fewer than 1 worker, or a scheduler address that accepts no
+    connection within :data:`cmcd_theory.validation.CONNECT_TIMEOUT_S` seconds
+    (:func:`cmcd_theory.validation.scheduler_address`)."""
+    if cluster is None or hasattr(cluster, "scheduler_address") or hasattr(cluster, "submit"):
+        return
+    if isinstance(cluster, bool):
+        raise ValueError(f"{_CLUSTER_TYPES}, got {cluster!r}")
+    if isinstance(cluster, int):
+        if cluster < 1:
+            raise ValueError(f"cluster: a LocalCluster needs >= 1 worker, got {cluster}")
+        return
+    if isinstance(cluster, str):
+        if cluster.lower() == "none" or cluster == "local":
+            return
+        if "://" not in cluster:
+            raise ValueError(f"cluster must be 'none', 'local' or a scheduler address such as "
+                             f"tcp://host:8786, got {cluster!r}")
+        V.scheduler_address("cluster", cluster)
+        return
+    raise ValueError(f"{_CLUSTER_TYPES}, got {cluster!r}")
+
+
+def abandon() -> None:
+    """Called by ``cmcd-sweep`` just before it ends at once on an interrupt: release the
+    named semaphores of the embedded cluster's worker queues (multiprocessing's exit
+    finalizers), so that multiprocessing's resource tracker has nothing to clean up and warn
+    about after the process is gone. The worker processes exit by themselves when the driver
+    does."""
+    import multiprocessing.util
+    multiprocessing.util._run_finalizers(0)
+
+
+def dask_setup(worker) -> None:
+    """Dask preload hook, run in each worker process of :func:`local_cluster` as it starts:
+    the worker ignores SIGINT, so a Ctrl-C at the terminal (sent to every process of the
+    foreground group) reaches only the driver, which ends the sweep with one line and takes
+    its workers with it (they exit when their parent does), instead of every worker printing
+    a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def n_cores() -> int:
@@ -123,7 +171,8 @@ def local_cluster(n_workers: int | None = None, **kwargs):
     n_workers = n_cores() if n_workers is None else n_workers
     opts = dict(n_workers=n_workers, threads_per_worker=1, processes=True,
                 dashboard_address=":0", silence_logs=logging.CRITICAL,
-                env=jax_env())  # the workers share the persistent compile cache
+                env=jax_env(),  # the workers share the persistent compile cache
+                preload=[__name__])  # dask_setup: workers leave Ctrl-C to the driver
     opts.update(kwargs)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         with LocalCluster(**opts) as cl, Client(cl) as client:
@@ -136,12 +185,8 @@ def engine(cluster):
     if cluster is None or (isinstance(cluster, str) and cluster.lower() == "none"):
         yield InProcess()
         return
-    if isinstance(cluster, bool):
-        raise ValueError(f"cluster must be None, 'none', 'local', an int >= 1, a scheduler "
-                         f"address, a Dask cluster or Client, got {cluster!r}")
+    check_cluster(cluster)
     if cluster == "local" or isinstance(cluster, int):
-        if isinstance(cluster, int) and cluster < 1:
-            raise ValueError(f"cluster: a LocalCluster needs >= 1 worker, got {cluster}")
         with local_cluster(None if cluster == "local" else cluster) as client:
             yield OnDask(client)
         return
@@ -150,15 +195,22 @@ def engine(cluster):
         yield OnDask(cluster)
         return
     if isinstance(cluster, str):
-        if "://" not in cluster:
-            raise ValueError(f"cluster must be 'none', 'local' or a scheduler address such as "
-                             f"tcp://host:8786, got {cluster!r}")
-        with Client(cluster) as client:
+        with _connect(cluster) as client:
             yield OnDask(client)
         return
     if hasattr(cluster, "scheduler_address"):
         with Client(cluster) as client:
             yield OnDask(client)
         return
-    raise ValueError(f"cluster must be None, 'none', 'local', an int >= 1, a scheduler address, "
-                     f"a Dask cluster or Client, got {cluster!r}")
+    raise ValueError(f"{_CLUSTER_TYPES}, got {cluster!r}")
+
+
+def _connect(address: str):
+    """A ``distributed.Client`` of the scheduler at ``address``; a failure to connect (a
+    port that answers but is not a Dask scheduler) is a one-line ``ValueError``."""
+    from distributed import Client
+    try:
+        return Client(address, timeout=f"{10 * V.CONNECT_TIMEOUT_S:g}s")
+    except (OSError, TimeoutError) as e:
+        raise ValueError(f"cluster: cannot connect to a Dask scheduler at {address} "
+                         f"({type(e).__name__}: {' '.join(str(e).split())})") from None

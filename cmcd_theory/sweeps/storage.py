@@ -15,7 +15,11 @@ A sweep writes to ``out`` (CSV, one row per cell, method and seed) and ``<out st
   anything else needs ``overwrite=True`` (the old files are discarded) or another path.
 
 The JSON's ``"complete"`` is ``false`` while the sweep runs and ``true`` once every cell of its
-grid is in the CSV.
+grid is in the CSV. Nothing is written before the first chunk's rows are (the JSON just before
+them): a sweep that fails or is interrupted before then leaves ``out`` as it found it, and
+``overwrite=True`` discards the old files only then. Files take the user's umask
+(:func:`cmcd_theory.validation.write_atomic`); a write that fails (a full disk, say) raises
+:class:`SweepWriteError`.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ import csv
 import io
 import json
 import os
-import tempfile
 import warnings
 
 import pandas as pd
+
+from cmcd_theory import validation as V
 
 FORMAT = 1  # version of the JSON layout
 
@@ -38,6 +43,10 @@ class SweepConfigError(ValueError):
 
 class SweepFileError(ValueError):
     """The CSV is corrupt beyond a partial last line (not one this module wrote)."""
+
+
+class SweepWriteError(ValueError):
+    """The CSV or JSON could not be written (a full disk, a folder made read-only meanwhile)."""
 
 
 def config_path(out: str) -> str:
@@ -90,34 +99,19 @@ def _warn(enabled: bool, msg: str) -> None:
         warnings.warn(msg, UserWarning, stacklevel=3)
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: str, text: str) -> None:
-    """Replace ``path`` by ``text`` in one step (temporary file, fsync, rename)."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    """Replace ``path`` by ``text`` in one step (:func:`cmcd_theory.validation.write_atomic`:
+    temporary file, fsync, rename; the user's umask)."""
+    V.write_atomic(path, text)
+
+
+def count_rows(out: str) -> int:
+    """How many complete rows the sweep CSV ``out`` holds (0 for none or no file)."""
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(path)
+        rows, _ = read_rows(out, warn=False)
+    except SweepFileError:
+        return 0
+    return 0 if rows is None else len(rows)
 
 
 def _grid_contains(big: dict, small: dict) -> bool:
@@ -143,14 +137,21 @@ def _describe_difference(old: dict, new: dict) -> str:
 
 
 class SweepStore:
-    """The CSV and JSON of one sweep; the only writer of both (see the module docstring)."""
+    """The CSV and JSON of one sweep; the only writer of both (see the module docstring).
 
-    def __init__(self, out: str, config: dict, rows: pd.DataFrame | None, n_bytes: int):
+    Nothing is written until the first :meth:`append` (or :meth:`write_config`): then the JSON
+    (``complete: false``), and for ``replace`` (``overwrite=True``) the old files go.
+    """
+
+    def __init__(self, out: str, config: dict, rows: pd.DataFrame | None, n_bytes: int | None,
+                 replace: bool = False):
         self.out = out
         self.config = config
         self.rows = rows  # the complete rows found on opening (None: none)
         self._n_bytes = n_bytes
         self._header: list | None = list(rows.columns) if rows is not None else None
+        self._replace = replace  # overwrite: the old CSV is replaced by the first append
+        self._started = False    # the JSON of this sweep is on disk
         # False when the sweep asked for a part of the recorded grid: finishing it does not
         # complete the file; ``was_complete`` is what the file's JSON said on opening
         self.asked_whole_grid = True
@@ -158,24 +159,38 @@ class SweepStore:
 
     def write_config(self, complete: bool) -> None:
         """Record the grid and configs; ``complete``: every cell of the grid is in the CSV."""
-        write_atomic(config_path(self.out),
-                     json.dumps({**self.config, "complete": bool(complete), "format": FORMAT},
-                                indent=2) + "\n")
+        text = json.dumps({**self.config, "complete": bool(complete), "format": FORMAT}, indent=2)
+        self._write(lambda: write_atomic(config_path(self.out), text + "\n"))
+        self._started = True
 
     def append(self, rows: list[dict]) -> None:
-        """Add rows at the end of the CSV, whole: one write, flushed and fsynced."""
+        """Add rows at the end of the CSV, whole: one write, flushed and fsynced (the JSON is
+        written first, on the first call)."""
         if not rows:
             return
+        with V.WRITE_LOCK:
+            if not self._started:
+                self.write_config(complete=self.was_complete and not self.asked_whole_grid)
+            self._write(lambda: self._append(rows))
+
+    def _write(self, fn) -> None:
+        try:
+            fn()
+        except OSError as e:
+            raise SweepWriteError(f"cannot write {e.filename or self.out}: "
+                                  f"{e.strerror or e}") from None
+
+    def _append(self, rows: list[dict]) -> None:
         new = pd.DataFrame(rows)
-        if self._header is None:
+        if self._header is None or self._replace:
             write_atomic(self.out, new.to_csv(index=False))
-            self._header = list(new.columns)
+            self._header, self._replace, self._n_bytes = list(new.columns), False, None
             return
         if list(new.columns) != self._header:  # other columns: rewrite the file aligned
             old, _ = read_rows(self.out, warn=False)
             both = pd.concat([old, new], ignore_index=True) if old is not None else new
             write_atomic(self.out, both.to_csv(index=False))
-            self._header = list(both.columns)
+            self._header, self._n_bytes = list(both.columns), None
             return
         text = new.to_csv(index=False, header=False)
         with open(self.out, "r+b") as f:
@@ -192,19 +207,21 @@ def open_store(out: str, config: dict, *, extend: bool = False,
                overwrite: bool = False) -> SweepStore:
     """Open ``out`` for the sweep described by ``config`` (``{"grid", "world", "pipeline"}``).
 
-    Reads the complete rows already there, checks that the recorded sweep is this one (see the
-    module docstring), and records the config (``complete: false``) before any row is written.
+    Checks that ``out`` and its JSON can be written
+    (:func:`cmcd_theory.validation.output_file`), reads the complete rows already there and
+    checks that the recorded sweep is this one (see the module docstring). Writes nothing:
+    the JSON is recorded (``complete: false``) just before the first rows.
 
     Raises:
+      ValueError: ``out`` or its JSON cannot be written (a directory, a read-only file or
+        folder), naming ``out``.
       SweepConfigError: ``out`` holds another sweep and neither ``extend`` (for a grid that
         grows, configurations identical) nor ``overwrite`` allows it.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    cfg_path = config_path(out)
+    V.output_file("out", out)
+    cfg_path = V.output_file("out", config_path(out), example="sweep.json")
     if overwrite:
-        for p in (out, cfg_path):
-            if os.path.exists(p):
-                os.remove(p)
+        return SweepStore(out, config, None, None, replace=True)
     rows, n_bytes = read_rows(out)
     prev = None
     if os.path.exists(cfg_path):
@@ -212,6 +229,7 @@ def open_store(out: str, config: dict, *, extend: bool = False,
             prev = json.load(f)
     if rows is None and not os.path.exists(out):
         prev = None  # a JSON without its CSV describes nothing
+    part = asked_whole = False
     if rows is not None or os.path.exists(out):
         if prev is None:
             raise SweepConfigError(f"{out} exists without {cfg_path}, so what it holds is "
@@ -234,5 +252,4 @@ def open_store(out: str, config: dict, *, extend: bool = False,
     if prev is not None and (rows is not None or os.path.exists(out)):
         store.was_complete = bool(prev.get("complete", False))
         store.asked_whole_grid = asked_whole if part else True
-    store.write_config(complete=store.was_complete and not store.asked_whole_grid)
     return store

@@ -91,33 +91,80 @@ def _defaults(world: WorldConfig, pipe: PipelineConfig) -> dict:
             "tau": pipe.distill.tau, "encoder": pipe.encoder, "t": world.t}
 
 
+def _unit(name: str, value) -> float:
+    try:
+        return V.unit_interval(name, value)
+    except ValueError:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}") from None
+
+
+def _positive_real(name, value):
+    return V.real(name, value, lo=0.0, lo_open=True)
+
+
+def _seed(name, value):
+    return V.integer(name, value, lo=0)
+
+
+def _round9(x) -> float:
+    return round(float(x), 9)  # how :func:`_cell_id` tells two t (or tau) values apart
+
+
+#: each grid axis's check of one value, and the key under which two values are the same cell
+AXIS_CHECKS = {
+    "channel": (lambda n, v: V.choice(n, v, CHANNELS), None),
+    "M": (V.positive_int, None), "m": (V.positive_int, None), "n": (V.positive_int, None),
+    "method": (lambda n, v: V.choice(n, v, METHODS), None),
+    "tau": (_positive_real, _round9),
+    "encoder": (lambda n, v: V.choice(n, v, ("linear", "mlp")), None),
+    "t": (_unit, _round9),
+    "seed": (_seed, None),
+}
+
+
+def grid_values(axis: str, values, name: str | None = None) -> tuple:
+    """The values of one grid axis (or of ``seed``), checked as the command line and
+    :func:`run_sweep` both check them: a non-empty set (no value twice, ``t`` and ``tau``
+    compared to 9 decimals as rows are) of valid values. ``name`` is the parameter named in an
+    error (default ``axis``; the command line passes ``--t``, ...).
+
+    Example:
+      >>> grid_values("t", [0.0, 0.0])
+      Traceback (most recent call last):
+      ...
+      ValueError: t must not repeat a value, got (0.0, 0.0)
+    """
+    check, key = AXIS_CHECKS[axis]
+    name = name or axis
+    return V.distinct(name, V.nonempty(name, values, check), key)
+
+
+def _seed_list(seeds) -> list:
+    """``seeds``: a count S >= 1 (seeds 0..S-1) or a non-empty list of distinct seeds >= 0."""
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        return list(range(V.positive_int("seeds", seeds)))
+    if isinstance(seeds, (str, bytes, bool)) or np.ndim(seeds) != 1:
+        raise ValueError(f"seeds must be an integer >= 1 or a list of seeds, got {seeds!r}")
+    return [int(s) for s in grid_values("seed", list(seeds), "seeds")]
+
+
 def _normalise_grid(grid: dict, world: WorldConfig, pipe: PipelineConfig, seeds) -> dict:
+    """The grid with every axis (missing ones at the base configs' values, ``method`` cmc) as
+    a checked list (:func:`grid_values`), ``t`` and ``tau`` as floats, and ``seed``."""
     unknown = set(grid) - set(GRID_AXES) - {"seed"}
     if unknown:
         raise ValueError(f"grid axes must be among {GRID_AXES}, got unknown {sorted(unknown)}")
+    if "seed" in grid:
+        raise ValueError("grid axis 'seed' is given by seeds=, not in the grid")
     g = {k: [v] for k, v in _defaults(world, pipe).items()}
     g["method"] = ["cmc"]
     for k, v in grid.items():
-        vals = list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v]
-        if not vals:
-            raise ValueError(f"grid axis {k!r} is empty")
-        g[k] = vals
-    for m in g["method"]:
-        if m not in METHODS:
-            raise ValueError(f"method must be among {METHODS}, got {m!r}")
-    for c in g["channel"]:
-        if c not in CHANNELS:
-            raise ValueError(f"channel must be among {CHANNELS}, got {c!r}")
-    for t in g["t"]:
-        if not 0.0 <= float(t) <= 1.0:
-            raise ValueError(f"t must be in [0, 1], got {t!r}")
+        g[k] = list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v]
+    for k in STATIC_AXES + ("t",):
+        g[k] = list(grid_values(k, g[k]))
     g["t"] = [float(t) for t in g["t"]]
     g["tau"] = [float(x) for x in g["tau"]]
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {seeds}")
-        seeds = list(range(seeds))
-    g["seed"] = [int(s) for s in seeds]
+    g["seed"] = _seed_list(seeds)
     return g
 
 
@@ -255,8 +302,9 @@ def run_chunk(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk,
     """The rows of one chunk: a pure function of its arguments (so a lost chunk is recomputed
     with the same numbers wherever it runs). Every scalar that
     :func:`~cmcd_theory.learn.pipeline.ground_truth` and
-    :func:`~cmcd_theory.learn.pipeline.run_downstream_ns` return becomes a column. ``postprocess``
-    gets the pipeline config of the row's own n."""
+    :func:`~cmcd_theory.learn.pipeline.run_downstream_ns` return becomes a column: the
+    columns of :func:`run_sweep` (grid axes, ground truth, metrics), one dict per (n, method,
+    cell) of the chunk. ``postprocess`` gets the pipeline config of the row's own n."""
     cell = dict(chunk.cell)
     wc, pc = cell_config(world, pipeline, {**cell, "n": chunk.ns[0]})
     w = make_world(wc)
@@ -298,10 +346,13 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
     Args:
       grid: axis name -> list of values, axes among :data:`GRID_AXES` (``seed`` is given by
         ``seeds``). Missing axes take the base configs' values; ``method`` defaults to cmc.
+        Each axis is a set: an empty axis or a repeated value is refused, as on the command
+        line (:func:`grid_values`).
       world: base :class:`~cmcd_theory.worlds.WorldConfig`.
       pipeline: base :class:`~cmcd_theory.learn.pipeline.PipelineConfig`.
-      seeds: number of seeds (0..S-1) or an explicit list.
-      out: CSV path; each chunk's rows land whole as it finishes, the grid and configs go to
+      seeds: number of seeds (0..S-1) or an explicit list of distinct seeds >= 0.
+      out: CSV path, checked before any work (its folder writable, not a directory, not a
+        read-only file: :func:`cmcd_theory.validation.output_file`); each chunk's rows land whole as it finishes, the grid and configs go to
         ``<out>.json``, and cells already in the CSV are skipped (a partial last row left by a
         crash is dropped and recomputed). See :mod:`cmcd_theory.sweeps.storage` for what an
         existing ``out`` may hold.
@@ -318,6 +369,8 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
         (``"tcp://host:8786"``), ``"local"`` (an embedded ``LocalCluster``, one single-threaded
         worker process per core) or an int (a ``LocalCluster`` of that many workers); see
         :mod:`cmcd_theory.sweeps.cluster`. A chunk whose worker dies or raises is run again.
+        A scheduler address must accept a connection within
+        :data:`cmcd_theory.validation.CONNECT_TIMEOUT_S` seconds, before any work.
       retries: how many times a failed chunk is run again before the sweep gives up (cluster).
 
     Returns:
@@ -342,12 +395,9 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
       ``df.attrs["sweep"]`` holds the run's bookkeeping: ``computed`` and ``resumed`` rows,
       ``retried_chunks``, ``chunks`` and ``wall_s``.
     """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     t_start = time.perf_counter()
     g = _normalise_grid(grid, world, pipeline, seeds)
+    _check_run(chunk_size, retries, out, cluster)
     config = {"grid": g, "world": world.as_dict(), "pipeline": _jsonable(pipeline.as_dict())}
     store, old, done = _open_store(out, config, g, extend, overwrite)
     new_rows, retried, n_chunks = _compute(g, done, world, pipeline, store, postprocess=postprocess,
@@ -364,6 +414,23 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
     if progress:
         print(summary_line(df.attrs["sweep"]), file=sys.stderr)
     return df
+
+
+def _check_run(chunk_size, retries, out, cluster) -> None:
+    """What :func:`run_sweep` checks before any work, besides the grid: its integer options,
+    that ``out`` and its JSON can be written (:func:`cmcd_theory.validation.output_file`) and
+    that ``cluster`` is valid and, for a scheduler address, answers
+    (:func:`cmcd_theory.sweeps.cluster.check_cluster`)."""
+    from cmcd_theory.sweeps import cluster as cluster_mod
+    from cmcd_theory.sweeps import storage
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    if out is not None:
+        V.output_file("out", out, example="sweep.csv")
+        V.output_file("out", storage.config_path(os.fspath(out)), example="sweep.json")
+    cluster_mod.check_cluster(cluster)
 
 
 def _open_store(out: str | None, config: dict, g: dict, extend: bool, overwrite: bool):
@@ -442,20 +509,10 @@ def _parsed(text: str, cast) -> list:
     return out
 
 
-def _floats_in(check):
-    return lambda name, text: V.nonempty(name, _parsed(text, float), check)
-
-
-def _ints(name, text):
-    return V.nonempty(name, _parsed(text, int), V.positive_int)
-
-
-def _choices_of(allowed):
-    return lambda name, text: V.choices(name, _items(text), allowed)
-
-
-def _positive_real(name, value):
-    return V.real(name, value, lo=0.0, lo_open=True)
+def _axis(axis: str, cast=None):
+    """An argparse check of a comma list of one grid axis: :func:`grid_values`, the check
+    :func:`run_sweep` applies to the same axis."""
+    return lambda name, text: grid_values(axis, _parsed(text, cast) if cast else _items(text), name)
 
 
 def _scheduler(name, text):
@@ -470,30 +527,37 @@ Output: one CSV row per (cell, method, seed) with the grid columns (channel, M, 
 tau, encoder, t, seed), the world's ground truth (tv_latent, bayes_A, bayes_B, ...) and the
 metrics (err_B, err_A_head, err_A_probe, distill_train_loss, distill_pop_loss, distill_gap,
 student_norm, sum_sq_inputs, ...); the grid and configuration go to the .json beside it.
+Each comma list is a set: a value given twice is refused.
 Resume: rerunning with the same --out skips the cells already there (a row cut by a crash is
 dropped and recomputed). Another grid or configuration at the same --out is refused, unless
 --extend (the grid grows, every axis keeping its values, same configuration) or --overwrite
-(start afresh). Invalid values: one line on stderr, exit status 2."""
+(start afresh).
+Before any work: --out must be a writable file path (not a directory, not a read-only file)
+and a --scheduler address must answer within 3 s. Invalid values: one line on stderr, exit
+status 2.
+Interrupts: Ctrl-C (SIGINT) or SIGTERM ends the sweep within a second with one line saying
+how many rows are kept in --out (every finished chunk, whole); exit status 130 (SIGINT) or
+143 (SIGTERM). Rerun the same command to resume."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``cmcd-sweep`` argument parser."""
     p = V.parser(PROG, "Run a grid of CMCD pipelines (vmapped over t and seeds) to a tidy CSV.",
                  COLUMNS_HELP)
-    p.add_argument("--channel", type=V.arg(_choices_of(CHANNELS), "--channel"), default=("attenuate",),
+    p.add_argument("--channel", type=V.arg(_axis("channel"), "--channel"), default=("attenuate",),
                    help=f"comma list of channels among {', '.join(CHANNELS)}")
-    p.add_argument("--t", type=V.arg(_floats_in(V.unit_interval), "--t"), default=(0.0, 0.25, 0.5, 0.75, 1.0),
+    p.add_argument("--t", type=V.arg(_axis("t", float), "--t"), default=(0.0, 0.25, 0.5, 0.75, 1.0),
                    help="comma list of distance knobs in [0, 1]")
-    p.add_argument("--methods", type=V.arg(_choices_of(METHODS), "--methods"), default=("cmc", "cmd", "l2"),
+    p.add_argument("--methods", type=V.arg(_axis("method"), "--methods"), default=("cmc", "cmd", "l2"),
                    help=f"comma list of methods among {', '.join(METHODS)}")
     p.add_argument("--seeds", type=V.arg(V.positive_int, "--seeds"), default=3,
                    help="number of seeds (0..S-1)")
     for name, what in (("M", "stage-1 sizes"), ("m", "pair counts"), ("n", "label counts")):
-        p.add_argument(f"--{name}", type=V.arg(_ints, f"--{name}"), default=None,
+        p.add_argument(f"--{name}", type=V.arg(_axis(name, int), f"--{name}"), default=None,
                        help=f"comma list of {what}, integers >= 1 (default: the pipeline's)")
-    p.add_argument("--tau", type=V.arg(_floats_in(_positive_real), "--tau"), default=None,
+    p.add_argument("--tau", type=V.arg(_axis("tau", float), "--tau"), default=None,
                    help="comma list of temperatures > 0 (default: the pipeline's)")
-    p.add_argument("--encoder", type=V.arg(_choices_of(("linear", "mlp")), "--encoder"), default=None,
+    p.add_argument("--encoder", type=V.arg(_axis("encoder"), "--encoder"), default=None,
                    help="comma list of linear,mlp (default: the pipeline's)")
     p.add_argument("--quick", action="store_true", help="small fast sizes")
     p.add_argument("--out", default="results/sweep.csv", help="CSV path (grid and config saved as .json beside it)")
@@ -513,13 +577,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    """``cmcd-sweep``: parse, run the sweep, print where the rows are; returns 0. Invalid input
-    (here or found by the sweep, e.g. another grid at ``--out``): one line on stderr, status 2."""
-    p = build_parser()
-    args = p.parse_args(argv)
+def _preflight(p: argparse.ArgumentParser, args) -> None:
+    """What ``cmcd-sweep`` checks before any work, naming the flag at fault: the flags that go
+    together, --out and its JSON writable, a --scheduler address answering."""
+    from cmcd_theory.sweeps import storage
     if args.workers is not None and args.scheduler != "local":
         p.error(f"argument --workers: only with --scheduler local, got --scheduler {args.scheduler}")
+    try:
+        V.output_file("--out", args.out, example="sweep.csv")
+        V.output_file("--out", storage.config_path(args.out), example="sweep.json")
+        if "://" in args.scheduler:
+            V.scheduler_address("--scheduler", args.scheduler)
+    except ValueError as e:
+        p.error(str(e))
+
+
+def main(argv=None) -> int:
+    """``cmcd-sweep``: parse, check, run the sweep, print where the rows are; returns 0.
+    Invalid input (here or found by the sweep, e.g. another grid at ``--out``): one line on
+    stderr, status 2. SIGINT / SIGTERM: one line saying how many rows are kept, status 130 /
+    143 (:func:`cmcd_theory.validation.interruptible`)."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    _preflight(p, args)
     from cmcd_theory.sweeps import storage
     from cmcd_theory.sweeps.devices import setup_jax
     setup_jax()
@@ -530,15 +610,20 @@ def main(argv=None) -> int:
             grid[name] = list(getattr(args, name))
     cluster = (args.workers or "local") if args.scheduler == "local" else args.scheduler
 
-    def run(_argv):
+    def work():
         try:
             return run_sweep(grid, pipeline=pipe, seeds=args.seeds, out=args.out, overwrite=args.overwrite,
                              extend=args.extend, progress=not args.no_progress, cluster=cluster,
                              chunk_size=args.chunk_size)
-        except storage.SweepConfigError as e:
+        except (storage.SweepConfigError, storage.SweepFileError, storage.SweepWriteError) as e:
             raise ValueError(f"--out: {e}") from None
 
-    df = V.cli(run, None, prog=PROG)
+    def kept() -> str:
+        n = storage.count_rows(args.out)
+        return f"{n} row{'' if n == 1 else 's'} kept in {args.out}; rerun the same command to resume"
+
+    from cmcd_theory.sweeps.cluster import abandon
+    df = V.cli(lambda _argv: V.interruptible(work, PROG, kept, abandon), None, prog=PROG)
     print(f"{len(df)} rows in {args.out}")
     return 0
 

@@ -1,0 +1,112 @@
+"""``cmcd-certify`` at scale: one command on an npz of 200,000 labeled rows of 8 features.
+
+Builds the npz in a temporary folder -- 200,000 training rows and 50,000 held-out test rows
+of 8 L2-normalised features, K = 4 classes (Gaussian clusters, seed 0) -- and times the
+command as a user runs it, as a whole process (interpreter start, imports, the probe fits,
+every bound, the CSV): ``python -m cmcd_theory.certify RUN.npz --out report.csv
+--no-progress`` at the default 1,000 weight draws. The time is dominated by B3's Monte Carlo:
+n x K x 1,000 standard normals for B3 and half as many for B3p (1.2e9 at full size), drawn in
+the order ``numpy.random.default_rng(seed)`` fills them, so that the numbers do not depend on
+how the work is split.
+
+Writes ``results/certify_scale.json`` (``--quick``: 25,000 rows, ``results/quick/``): sizes,
+wall and CPU seconds of the fastest of ``--repeat`` runs (and every run with the load average
+at its start: on a shared host the fastest is the least disturbed), the machine's cores, and
+the B3, B3p and probe values. ``--reference CSV`` compares the table with one written by
+another version of the command on the same npz (the largest difference of any numeric column).
+
+    python -m benchmarks.certify_scale [--quick] [--reference report.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+
+D, K, SEED = 8, 4, 0
+
+
+def build_npz(path: str, n: int) -> None:
+    """n training and n / 4 test rows of D normalised features in K Gaussian clusters."""
+    rng = np.random.default_rng(SEED)
+    centres = rng.standard_normal((K, D))
+
+    def draw(m):
+        y = rng.integers(0, K, m)
+        z = centres[y] + 0.8 * rng.standard_normal((m, D))
+        return z / np.linalg.norm(z, axis=1, keepdims=True), y
+
+    z, y = draw(n)
+    zt, yt = draw(n // 4)
+    np.savez(path, train_features=z, train_labels=y, test_features=zt, test_labels=yt)
+
+
+def time_command(npz: str, report: str) -> dict:
+    """Wall and CPU seconds (user + system, the command's process and its threads) of one
+    ``python -m cmcd_theory.certify`` run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "cmcd_theory.certify", npz, "--out", report,
+                           "--no-progress"], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"cmcd-certify failed ({proc.returncode}):\n{proc.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.certify_scale",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="25,000 rows, results/quick/")
+    p.add_argument("--rows", type=int, default=None, help="training rows (default 200,000)")
+    p.add_argument("--reference", default=None,
+                   help="a report.csv of another version on the same npz, to compare with")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs of the command (on a shared host the fastest is the least disturbed)")
+    p.add_argument("--out", default=None, help="JSON path")
+    args = p.parse_args(argv)
+    n = args.rows or (25_000 if args.quick else 200_000)
+    out = args.out or ("results/quick/certify_scale.json" if args.quick
+                       else "results/certify_scale.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        npz, report = os.path.join(tmp, "run.npz"), os.path.join(tmp, "report.csv")
+        build_npz(npz, n)
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            load = os.getloadavg()[0]
+            runs.append({**time_command(npz, report), "load_average_at_start": round(load, 2)})
+        best = min(runs, key=lambda r: r["wall_s"])
+        res = {"rows": n, "test_rows": n // 4, "features": D, "classes": K,
+               "weight_samples": 1000, "normal_draws": int(1.5 * n * K * 1000),
+               "wall_s": best["wall_s"], "cpu_s": best["cpu_s"],
+               "wall_s_median": float(np.median([r["wall_s"] for r in runs])),
+               "runs": runs, "cpu_count": os.cpu_count()}
+        table = pd.read_csv(report).set_index("bound")
+        res["values"] = {b: float(table.loc[b, "value"]) for b in ("B3", "B3p", "probe")}
+        if args.reference:
+            ref = pd.read_csv(args.reference).set_index("bound")
+            cols = [c for c in table.columns if table[c].dtype.kind == "f" and c in ref]
+            diff = np.nanmax(np.abs(table[cols].to_numpy(float) - ref[cols].to_numpy(float)))
+            res["max_abs_difference_to_reference"] = float(diff)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(res, f, indent=2)
+    print(f"cmcd-certify on {n:,} x {D} rows ({K} classes, 1,000 weight draws), fastest of "
+          f"{len(runs)}: {res['wall_s']:.1f} s wall (median {res['wall_s_median']:.1f} s), "
+          f"{res['cpu_s']:.1f} CPU-s on {res['cpu_count']} cores -> {out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
