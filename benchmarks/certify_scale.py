@@ -55,8 +55,11 @@ def time_command(npz: str, report: str) -> dict:
     ``python -m cmcd_theory.certify`` run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "cmcd_theory.certify", npz, "--out", report,
-                           "--no-progress"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cmcd_theory.certify", npz, "--out", report, "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -66,19 +69,28 @@ def time_command(npz: str, report: str) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.certify_scale",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.certify_scale", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--quick", action="store_true", help="25,000 rows, results/quick/")
     p.add_argument("--rows", type=int, default=None, help="training rows (default 200,000)")
-    p.add_argument("--reference", default=None,
-                   help="a report.csv of another version on the same npz, to compare with")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="runs of the command (on a shared host the fastest is the least disturbed)")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="a report.csv of another version on the same npz, to compare with",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of the command (on a shared host the fastest is the least disturbed)",
+    )
     p.add_argument("--out", default=None, help="JSON path")
     args = p.parse_args(argv)
     n = args.rows or (25_000 if args.quick else 200_000)
-    out = args.out or ("results/quick/certify_scale.json" if args.quick
-                       else "results/certify_scale.json")
+    out = args.out or (
+        "results/quick/certify_scale.json" if args.quick else "results/certify_scale.json"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         npz, report = os.path.join(tmp, "run.npz"), os.path.join(tmp, "report.csv")
         build_npz(npz, n)
@@ -87,11 +99,19 @@ def main(argv=None) -> dict:
             load = os.getloadavg()[0]
             runs.append({**time_command(npz, report), "load_average_at_start": round(load, 2)})
         best = min(runs, key=lambda r: r["wall_s"])
-        res = {"rows": n, "test_rows": n // 4, "features": D, "classes": K,
-               "weight_samples": 1000, "normal_draws": int(1.5 * n * K * 1000),
-               "wall_s": best["wall_s"], "cpu_s": best["cpu_s"],
-               "wall_s_median": float(np.median([r["wall_s"] for r in runs])),
-               "runs": runs, "cpu_count": os.cpu_count()}
+        res = {
+            "rows": n,
+            "test_rows": n // 4,
+            "features": D,
+            "classes": K,
+            "weight_samples": 1000,
+            "normal_draws": int(1.5 * n * K * 1000),
+            "wall_s": best["wall_s"],
+            "cpu_s": best["cpu_s"],
+            "wall_s_median": float(np.median([r["wall_s"] for r in runs])),
+            "runs": runs,
+            "cpu_count": os.cpu_count(),
+        }
         table = pd.read_csv(report).set_index("bound")
         res["values"] = {b: float(table.loc[b, "value"]) for b in ("B3", "B3p", "probe")}
         if args.reference:
@@ -102,9 +122,11 @@ def main(argv=None) -> dict:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(res, f, indent=2)
-    print(f"cmcd-certify on {n:,} x {D} rows ({K} classes, 1,000 weight draws), fastest of "
-          f"{len(runs)}: {res['wall_s']:.1f} s wall (median {res['wall_s_median']:.1f} s), "
-          f"{res['cpu_s']:.1f} CPU-s on {res['cpu_count']} cores -> {out}")
+    print(
+        f"cmcd-certify on {n:,} x {D} rows ({K} classes, 1,000 weight draws), fastest of "
+        f"{len(runs)}: {res['wall_s']:.1f} s wall (median {res['wall_s_median']:.1f} s), "
+        f"{res['cpu_s']:.1f} CPU-s on {res['cpu_count']} cores -> {out}"
+    )
     return res
 
 

@@ -27,14 +27,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cmcd_theory.worlds import mfeat
 from cmcd_theory.learn.models import clip_to_ball, linear_encoder, mlp_encoder, normalize
 from cmcd_theory.learn.probe import fit_probe
 from cmcd_theory.learn.training import TrainConfig, train_distill, train_ssl, tuple_loss
+from cmcd_theory.worlds import mfeat
 
 
-def train_and_export(path: str, *, target: str = "fou", steps: int = 300, feature_dim: int = 16,
-                     tuple_size: int = 100, seed: int = 0) -> dict:
+def train_and_export(
+    path: str,
+    *,
+    target: str = "fou",
+    steps: int = 300,
+    feature_dim: int = 16,
+    tuple_size: int = 100,
+    seed: int = 0,
+) -> dict:
     """Train the three stages on mfeat (source ``pix``, target ``target``) and write the npz.
 
     Returns the arrays written (names of the npz schema).
@@ -45,8 +52,13 @@ def train_and_export(path: str, *, target: str = "fou", steps: int = 300, featur
 
     # stage 1: the teacher, InfoNCE on two augmented views of the unlabeled source rows
     teacher_enc = mlp_encoder(xa.shape[1], (64,), feature_dim)
-    teacher = train_ssl(k1, teacher_enc, jnp.asarray(xa[s.ssl]), mfeat.make_augment(),
-                        TrainConfig(steps=steps, batch_size=128, lr=1e-2, tau=0.1))
+    teacher = train_ssl(
+        k1,
+        teacher_enc,
+        jnp.asarray(xa[s.ssl]),
+        mfeat.make_augment(),
+        TrainConfig(steps=steps, batch_size=128, lr=1e-2, tau=0.1),
+    )
 
     def za(rows):
         return np.asarray(normalize(teacher_enc.apply(teacher, jnp.asarray(xa[rows]))))
@@ -57,7 +69,9 @@ def train_and_export(path: str, *, target: str = "fou", steps: int = 300, featur
     student_enc = linear_encoder(xb.shape[1], feature_dim, clip_radius=r_b)
     dc = TrainConfig(steps=steps, batch_size=tuple_size, lr=1e-2, tau=0.1, student_features="raw")
     pairs = s.pairs
-    student = train_distill(k2, student_enc, jnp.asarray(xb[pairs]), jnp.asarray(za(pairs)), "cmc", dc)
+    student = train_distill(
+        k2, student_enc, jnp.asarray(xb[pairs]), jnp.asarray(za(pairs)), "cmc", dc
+    )
 
     def zb_raw(rows):
         return student_enc.apply(student, jnp.asarray(xb[rows]))
@@ -73,23 +87,35 @@ def train_and_export(path: str, *, target: str = "fou", steps: int = 300, featur
     probe = fit_probe(jnp.asarray(zb(lab)), jnp.asarray(y[lab]), mfeat.NUM_CLASSES)
 
     arrays = {
-        "train_features": zb(lab), "train_labels": y[lab],
-        "probe_weights": np.asarray(probe["W"]), "probe_bias": np.asarray(probe["b"]),
-        "test_features": zb(test), "test_labels": y[test],
+        "train_features": zb(lab),
+        "train_labels": y[lab],
+        "probe_weights": np.asarray(probe["W"]),
+        "probe_bias": np.asarray(probe["b"]),
+        "test_features": zb(test),
+        "test_labels": y[test],
         # the same head on the teacher's features of the held-out rows: R_A (B1b)
-        "source_test_features": za(test), "source_test_labels": y[test],
+        "source_test_features": za(test),
+        "source_test_labels": y[test],
         # teacher and student features of held-out pairs: the certified TV lower bound
-        "pair_source": za(test), "pair_target": zb(test), "pair_labels": y[test],
+        "pair_source": za(test),
+        "pair_target": zb(test),
+        "pair_labels": y[test],
         "feature_norm_bound": 1.0,
         # stage 2, for B4: the tuple loss on the training pairs and on fresh (test) pairs
-        "stage2_loss": "cmc", "stage2_tau": dc.tau, "stage2_tuple_size": tuple_size,
-        "stage2_m": len(pairs), "stage2_input_radius": r_b, "stage2_feature_dim": feature_dim,
-        "stage2_train_loss": float(tuple_loss("cmc", zb_raw(pairs), jnp.asarray(za(pairs)), dc,
-                                              tuple_size)),
+        "stage2_loss": "cmc",
+        "stage2_tau": dc.tau,
+        "stage2_tuple_size": tuple_size,
+        "stage2_m": len(pairs),
+        "stage2_input_radius": r_b,
+        "stage2_feature_dim": feature_dim,
+        "stage2_train_loss": float(
+            tuple_loss("cmc", zb_raw(pairs), jnp.asarray(za(pairs)), dc, tuple_size)
+        ),
         "stage2_student_norm": float(jnp.linalg.norm(student["W"])),
-        "stage2_sum_sq_inputs": float(jnp.sum(clipped ** 2)),
-        "stage2_pop_loss": float(tuple_loss("cmc", zb_raw(test), jnp.asarray(za(test)), dc,
-                                            tuple_size)),
+        "stage2_sum_sq_inputs": float(jnp.sum(clipped**2)),
+        "stage2_pop_loss": float(
+            tuple_loss("cmc", zb_raw(test), jnp.asarray(za(test)), dc, tuple_size)
+        ),
         "stage2_n_pop": len(test),
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -98,12 +124,16 @@ def train_and_export(path: str, *, target: str = "fou", steps: int = 300, featur
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--target", default="fou", choices=mfeat.TARGET_VIEWS, help="target view B")
     p.add_argument("--steps", type=int, default=300, help="training steps of stages 1 and 2")
-    p.add_argument("--out-dir", default="examples_out",
-                   help="where run.npz and report.csv go (examples_out/ is git-ignored)")
+    p.add_argument(
+        "--out-dir",
+        default="examples_out",
+        help="where run.npz and report.csv go (examples_out/ is git-ignored)",
+    )
     args = p.parse_args(argv)
     npz = os.path.join(args.out_dir, "run.npz")
     report = os.path.join(args.out_dir, "report.csv")

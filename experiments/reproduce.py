@@ -6,15 +6,14 @@ and their total. With ``--jobs 1`` the experiments run in order in this process;
 ``--jobs J > 1`` each runs in its own process, at most J at once, longest first (by the wall
 time its last JSON recorded), its output in ``<results>/logs/<name>.log``: on 2 cores two
 experiments overlap one's single-threaded XLA compilation with the other's execution. The
-experiments write disjoint files and their numbers do not depend on the schedule. A persistent XLA compile cache
-(:func:`cmcd_theory.sweeps.devices.setup_jax`: ``.jax_cache`` in the repository, or
-``$JAX_COMPILATION_CACHE_DIR``) makes a second run skip compilation. An experiment of the list
-that cannot be imported is an error.
+experiments write disjoint files and their numbers do not depend on the schedule. A persistent
+XLA compile cache (:func:`cmcd_theory.sweeps.devices.setup_jax`: ``.jax_cache`` in the
+repository, or ``$JAX_COMPILATION_CACHE_DIR``) makes a second run skip compilation. An
+experiment of the list that cannot be imported is an error.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
@@ -26,10 +25,24 @@ import traceback
 from cmcd_theory import validation as V
 from cmcd_theory.sweeps.devices import setup_jax
 
-EXPERIMENTS = ("world_gallery", "error_vs_distance", "convergence_m", "convergence_M_stage1", "generalization_n", "tv_vs_gain",
-               "loss_comparison", "pipeline_ablation", "rotate_channel", "bounds_check", "mfeat",
-               "discomkd_synthetic", "when_distillation_pays", "pairing_vs_distance", "nuisance_ablation",
-               "theory_arena")
+EXPERIMENTS = (
+    "world_gallery",
+    "error_vs_distance",
+    "convergence_m",
+    "convergence_M_stage1",
+    "generalization_n",
+    "tv_vs_gain",
+    "loss_comparison",
+    "pipeline_ablation",
+    "rotate_channel",
+    "bounds_check",
+    "mfeat",
+    "discomkd_synthetic",
+    "when_distillation_pays",
+    "pairing_vs_distance",
+    "nuisance_ablation",
+    "theory_arena",
+)
 
 
 EPILOG = """\
@@ -47,13 +60,25 @@ def build_parser():
     """The ``cmcd-reproduce`` argument parser."""
     p = V.parser("cmcd-reproduce", __doc__.splitlines()[0], EPILOG)
     p.add_argument("--quick", action="store_true", help="quick mode of every experiment")
-    p.add_argument("--seeds", type=V.arg(V.positive_int, "--seeds"), default=None,
-                   help="seeds passed to every experiment (default: each experiment's own)")
-    p.add_argument("--only", type=V.arg(_names, "--only"), default=None,
-                   help=f"comma list of experiments to run (default: all of {', '.join(EXPERIMENTS)})")
+    p.add_argument(
+        "--seeds",
+        type=V.arg(V.positive_int, "--seeds"),
+        default=None,
+        help="seeds passed to every experiment (default: each experiment's own)",
+    )
+    p.add_argument(
+        "--only",
+        type=V.arg(_names, "--only"),
+        default=None,
+        help=f"comma list of experiments to run (default: all of {', '.join(EXPERIMENTS)})",
+    )
     p.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
-    p.add_argument("--jobs", type=V.arg(V.positive_int, "--jobs"), default=1,
-                   help="experiments run at once, each in its own process (1: in order, here)")
+    p.add_argument(
+        "--jobs",
+        type=V.arg(V.positive_int, "--jobs"),
+        default=1,
+        help="experiments run at once, each in its own process (1: in order, here)",
+    )
     return p
 
 
@@ -78,8 +103,11 @@ def _run_parallel(names, sub, jobs: int, keep_going: bool, quick: bool) -> dict:
             name = queue.pop(0)
             log = open(os.path.join(log_dir, f"{name}.log"), "w")
             print(f"[reproduce] {name} {' '.join(sub)} (log: {log.name})", flush=True)
-            proc = subprocess.Popen([sys.executable, "-m", f"experiments.{name}", "--no-progress",
-                                     *sub], stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"experiments.{name}", "--no-progress", *sub],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             running[name] = (proc, log, time.perf_counter())
         if failed and not keep_going and not running:
             break
@@ -95,8 +123,11 @@ def _run_parallel(names, sub, jobs: int, keep_going: bool, quick: bool) -> dict:
             else:
                 times[name] = float("nan")
                 failed.append(name)
-                print(f"[reproduce] {name} FAILED (exit {proc.returncode}); see {log.name}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[reproduce] {name} FAILED (exit {proc.returncode}); see {log.name}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     if failed and not keep_going:
         raise RuntimeError(f"experiments failed: {', '.join(failed)} (logs in {log_dir})")
     return times
@@ -106,12 +137,14 @@ def main(argv=None) -> dict:
     """Run the experiments; returns ``{name: wall seconds}``."""
     args = build_parser().parse_args(argv)
     names = EXPERIMENTS if args.only is None else args.only
-    sub = (["--quick"] if args.quick else []) + ([] if args.seeds is None else ["--seeds", str(args.seeds)])
+    sub = (["--quick"] if args.quick else []) + (
+        [] if args.seeds is None else ["--seeds", str(args.seeds)]
+    )
     times: dict = {}
     t_all = time.perf_counter()
     if args.jobs > 1:
         times = _run_parallel(names, sub, args.jobs, args.keep_going, args.quick)
-    for name in (names if args.jobs == 1 else ()):
+    for name in names if args.jobs == 1 else ():
         mod = importlib.import_module(f"experiments.{name}")  # a missing experiment is an error
         print(f"[reproduce] {name} {' '.join(sub)}", flush=True)
         t0 = time.perf_counter()

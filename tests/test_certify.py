@@ -23,20 +23,54 @@ def cert():
     zs, _ = _features(seed=1)
     rng = np.random.default_rng(2)
     W = rng.standard_normal((3, 3))
-    stats = dict(loss="cmc", train_loss=3.0, tau=0.5, tuple_size=16, m=512, student_norm=2.0,
-                 input_radius=3.0, feature_dim=3, sum_sq_inputs=512 * 4.0, pop_loss=3.1, n_pop=512)
-    return certify_features(z[:500], y[:500], probe_weights=W, probe_bias=np.zeros(3),
-                            test_features=z[500:], test_labels=y[500:],
-                            pair_source=zs[500:], pair_target=z[500:], stage2=stats,
-                            n_weight_samples=100)
+    stats = dict(
+        loss="cmc",
+        train_loss=3.0,
+        tau=0.5,
+        tuple_size=16,
+        m=512,
+        student_norm=2.0,
+        input_radius=3.0,
+        feature_dim=3,
+        sum_sq_inputs=512 * 4.0,
+        pop_loss=3.1,
+        n_pop=512,
+    )
+    return certify_features(
+        z[:500],
+        y[:500],
+        probe_weights=W,
+        probe_bias=np.zeros(3),
+        test_features=z[500:],
+        test_labels=y[500:],
+        pair_source=zs[500:],
+        pair_target=z[500:],
+        stage2=stats,
+        n_weight_samples=100,
+    )
 
 
 def test_every_bound_reported_with_fixed_keys(cert):
     names = [r["bound"] for r in cert.rows]
-    assert names == ["B2_sample", "B2_data_free", "B3", "B3p", "B4_data_free", "B4_sample", "B4n",
-                     "B5_data_free", "B5_sample", "B5n", "B1b", "TV_lower", "B1a", "floor", "probe"]
+    assert names == [
+        "B2_sample",
+        "B2_data_free",
+        "B3",
+        "B3p",
+        "B4_data_free",
+        "B4_sample",
+        "B4n",
+        "B5_data_free",
+        "B5_sample",
+        "B5n",
+        "B1b",
+        "TV_lower",
+        "B1a",
+        "floor",
+        "probe",
+    ]
     for r in cert.rows:
-        assert tuple(r)[:len(ROW_KEYS)] == ROW_KEYS
+        assert tuple(r)[: len(ROW_KEYS)] == ROW_KEYS
         assert r["applicable"] == (r["reason"] == "")
     assert tuple(cert.wide) == WIDE_KEYS
     assert math.isnan(cert.wide["b5_total"]) and math.isnan(cert.wide["tv_features_upper"])
@@ -74,8 +108,9 @@ def test_tv_lower_bound_on_distinct_laws():
     """Shifted features: the certified TV lower bound is positive (and <= 1)."""
     z, y = _features(n=2000)
     shifted = z + np.array([0.8, 0.0, 0.0])
-    c = certify_features(z[:300], y[:300], pair_source=z[300:], pair_target=shifted[300:],
-                         n_weight_samples=50)
+    c = certify_features(
+        z[:300], y[:300], pair_source=z[300:], pair_target=shifted[300:], n_weight_samples=50
+    )
     tv = [r for r in c.rows if r["bound"] == "TV_lower"][0]
     assert tv["applicable"] and 0.5 < tv["value"] <= 1.0
     assert c.wide["tv_features_lower"] == tv["value"]
@@ -83,8 +118,9 @@ def test_tv_lower_bound_on_distinct_laws():
 
 def test_fits_the_probe_when_no_weights():
     z, y = _features(n=800)
-    c = certify_features(z[:400], y[:400], test_features=z[400:], test_labels=y[400:],
-                         n_weight_samples=50)
+    c = certify_features(
+        z[:400], y[:400], test_features=z[400:], test_labels=y[400:], n_weight_samples=50
+    )
     b3 = [r for r in c.rows if r["bound"] == "B3"][0]
     assert b3["holds"] and b3["measured"] < 0.2
 
@@ -100,16 +136,32 @@ def test_data_free_form_needs_the_norm_bound():
     assert all(not r["applicable"] for r in c.rows if r["bound"][:2] in ("B2", "B3"))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(train_labels=np.zeros(5, int)), "train_labels must have shape"),
-    (dict(train_features=np.full((10, 2), np.nan)), "train_features must hold finite"),
-    (dict(probe_weights=np.ones((3, 5))), "probe_weights must have shape"),
-    (dict(delta=1.5), r"delta must be a finite number in \(0, 1\)"),
-    (dict(test_features=np.ones((4, 2))), "test_labels"),
-    (dict(stage2={"loss": "cmc"}), "stage2 is missing"),
-    (dict(stage2={"loss": "xyz", "train_loss": 1.0, "tau": 1.0, "tuple_size": 2, "m": 4,
-                  "student_norm": 1.0, "input_radius": 1.0, "feature_dim": 2}), "loss must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(train_labels=np.zeros(5, int)), "train_labels must have shape"),
+        (dict(train_features=np.full((10, 2), np.nan)), "train_features must hold finite"),
+        (dict(probe_weights=np.ones((3, 5))), "probe_weights must have shape"),
+        (dict(delta=1.5), r"delta must be a finite number in \(0, 1\)"),
+        (dict(test_features=np.ones((4, 2))), "test_labels"),
+        (dict(stage2={"loss": "cmc"}), "stage2 is missing"),
+        (
+            dict(
+                stage2={
+                    "loss": "xyz",
+                    "train_loss": 1.0,
+                    "tau": 1.0,
+                    "tuple_size": 2,
+                    "m": 4,
+                    "student_norm": 1.0,
+                    "input_radius": 1.0,
+                    "feature_dim": 2,
+                }
+            ),
+            "loss must be one of",
+        ),
+    ],
+)
 def test_invalid_inputs_name_the_parameter(kwargs, match):
     args = dict(train_features=np.eye(2)[[0, 1] * 5], train_labels=np.array([0, 1] * 5))
     args.update(kwargs)

@@ -31,8 +31,14 @@ def _cases(tmp):
     stray = os.path.join(tmp, "stray.npz")
     np.savez(stray, train_features=z, train_labels=np.where(np.arange(40) == 5, 7, y))
     certify = ["-m", "cmcd_theory.certify"]
-    sweep = ["-m", "cmcd_theory.sweeps.sweep", "--quick", "--no-progress", "--out",
-             os.path.join(tmp, "s.csv")]
+    sweep = [
+        "-m",
+        "cmcd_theory.sweeps.sweep",
+        "--quick",
+        "--no-progress",
+        "--out",
+        os.path.join(tmp, "s.csv"),
+    ]
     return {
         "bad channel": (sweep + ["--channel", "nope"], "--channel"),
         "t above 1": (sweep + ["--t", "0.5,1.5"], "--t"),
@@ -65,9 +71,11 @@ def _in_process_main(module):
     does nothing else before it)."""
     if module == "cmcd_theory.sweeps.sweep":
         from cmcd_theory.sweeps import sweep
+
         return sweep.main
     if module == "cmcd_theory.certify":
         from cmcd_theory import certify
+
         return certify.main
     raise AssertionError(f"{module}: run this case in a subprocess")
 
@@ -78,9 +86,21 @@ def runs(tmp_path_factory):
     and the folder holding the cases' files."""
     tmp = str(tmp_path_factory.mktemp("cli"))
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs = {name: (subprocess.Popen([sys.executable, *args], cwd=tmp, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE), param)
-             for name, (args, param) in _cases(tmp).items() if name in SUBPROCESS}
+    procs = {
+        name: (
+            subprocess.Popen(
+                [sys.executable, *args],
+                cwd=tmp,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+            param,
+        )
+        for name, (args, param) in _cases(tmp).items()
+        if name in SUBPROCESS
+    }
     out = {}
     for name, (p, param) in procs.items():
         stdout, stderr = p.communicate(timeout=300)

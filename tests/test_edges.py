@@ -89,47 +89,75 @@ def why(tmp_path_factory):
     sweep_args = ["--quick", "--no-progress", "--scheduler", "none", "--methods", "random"]
     cases = {
         "certify --out DIR": ("certify", ["run.npz", "--out", "dir"], []),
-        "certify --out in a read-only folder": ("certify", ["run.npz", "--out", "ro/r.csv"],
-                                                [ro_dir]),
+        "certify --out in a read-only folder": (
+            "certify",
+            ["run.npz", "--out", "ro/r.csv"],
+            [ro_dir],
+        ),
         "sweep --out DIR": ("sweep", sweep_args + ["--out", "dir"], []),
-        "sweep --out in a read-only folder": ("sweep", sweep_args + ["--out", "ro/s.csv"],
-                                              [ro_dir]),
-        "sweep --overwrite on a read-only file": ("sweep", sweep_args + ["--out", "ro.csv",
-                                                                         "--overwrite"], [ro_csv]),
-        "sweep --scheduler nothing listening": ("sweep", sweep_args[:2] + [
-            "--methods", "random", "--scheduler", "tcp://127.0.0.1:1", "--out", "s.csv"], []),
+        "sweep --out in a read-only folder": (
+            "sweep",
+            sweep_args + ["--out", "ro/s.csv"],
+            [ro_dir],
+        ),
+        "sweep --overwrite on a read-only file": (
+            "sweep",
+            sweep_args + ["--out", "ro.csv", "--overwrite"],
+            [ro_csv],
+        ),
+        "sweep --scheduler nothing listening": (
+            "sweep",
+            sweep_args[:2]
+            + ["--methods", "random", "--scheduler", "tcp://127.0.0.1:1", "--out", "s.csv"],
+            [],
+        ),
         "sweep --t 0,0": ("sweep", sweep_args + ["--t", "0,0", "--out", "s.csv"], []),
         "sweep --M 64,64": ("sweep", sweep_args + ["--M", "64,64", "--out", "s.csv"], []),
         "certify one stray label": ("certify", ["stray.npz"], []),
         "certify test_labels alone": ("certify", ["no_test_features.npz"], []),
         "certify (400, 0) features": ("certify", ["no_columns.npz"], []),
-        "certify --weight-samples unbounded": ("certify", ["run.npz", "--weight-samples",
-                                                           "1000000000"], []),
+        "certify --weight-samples unbounded": (
+            "certify",
+            ["run.npz", "--weight-samples", "1000000000"],
+            [],
+        ),
         "certify --num-classes disagrees": ("certify", ["k4.npz", "--num-classes", "5"], []),
-        "certify float16 features": ("certify", ["half.npz", "--weight-samples", "10",
-                                                 "--out", "half.csv"], []),
+        "certify float16 features": (
+            "certify",
+            ["half.npz", "--weight-samples", "10", "--out", "half.csv"],
+            [],
+        ),
     }
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, str(tmp), json.dumps(cases)],
-                          cwd=tmp, env=ENV, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _DRIVER, str(tmp), json.dumps(cases)],
+        cwd=tmp,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("case, param", [
-    ("certify --out DIR", "--out"),
-    ("certify --out in a read-only folder", "--out"),
-    ("sweep --out DIR", "--out"),
-    ("sweep --out in a read-only folder", "--out"),
-    ("sweep --overwrite on a read-only file", "--out"),
-    ("sweep --scheduler nothing listening", "--scheduler"),
-    ("sweep --t 0,0", "--t"),
-    ("sweep --M 64,64", "--M"),
-    ("certify one stray label", "num_classes"),
-    ("certify test_labels alone", "test_features"),
-    ("certify (400, 0) features", "train_features"),
-    ("certify --weight-samples unbounded", "--weight-samples"),
-    ("certify --num-classes disagrees", "--num-classes"),
-])
+@pytest.mark.parametrize(
+    "case, param",
+    [
+        ("certify --out DIR", "--out"),
+        ("certify --out in a read-only folder", "--out"),
+        ("sweep --out DIR", "--out"),
+        ("sweep --out in a read-only folder", "--out"),
+        ("sweep --overwrite on a read-only file", "--out"),
+        ("sweep --scheduler nothing listening", "--scheduler"),
+        ("sweep --t 0,0", "--t"),
+        ("sweep --M 64,64", "--M"),
+        ("certify one stray label", "num_classes"),
+        ("certify test_labels alone", "test_features"),
+        ("certify (400, 0) features", "train_features"),
+        ("certify --weight-samples unbounded", "--weight-samples"),
+        ("certify --num-classes disagrees", "--num-classes"),
+    ],
+)
 def test_why_case_is_one_line_exit_2_and_writes_nothing(why, case, param):
     _, done = why
     code, err, created = done[case]
@@ -151,13 +179,37 @@ def test_why_valid_request_works(why):
 
 # ---- interrupts: SIGINT mid-sweep, then resume -------------------------------------------------
 
+
 def test_sigint_keeps_finished_chunks_in_one_line_and_the_rerun_resumes(tmp_path):
     out = tmp_path / "i.csv"
-    cmd = [sys.executable, "-m", "cmcd_theory.sweeps.sweep", "--quick", "--methods", "random",
-           "--t", "0,0.25,0.5,0.75,1", "--seeds", "8", "--chunk-size", "1", "--scheduler",
-           "none", "--no-progress", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "cmcd_theory.sweeps.sweep",
+        "--quick",
+        "--methods",
+        "random",
+        "--t",
+        "0,0.25,0.5,0.75,1",
+        "--seeds",
+        "8",
+        "--chunk-size",
+        "1",
+        "--scheduler",
+        "none",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=ENV,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if out.exists() and out.read_text().count("\n") >= 2:  # a finished chunk is on disk
@@ -186,29 +238,36 @@ def test_sigint_keeps_finished_chunks_in_one_line_and_the_rerun_resumes(tmp_path
 
 # ---- grids are sets, the same way in the API and the command line -------------------------------
 
-@pytest.mark.parametrize("grid, seeds, match", [
-    ({"t": [0.0, 0.0]}, 1, r"t must not repeat a value"),
-    ({"t": [0.1, 0.1 + 1e-12]}, 1, r"t must not repeat a value"),
-    ({"method": ["cmc", "cmc"]}, 1, r"method must not repeat a value"),
-    ({"M": [64, 64]}, 1, r"M must not repeat a value"),
-    ({"tau": [0.5, 0.5]}, 1, r"tau must not repeat a value"),
-    ({"t": []}, 1, r"t must be a non-empty sequence"),
-    ({"t": [0.0]}, [], r"seeds must be a non-empty sequence"),
-    ({"t": [0.0]}, [0, 0], r"seeds must not repeat a value"),
-    ({"t": [0.0]}, 0, r"seeds must be an integer >= 1"),
-    ({"n": [0]}, 1, r"n must be an integer >= 1"),
-])
+
+@pytest.mark.parametrize(
+    "grid, seeds, match",
+    [
+        ({"t": [0.0, 0.0]}, 1, r"t must not repeat a value"),
+        ({"t": [0.1, 0.1 + 1e-12]}, 1, r"t must not repeat a value"),
+        ({"method": ["cmc", "cmc"]}, 1, r"method must not repeat a value"),
+        ({"M": [64, 64]}, 1, r"M must not repeat a value"),
+        ({"tau": [0.5, 0.5]}, 1, r"tau must not repeat a value"),
+        ({"t": []}, 1, r"t must be a non-empty sequence"),
+        ({"t": [0.0]}, [], r"seeds must be a non-empty sequence"),
+        ({"t": [0.0]}, [0, 0], r"seeds must not repeat a value"),
+        ({"t": [0.0]}, 0, r"seeds must be an integer >= 1"),
+        ({"n": [0]}, 1, r"n must be an integer >= 1"),
+    ],
+)
 def test_run_sweep_refuses_what_the_command_line_refuses(tmp_path, grid, seeds, match):
     with pytest.raises(ValueError, match=match):
         sweep.run_sweep(grid, seeds=seeds, out=str(tmp_path / "g.csv"), progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv, axis, values", [
-    (["--t", "0,0"], "t", [0.0, 0.0]),
-    (["--M", "64,64"], "M", [64, 64]),
-    (["--methods", "cmc,cmc"], "method", ["cmc", "cmc"]),
-])
+@pytest.mark.parametrize(
+    "argv, axis, values",
+    [
+        (["--t", "0,0"], "t", [0.0, 0.0]),
+        (["--M", "64,64"], "M", [64, 64]),
+        (["--methods", "cmc,cmc"], "method", ["cmc", "cmc"]),
+    ],
+)
 def test_command_line_says_what_run_sweep_says(argv, axis, values, capsys):
     """The same check, the same words: ``argument --t: <msg>`` on the command line,
     ``t <msg>`` from :func:`run_sweep`."""
@@ -219,13 +278,20 @@ def test_command_line_says_what_run_sweep_says(argv, axis, values, capsys):
         sweep.run_sweep({axis: values}, seeds=1, progress=False)
     msg = str(api.value)
     assert e.value.code == 2 and msg.startswith(f"{axis} must not repeat a value")
-    assert err == f"cmcd-sweep: error: argument {argv[0]}: {msg[len(axis) + 1:]}\n"
+    assert err == f"cmcd-sweep: error: argument {argv[0]}: {msg[len(axis) + 1 :]}\n"
 
 
 def test_unreachable_scheduler_fails_before_any_file(tmp_path):
-    with pytest.raises(ValueError, match=r"cluster: no Dask scheduler answers at tcp://127.0.0.1:1"):
-        sweep.run_sweep({"method": ["random"]}, seeds=1, out=str(tmp_path / "s.csv"),
-                        cluster="tcp://127.0.0.1:1", progress=False)
+    with pytest.raises(
+        ValueError, match=r"cluster: no Dask scheduler answers at tcp://127.0.0.1:1"
+    ):
+        sweep.run_sweep(
+            {"method": ["random"]},
+            seeds=1,
+            out=str(tmp_path / "s.csv"),
+            cluster="tcp://127.0.0.1:1",
+            progress=False,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -252,6 +318,7 @@ def test_output_file_checks(tmp_path, monkeypatch):
 
 # ---- files take the user's umask ----------------------------------------------------------------
 
+
 def test_sweep_files_take_the_umask(tmp_path):
     old = os.umask(0o027)
     try:
@@ -270,6 +337,7 @@ def test_sweep_files_take_the_umask(tmp_path):
 
 # ---- no silent inference; messages that name the right array ------------------------------------
 
+
 def test_label_count_must_be_stated_when_the_data_disagree():
     z, y = _unit_features(400)
     y7 = y.copy()
@@ -277,20 +345,34 @@ def test_label_count_must_be_stated_when_the_data_disagree():
     with pytest.raises(ValueError, match=r"no sample of class\(es\) 4, 5, 6 .* num_classes"):
         certify_features(z, y7, n_weight_samples=10)
     with pytest.raises(ValueError, match=r"train_labels give K = 4 .* test_labels give 3"):
-        certify_features(z, y, test_features=z[:30], test_labels=np.minimum(y[:30], 2),
-                         n_weight_samples=10)
-    cert = certify_features(z, y7, num_classes=8, n_weight_samples=10,
-                            not_applicable={"B3": "skipped", "probe": "skipped"})
+        certify_features(
+            z, y, test_features=z[:30], test_labels=np.minimum(y[:30], 2), n_weight_samples=10
+        )
+    cert = certify_features(
+        z,
+        y7,
+        num_classes=8,
+        n_weight_samples=10,
+        not_applicable={"B3": "skipped", "probe": "skipped"},
+    )
     assert {r["K"] for r in cert.rows if r["applicable"]} == {8}
 
 
 # ---- the certify table and the npz route -----------------------------------------------------
 
+
 def test_table_says_how_values_are_computed_and_clips_lower_bounds():
     z, y = _unit_features(600)
     zs, _ = _unit_features(600, seed=1)  # the same law: the certified TV lower bound is < 0
-    cert = certify_features(z[:300], y[:300], test_features=z[300:], test_labels=y[300:],
-                            pair_source=zs, pair_target=z, n_weight_samples=20)
+    cert = certify_features(
+        z[:300],
+        y[:300],
+        test_features=z[300:],
+        test_labels=y[300:],
+        pair_source=zs,
+        pair_target=z,
+        n_weight_samples=20,
+    )
     by = {r["bound"]: r for r in cert.rows}
     tv = by["TV_lower"]
     assert tv["value_raw"] < 0 and tv["value"] == 0.0 and cert.wide["tv_features_lower"] == 0.0
@@ -306,8 +388,23 @@ def test_table_says_how_values_are_computed_and_clips_lower_bounds():
 
 def test_help_lists_every_row_and_the_normalised_arrays():
     text = build_parser().format_help()
-    rows = ["B2_sample", "B2_data_free", "B3", "B3p", "B4_data_free", "B4_sample", "B4n",
-            "B5_data_free", "B5_sample", "B5n", "B1b", "TV_lower", "B1a", "floor", "probe"]
+    rows = [
+        "B2_sample",
+        "B2_data_free",
+        "B3",
+        "B3p",
+        "B4_data_free",
+        "B4_sample",
+        "B4n",
+        "B5_data_free",
+        "B5_sample",
+        "B5n",
+        "B1b",
+        "TV_lower",
+        "B1a",
+        "floor",
+        "probe",
+    ]
     for name in rows + ["stage2n_", "stage1n_", "--num-classes", "130", "143"]:
         assert name in text, name
 
@@ -321,22 +418,46 @@ def test_npz_route_gives_b4n_and_b5n(tmp_path):
     teach = x @ W.T + 0.3 * rng.standard_normal((n, k))
     teach /= np.linalg.norm(teach, axis=1, keepdims=True)
     N = 4
-    np.savez(tmp_path / "run.npz", train_features=z, train_labels=y,
-             stage2n_x=x, stage2n_z=teach, stage2n_W=W, stage2n_W_prior=W + 0.1,
-             stage2n_bank=teach, stage2n_tau=0.5, stage2n_tuple_size=N,
-             stage1n_x=x, stage1n_x_pos=x + 0.1 * rng.standard_normal((n, d)), stage1n_W=W,
-             stage1n_W_prior=W + 0.1, stage1n_candidates=rng.standard_normal((n * (N - 1), d)),
-             stage1n_tau=0.5, stage1n_tuple_size=N, stage1n_ssl_train_loss=1.0)
+    np.savez(
+        tmp_path / "run.npz",
+        train_features=z,
+        train_labels=y,
+        stage2n_x=x,
+        stage2n_z=teach,
+        stage2n_W=W,
+        stage2n_W_prior=W + 0.1,
+        stage2n_bank=teach,
+        stage2n_tau=0.5,
+        stage2n_tuple_size=N,
+        stage1n_x=x,
+        stage1n_x_pos=x + 0.1 * rng.standard_normal((n, d)),
+        stage1n_W=W,
+        stage1n_W_prior=W + 0.1,
+        stage1n_candidates=rng.standard_normal((n * (N - 1), d)),
+        stage1n_tau=0.5,
+        stage1n_tuple_size=N,
+        stage1n_ssl_train_loss=1.0,
+    )
     kw = load_npz(tmp_path / "run.npz")
-    cert = certify_features(**kw, n_weight_samples=10, not_applicable={"B3": "skipped",
-                                                                       "probe": "skipped"})
+    cert = certify_features(
+        **kw, n_weight_samples=10, not_applicable={"B3": "skipped", "probe": "skipped"}
+    )
     by = {r["bound"]: r for r in cert.rows}
     for name in ("B4n", "B5n"):
         assert by[name]["applicable"] and np.isfinite(by[name]["value"]), by[name]["reason"]
     assert cert.wide["ssl_train_loss"] == 1.0
-    np.savez(tmp_path / "short.npz", train_features=z, train_labels=y, stage1n_x=x,
-             stage1n_x_pos=x, stage1n_W=W, stage1n_W_prior=W, stage1n_tau=0.5,
-             stage1n_tuple_size=N, stage1n_candidates=x[:10])
+    np.savez(
+        tmp_path / "short.npz",
+        train_features=z,
+        train_labels=y,
+        stage1n_x=x,
+        stage1n_x_pos=x,
+        stage1n_W=W,
+        stage1n_W_prior=W,
+        stage1n_tau=0.5,
+        stage1n_tuple_size=N,
+        stage1n_candidates=x[:10],
+    )
     with pytest.raises(ValueError, match="stage1n_candidates has 10 rows; B5n uses"):
         load_npz(tmp_path / "short.npz")
     np.savez(tmp_path / "unknown.npz", train_features=z, train_labels=y, stage2n_q=x)
@@ -345,6 +466,7 @@ def test_npz_route_gives_b4n_and_b5n(tmp_path):
 
 
 # ---- B3's Monte Carlo at scale: the same draws, the same counts ------------------------------
+
 
 def _reference_errors(z, y, w, sigma_q, seed, n_draws, chunk):
     """B3's Monte Carlo as it was first written (one (draws, n, K) array per chunk, every
@@ -412,6 +534,7 @@ def test_certify_numbers_do_not_depend_on_the_pieces(monkeypatch):
 
 # ---- a write that fails, a SIGTERM ---------------------------------------------------------------
 
+
 def test_a_failed_write_is_one_line(tmp_path, monkeypatch, capsys):
     """A full disk at the end of a certification (or mid-sweep) is one line naming --out."""
     from cmcd_theory.certify import main
@@ -423,8 +546,7 @@ def test_a_failed_write_is_one_line(tmp_path, monkeypatch, capsys):
     np.savez(tmp_path / "run.npz", train_features=z, train_labels=y)
     monkeypatch.setattr(V, "write_atomic", full)
     with pytest.raises(SystemExit) as e:
-        main([str(tmp_path / "run.npz"), "--out", str(tmp_path / "r.csv"), "--weight-samples",
-              "5"])
+        main([str(tmp_path / "run.npz"), "--out", str(tmp_path / "r.csv"), "--weight-samples", "5"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1
     assert err.startswith("cmcd-certify: error: --out: cannot write") and "No space left" in err
@@ -450,8 +572,12 @@ _TERM = textwrap.dedent("""
 
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_ends_the_work_with_one_line_and_128_plus_the_signal(sig, status):
-    proc = subprocess.Popen([sys.executable, "-c", _TERM, V.__file__], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _TERM, V.__file__],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout.readline().strip() == "ready"
     t0 = time.time()
     proc.send_signal(sig)

@@ -117,7 +117,7 @@ class EvidenceRecorder:
     features (order-free). The recorder keeps state, so the sweep runs in this process.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pre_AB: dict = {}
         self._pairs: dict = {}
         self._ssl: dict = {}

@@ -17,6 +17,7 @@ Modules, by label of docs/theory.md:
 * ``transfer``            B1 modality-gap transfer
 * ``margin``              B2 Rademacher margin bound; the probe helpers shared with B3
 * ``pac_bayes``           B3 PAC-Bayes-kl bound for the probe, B3p with a split prior
+* ``pac_bayes_mc``        B3 / B3p's Monte Carlo kernel: the perturbed probe's error counts
 * ``tuples``              B4 / B5 Rademacher bounds on contrastive losses over i.i.d. tuples
 * ``normalized_distill``  B4n per-pair PAC-Bayes-kl bound, normalised student features
 * ``normalized_ssl``      B5n per-sample PAC-Bayes-kl bound, normalised stage-1 features

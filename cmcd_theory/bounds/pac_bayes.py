@@ -180,24 +180,24 @@ class PacBayesBound(_Terms):
     """B3 terms. ``total = kl_inv_up(empirical_upper, complexity + confidence)``."""
 
     label: ClassVar[str] = "B3"
-    empirical: float              # MC estimate of the empirical stochastic loss Lhat_S(Q)
-    complexity: float             # KL(Q||P) / n
-    confidence: float             # ln(2 sqrt(n) / delta_pb') / n
-    total: float                  # bound on the stochastic risk L(Q)
-    total_deterministic: float    # 2 * total: bound on R(W_hat) (unclipped)
-    empirical_upper: float        # kl_inv_up(empirical, ln(2 G_q / delta_mc) / (n N_w))
-    mc_correction: float          # empirical_upper - empirical
-    kl: float                     # KL(Q || P)
+    empirical: float  # MC estimate of the empirical stochastic loss Lhat_S(Q)
+    complexity: float  # KL(Q||P) / n
+    confidence: float  # ln(2 sqrt(n) / delta_pb') / n
+    total: float  # bound on the stochastic risk L(Q)
+    total_deterministic: float  # 2 * total: bound on R(W_hat) (unclipped)
+    empirical_upper: float  # kl_inv_up(empirical, ln(2 G_q / delta_mc) / (n N_w))
+    mc_correction: float  # empirical_upper - empirical
+    kl: float  # KL(Q || P)
     sigma_p: float
     sigma_q: float
     empirical_deterministic: float  # training 0-1 error of W_hat (margin <= 0)
-    weight_norm: float            # ||W_hat||_F (bias included)
+    weight_norm: float  # ||W_hat||_F (bias included)
     n: int
     K: int
-    D: int                        # number of probe weights
+    D: int  # number of probe weights
     delta: float
-    delta_mc: float               # total share of delta spent on the MC correction
-    delta_pac_bayes: float        # total share spent on the sigma_p union
+    delta_mc: float  # total share of delta spent on the MC correction
+    delta_pac_bayes: float  # total share spent on the sigma_p union
     n_weight_samples: int
     sigma_p_grid_size: int
     sigma_q_grid_size: int
@@ -247,8 +247,9 @@ def _mc_errors(z, y, w, sigma_q, seed, n_draws, chunk) -> np.ndarray:
     """:func:`_stochastic_errors` without the memo
     (:func:`cmcd_theory.bounds.pac_bayes_mc.error_counts`)."""
     sigmas = np.asarray(sigma_q, np.float64).reshape(-1)
-    counts = pac_bayes_mc.error_counts(z, np.asarray(y), w, sigmas, np.random.default_rng(seed),
-                                       int(n_draws), int(chunk))
+    counts = pac_bayes_mc.error_counts(
+        z, np.asarray(y), w, sigmas, np.random.default_rng(seed), int(n_draws), int(chunk)
+    )
     return counts / (n_draws * z.shape[0])
 
 
@@ -264,8 +265,10 @@ _MC_LOCK = threading.Lock()
 def _memo_key(z, y, w, sigma_q, seed, n_draws, chunk):
     """A digest of everything :func:`_stochastic_errors` depends on; None for a seed that is
     not a plain int or sequence of ints (a Generator carries state: never memoised)."""
+
     def plain(x):
         return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
     if not (plain(seed) or (isinstance(seed, (list, tuple)) and all(plain(x) for x in seed))):
         return None
     h = hashlib.sha1()
@@ -277,13 +280,20 @@ def _memo_key(z, y, w, sigma_q, seed, n_draws, chunk):
     return h.hexdigest(), repr(seed), int(n_draws), int(chunk)
 
 
-def pac_bayes_kl_bound(features, labels, weights, bias=None, *, seed,
-                       delta: float = 0.05,
-                       sigma_p_grid: Sequence[float] = SIGMA_P_GRID,
-                       sigma_q_grid: Sequence[float] | None = None,
-                       n_weight_samples: int = 1000,
-                       delta_mc_fraction: float = 0.5,
-                       chunk_size: int | None = None) -> PacBayesBound:
+def pac_bayes_kl_bound(
+    features,
+    labels,
+    weights,
+    bias=None,
+    *,
+    seed,
+    delta: float = 0.05,
+    sigma_p_grid: Sequence[float] = SIGMA_P_GRID,
+    sigma_q_grid: Sequence[float] | None = None,
+    n_weight_samples: int = 1000,
+    delta_mc_fraction: float = 0.5,
+    chunk_size: int | None = None,
+) -> PacBayesBound:
     r"""B3: PAC-Bayes-kl bound for the linear probe, with Monte Carlo correction.
 
     Prior :math:`P_{\sigma_p} = N(0, \sigma_p^2 I_D)`, posterior
@@ -341,26 +351,68 @@ def pac_bayes_kl_bound(features, labels, weights, bias=None, *, seed,
     w_norm = float(np.linalg.norm(w))
     sqs = _sigma_q_grid(sigma_q_grid, w_norm, D)
     chunk_size = _chunk_size(chunk_size, n, K)
+    return _pac_bayes_kl(
+        z, y, w, w_norm, sps, sqs, seed, n_w, chunk_size, delta, delta_mc, delta_pb
+    )
+
+
+def _pac_bayes_kl(
+    z: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    w_norm: float,
+    sps: np.ndarray,
+    sqs: np.ndarray,
+    seed,
+    n_w: int,
+    chunk_size: int,
+    delta: float,
+    delta_mc: float,
+    delta_pb: float,
+) -> PacBayesBound:
+    r"""B3 of checked arguments (:func:`pac_bayes_kl_bound`; ``z``, ``w`` augmented by the
+    bias): the Monte Carlo errors at every posterior scale :math:`\sigma_q`, the two kl steps at
+    every :math:`(\sigma_q, \sigma_p)` pair (:func:`_zero_prior_terms`) and the terms at the pair
+    with the smallest bound."""
+    n, K, D = z.shape[0], w.shape[0], w.size
     emp_mc = _stochastic_errors(z, y, w, sqs, seed, n_w, chunk_size)
-    emp_up, conf, totals, kls = _zero_prior_terms(emp_mc, w_norm, D, sqs, sps, n, n_w,
-                                                  delta_mc, delta_pb)
+    emp_up, conf, totals, kls = _zero_prior_terms(
+        emp_mc, w_norm, D, sqs, sps, n, n_w, delta_mc, delta_pb
+    )
     gq, gp = np.unravel_index(int(np.argmin(totals)), totals.shape)
     total, sp, kl = float(totals[gq, gp]), float(sps[gp]), float(kls[gq, gp])
     err_det = float(np.mean(_margins(z @ w.T, y) <= 0))
     return PacBayesBound(
-        empirical=float(emp_mc[gq]), complexity=kl / n, confidence=conf, total=total,
-        total_deterministic=2.0 * total, empirical_upper=float(emp_up[gq]),
-        mc_correction=float(emp_up[gq] - emp_mc[gq]), kl=kl, sigma_p=float(sp),
-        sigma_q=float(sqs[gq]), empirical_deterministic=err_det, weight_norm=w_norm, n=n, K=K,
-        D=D, delta=delta, delta_mc=delta_mc, delta_pac_bayes=delta_pb, n_weight_samples=n_w,
-        sigma_p_grid_size=int(sps.size), sigma_q_grid_size=int(sqs.size))
+        empirical=float(emp_mc[gq]),
+        complexity=kl / n,
+        confidence=conf,
+        total=total,
+        total_deterministic=2.0 * total,
+        empirical_upper=float(emp_up[gq]),
+        mc_correction=float(emp_up[gq] - emp_mc[gq]),
+        kl=kl,
+        sigma_p=float(sp),
+        sigma_q=float(sqs[gq]),
+        empirical_deterministic=err_det,
+        weight_norm=w_norm,
+        n=n,
+        K=K,
+        D=D,
+        delta=delta,
+        delta_mc=delta_mc,
+        delta_pac_bayes=delta_pb,
+        n_weight_samples=n_w,
+        sigma_p_grid_size=int(sps.size),
+        sigma_q_grid_size=int(sqs.size),
+    )
 
 
 def _delta_shares(delta: float, delta_mc_fraction) -> tuple[float, float]:
     """``(delta_mc, delta_pb) = (f delta, (1 - f) delta)``: the shares of the confidence budget
     spent on the Monte Carlo correction and on the PAC-Bayes bound (B3, B3p), f in (0, 1)."""
-    frac = _check_real("delta_mc_fraction", delta_mc_fraction, lo=0.0, hi=1.0,
-                       lo_open=True, hi_open=True)
+    frac = _check_real(
+        "delta_mc_fraction", delta_mc_fraction, lo=0.0, hi=1.0, lo_open=True, hi_open=True
+    )
     return frac * delta, (1.0 - frac) * delta
 
 
@@ -382,9 +434,17 @@ def _chunk_size(chunk_size: int | None, n: int, K: int) -> int:
     return _check_int("chunk_size", chunk_size, 1)
 
 
-def _zero_prior_terms(emp_mc: np.ndarray, w_norm: float, D: int, sqs: np.ndarray,
-                      sps: np.ndarray, n: int, n_w: int, delta_mc: float,
-                      delta_pb: float) -> tuple:
+def _zero_prior_terms(
+    emp_mc: np.ndarray,
+    w_norm: float,
+    D: int,
+    sqs: np.ndarray,
+    sps: np.ndarray,
+    n: int,
+    n_w: int,
+    delta_mc: float,
+    delta_pb: float,
+) -> tuple:
     r"""B3's two kl steps at every :math:`(\sigma_q, \sigma_p)` pair at once.
 
     Returns ``(emp_up, conf, totals, kls)``: the Monte Carlo upper ends (one per
@@ -400,8 +460,9 @@ def _zero_prior_terms(emp_mc: np.ndarray, w_norm: float, D: int, sqs: np.ndarray
     return emp_up, conf, kl_inverse_upper(emp_up[:, None], kls / n + conf), kls
 
 
-def stochastic_error_rate(features, labels, weights, bias=None, *, sigma: float, seed,
-                          n_draws: int = 1) -> float:
+def stochastic_error_rate(
+    features, labels, weights, bias=None, *, sigma: float, seed, n_draws: int = 1
+) -> float:
     r"""Measured 0-1 error of the stochastic probe :math:`W\sim N(\hat W, \sigma^2 I_D)` (B3, B3p).
 
     Each point gets ``n_draws`` independent weight draws (one fresh draw per use of the
@@ -430,8 +491,7 @@ def stochastic_error_rate(features, labels, weights, bias=None, *, sigma: float,
     sigma = _check_real("sigma", sigma, lo=0.0)
     n_draws = _check_int("n_draws", n_draws, 1)
     chunk = _chunk_size(None, z.shape[0], w.shape[0])
-    return float(_stochastic_errors(z, y, w, np.array([sigma]), seed,
-                                    n_draws, chunk)[0])
+    return float(_stochastic_errors(z, y, w, np.array([sigma]), seed, n_draws, chunk)[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -440,22 +500,22 @@ class SplitPriorPacBayesBound(_Terms):
     ``n`` points the prior did not see."""
 
     label: ClassVar[str] = "B3p"
-    empirical: float              # MC estimate of Lhat_{S_1}(Q) on the n evaluation points
-    complexity: float             # KL(Q||P) / n
-    confidence: float             # ln(2 sqrt(n) G / delta_pb) / n
-    total: float                  # bound on the stochastic risk L(Q)
-    total_deterministic: float    # 2 * total: bound on R(W_hat) (unclipped)
-    empirical_upper: float        # kl_inv_up(empirical, ln(G / delta_mc) / (n N_w))
-    mc_correction: float          # empirical_upper - empirical
-    kl: float                     # ||c W_hat - W_0||^2 / (2 sigma^2)
-    kappa: float                  # sigma / (||W_0||_F / sqrt(D)), from the grid
-    sigma: float                  # prior and posterior standard deviation
-    scale: float                  # c: posterior mean c W_hat (c > 0)
-    prior_norm: float             # ||W_0||_F (bias included)
-    weight_norm: float            # ||W_hat||_F (bias included)
+    empirical: float  # MC estimate of Lhat_{S_1}(Q) on the n evaluation points
+    complexity: float  # KL(Q||P) / n
+    confidence: float  # ln(2 sqrt(n) G / delta_pb) / n
+    total: float  # bound on the stochastic risk L(Q)
+    total_deterministic: float  # 2 * total: bound on R(W_hat) (unclipped)
+    empirical_upper: float  # kl_inv_up(empirical, ln(G / delta_mc) / (n N_w))
+    mc_correction: float  # empirical_upper - empirical
+    kl: float  # ||c W_hat - W_0||^2 / (2 sigma^2)
+    kappa: float  # sigma / (||W_0||_F / sqrt(D)), from the grid
+    sigma: float  # prior and posterior standard deviation
+    scale: float  # c: posterior mean c W_hat (c > 0)
+    prior_norm: float  # ||W_0||_F (bias included)
+    weight_norm: float  # ||W_hat||_F (bias included)
     empirical_deterministic: float  # 0-1 error of W_hat on the n evaluation points
-    n: int                        # evaluation points (not seen by the prior)
-    n_prior: int                  # points the prior mean was fitted on
+    n: int  # evaluation points (not seen by the prior)
+    n_prior: int  # points the prior mean was fitted on
     K: int
     D: int
     delta: float
@@ -465,11 +525,22 @@ class SplitPriorPacBayesBound(_Terms):
     grid_size: int
 
 
-def pac_bayes_split_prior_bound(features, labels, weights, bias=None, *, prior_weights,
-                                prior_bias=None, n_prior: int, seed, delta: float = 0.05,
-                                kappa_grid: Sequence[float] = SIGMA_Q_RELATIVE_GRID,
-                                n_weight_samples: int = 1000, delta_mc_fraction: float = 0.5,
-                                chunk_size: int | None = None) -> SplitPriorPacBayesBound:
+def pac_bayes_split_prior_bound(
+    features,
+    labels,
+    weights,
+    bias=None,
+    *,
+    prior_weights,
+    prior_bias=None,
+    n_prior: int,
+    seed,
+    delta: float = 0.05,
+    kappa_grid: Sequence[float] = SIGMA_Q_RELATIVE_GRID,
+    n_weight_samples: int = 1000,
+    delta_mc_fraction: float = 0.5,
+    chunk_size: int | None = None,
+) -> SplitPriorPacBayesBound:
     r"""B3p: PAC-Bayes-kl bound for the linear probe with a data-dependent (split) prior.
 
     The prior mean :math:`W_0` must be a function of :math:`S_0` only (e.g. the probe fitted
@@ -523,30 +594,94 @@ def pac_bayes_split_prior_bound(features, labels, weights, bias=None, *, prior_w
     delta_mc, delta_pb = _delta_shares(delta, delta_mc_fraction)
     n_w = _check_int("n_weight_samples", n_weight_samples, 1)
     kappas = _check_grid("kappa_grid", kappa_grid)
-    G = kappas.size
+    posterior = _split_prior_posterior(w, w0, kappas, D)
+    chunk_size = _chunk_size(chunk_size, n, K)
+    deltas = (delta, delta_mc, delta_pb)
+    return _split_prior_bound(
+        z, y, w, w0, kappas, posterior, seed, n_w, chunk_size, n_prior, deltas
+    )
+
+
+def _split_prior_posterior(
+    w: np.ndarray, w0: np.ndarray, kappas: np.ndarray, D: int
+) -> tuple[float, float, float, np.ndarray]:
+    r"""B3p's posteriors :math:`Q_\kappa = N(c\hat W, \sigma^2 I_D)`: ``(w0_norm, w_norm, c,
+    sigmas)``, the norms :math:`\|W_0\|_F`, :math:`\|\hat W\|_F`, the centre scale c
+    (:func:`_posterior_scale`) and the grid scales :math:`\sigma = \kappa\,\|W_0\|_F/\sqrt D`
+    (:math:`\kappa` alone if :math:`W_0 = 0`)."""
     w0_norm, w_norm = float(np.linalg.norm(w0)), float(np.linalg.norm(w))
     c = _posterior_scale(w, w0, w_norm)
     sigmas = kappas * (w0_norm / math.sqrt(D) if w0_norm > 0 else 1.0)
-    chunk_size = _chunk_size(chunk_size, n, K)
+    return w0_norm, w_norm, c, sigmas
+
+
+def _split_prior_bound(
+    z: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    w0: np.ndarray,
+    kappas: np.ndarray,
+    posterior: tuple,
+    seed,
+    n_w: int,
+    chunk_size: int,
+    n_prior: int,
+    deltas: tuple,
+) -> SplitPriorPacBayesBound:
+    r"""B3p of checked arguments (:func:`pac_bayes_split_prior_bound`; ``z``, ``w``, ``w0``
+    augmented by the bias; ``posterior`` of :func:`_split_prior_posterior`, ``deltas`` =
+    ``(delta, delta_mc, delta_pb)``): the Monte Carlo errors of the posterior at every grid
+    scale, the two kl steps at every scale (:func:`_split_prior_terms`) and the terms at the
+    scale with the smallest bound."""
+    w0_norm, w_norm, c, sigmas = posterior
+    delta, delta_mc, delta_pb = deltas
+    n, K, D = z.shape[0], w.shape[0], w.size
+    G = kappas.size
     mean = c * w
     emp_mc = _stochastic_errors(z, y, mean, sigmas, seed, n_w, chunk_size)
     dist2 = float(np.sum((mean - w0) ** 2))
-    emp_up, conf, totals, kls = _split_prior_terms(emp_mc, dist2, D, sigmas, n, n_w,
-                                                   delta_mc, delta_pb)
+    emp_up, conf, totals, kls = _split_prior_terms(
+        emp_mc, dist2, D, sigmas, n, n_w, delta_mc, delta_pb
+    )
     g = int(np.argmin(totals))
     total = float(totals[g])
     return SplitPriorPacBayesBound(
-        empirical=float(emp_mc[g]), complexity=float(kls[g]) / n, confidence=conf, total=total,
-        total_deterministic=2.0 * total, empirical_upper=float(emp_up[g]),
-        mc_correction=float(emp_up[g] - emp_mc[g]), kl=float(kls[g]), kappa=float(kappas[g]),
-        sigma=float(sigmas[g]), scale=c, prior_norm=w0_norm, weight_norm=w_norm,
-        empirical_deterministic=float(np.mean(_margins(z @ w.T, y) <= 0)), n=n,
-        n_prior=n_prior, K=K, D=D, delta=delta, delta_mc=delta_mc, delta_pac_bayes=delta_pb,
-        n_weight_samples=n_w, grid_size=G)
+        empirical=float(emp_mc[g]),
+        complexity=float(kls[g]) / n,
+        confidence=conf,
+        total=total,
+        total_deterministic=2.0 * total,
+        empirical_upper=float(emp_up[g]),
+        mc_correction=float(emp_up[g] - emp_mc[g]),
+        kl=float(kls[g]),
+        kappa=float(kappas[g]),
+        sigma=float(sigmas[g]),
+        scale=c,
+        prior_norm=w0_norm,
+        weight_norm=w_norm,
+        empirical_deterministic=float(np.mean(_margins(z @ w.T, y) <= 0)),
+        n=n,
+        n_prior=n_prior,
+        K=K,
+        D=D,
+        delta=delta,
+        delta_mc=delta_mc,
+        delta_pac_bayes=delta_pb,
+        n_weight_samples=n_w,
+        grid_size=G,
+    )
 
 
-def _split_prior_terms(emp_mc: np.ndarray, dist2: float, D: int, sigmas: np.ndarray, n: int,
-                       n_w: int, delta_mc: float, delta_pb: float) -> tuple:
+def _split_prior_terms(
+    emp_mc: np.ndarray,
+    dist2: float,
+    D: int,
+    sigmas: np.ndarray,
+    n: int,
+    n_w: int,
+    delta_mc: float,
+    delta_pb: float,
+) -> tuple:
     r"""B3p's two kl steps at every grid scale :math:`\sigma` (G values) at once.
 
     Returns ``(emp_up, conf, totals, kls)``: the Monte Carlo upper ends, the confidence term
@@ -557,18 +692,20 @@ def _split_prior_terms(emp_mc: np.ndarray, dist2: float, D: int, sigmas: np.ndar
     # n N_w independent 0-1 values, one-sided Chernoff-kl, union over the G scales
     emp_up = kl_inverse_upper(emp_mc, math.log(G / delta_mc) / (n * n_w))
     conf = math.log(2.0 * math.sqrt(n) * G / delta_pb) / n
-    kls = np.array([gaussian_kl(dist2, D, s, s) for s in sigmas])   # = dist2 / (2 sigma^2)
+    kls = np.array([gaussian_kl(dist2, D, s, s) for s in sigmas])  # = dist2 / (2 sigma^2)
     return emp_up, conf, kl_inverse_upper(emp_up, kls / n + conf), kls
 
 
-def _prior_mean(features, labels, prior_weights, prior_bias, has_bias: bool,
-                shape: tuple) -> np.ndarray:
+def _prior_mean(
+    features, labels, prior_weights, prior_bias, has_bias: bool, shape: tuple
+) -> np.ndarray:
     r"""B3p's prior mean :math:`W_0`, validated and augmented like :math:`\hat W` (its bias
     folded in as a last column); its shape must be ``shape``, that of :math:`\hat W`."""
     if (prior_bias is None) != (not has_bias):
         raise ValueError("prior_bias must be given exactly when bias is given")
-    _, _, w0, _ = _augment(np.asarray(features)[:1], np.asarray(labels)[:1], prior_weights,
-                          prior_bias)
+    _, _, w0, _ = _augment(
+        np.asarray(features)[:1], np.asarray(labels)[:1], prior_weights, prior_bias
+    )
     if w0.shape != shape:
         raise ValueError("prior_weights must have the shape of weights")
     return w0
@@ -579,5 +716,5 @@ def _posterior_scale(w: np.ndarray, w0: np.ndarray, w_norm: float) -> float:
     multiple of :math:`\hat W` closest to the prior mean; 1 when that is not positive."""
     c = float(np.sum(w * w0) / w_norm**2) if w_norm > 0 else 1.0
     if not c > 0:
-        c = 1.0   # any c > 0 is a valid posterior centre; c > 0 keeps the argmax of W_hat
+        c = 1.0  # any c > 0 is a valid posterior centre; c > 0 keeps the argmax of W_hat
     return c

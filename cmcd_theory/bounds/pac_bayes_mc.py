@@ -89,8 +89,11 @@ class _Points:
         np.put_along_axis(other, y[:, None], False, axis=1)
         amin = np.where(other, np.abs(a), np.inf).min(axis=1)
         # rounding of the reference scores: |fl(fl(N xi) s + b) - (N xi s + b)| <= eps
-        eps = 4 * np.finfo(np.float64).eps * (self.norms * XCAP * smax
-                                               + np.abs(self.base).max(axis=1))
+        eps = (
+            4
+            * np.finfo(np.float64).eps
+            * (self.norms * XCAP * smax + np.abs(self.base).max(axis=1))
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             ok = (amin > 0) & (8 * eps / amin + 1e-12 <= TOL)
             c = np.where(other & (a != 0), self.norms[:, None] / np.where(a != 0, a, 1.0), 0.0)
@@ -115,12 +118,15 @@ class _Points:
             pts = np.tile(np.arange(i0, i0 + b), c)
             wr = rows[np.tile(self.wrong[sl], c)]
             self._blocks[(i0, c, b)] = {
-                "label": rows * K + self.y[pts], "pts": pts,
+                "label": rows * K + self.y[pts],
+                "pts": pts,
                 "c_right": np.ascontiguousarray((self.c_pos[pts] * self.right[pts][:, None]).T),
-                "wrong_rows": wr, "c_pos_w": np.ascontiguousarray(self.c_pos[pts[wr]].T),
+                "wrong_rows": wr,
+                "c_pos_w": np.ascontiguousarray(self.c_pos[pts[wr]].T),
                 "c_neg_w": np.ascontiguousarray(self.c_neg[pts[wr]].T),
                 "not_neg_w": np.ascontiguousarray(np.where(self.neg[pts[wr]], 0.0, np.inf).T),
-                "exact_rows": rows[np.tile(self.exact[sl], c)]}
+                "exact_rows": rows[np.tile(self.exact[sl], c)],
+            }
         return self._blocks[(i0, c, b)]
 
 
@@ -202,11 +208,11 @@ def _piece_counts(xi, P: _Points, i0: int, sigmas, lo, hi, work: dict) -> np.nda
         return reference_counts(xi, P.norms[sl], P.base[sl], P.y[sl], sigmas)
     blk = P.block(i0, c, b)
     flat = xi.reshape(c * b, K)
-    xj = np.take(xi.reshape(-1), blk["label"])              # each row's draw at its label
+    xj = np.take(xi.reshape(-1), blk["label"])  # each row's draw at its label
     if (c * b) not in work:
         work[c * b] = (np.empty(c * b), np.empty(c * b), np.empty(c * b, bool))
     mp, tmp, mask = work[c * b]
-    for k in range(K):                                      # max over k of (xi_k - xi_j) c_k
+    for k in range(K):  # max over k of (xi_k - xi_j) c_k
         np.subtract(flat[:, k], xj, out=tmp)
         np.multiply(tmp, blk["c_right"][k], out=mp if k == 0 else tmp)
         if k:
@@ -232,8 +238,9 @@ def _right_counts(mp, mask, sigmas, lo, hi, flat, pts, P: _Points) -> np.ndarray
         near = np.count_nonzero(np.greater(mp, lo[g], out=mask)) - out[g]
         if near:
             r = np.flatnonzero(mask & (mp <= hi[g]))
-            out[g] += reference_counts(flat[r][None], P.norms[pts[r]], P.base[pts[r]],
-                                       P.y[pts[r]], sigmas[g:g + 1])[0]
+            out[g] += reference_counts(
+                flat[r][None], P.norms[pts[r]], P.base[pts[r]], P.y[pts[r]], sigmas[g : g + 1]
+            )[0]
     return out
 
 
@@ -253,6 +260,7 @@ def _wrong_counts(xw, xj, blk: dict, sigmas, lo, hi, pts, P: _Points) -> np.ndar
         border = ~err & ((mp > lo[g]) | (qn < hi[g]))
         if border.any():
             r = np.flatnonzero(border)
-            out[g] += reference_counts(xw[r][None], P.norms[pts[r]], P.base[pts[r]],
-                                       P.y[pts[r]], sigmas[g:g + 1])[0]
+            out[g] += reference_counts(
+                xw[r][None], P.norms[pts[r]], P.base[pts[r]], P.y[pts[r]], sigmas[g : g + 1]
+            )[0]
     return out

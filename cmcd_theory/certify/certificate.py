@@ -14,59 +14,159 @@ import math
 from cmcd_theory.certify.rows import NAN
 
 #: Fixed keys of every row of a :class:`Certificate` (a bound's own named terms follow them).
-ROW_KEYS = ("bound", "form", "bounds", "statement", "kind", "measured", "value", "empirical",
-            "complexity", "confidence", "delta", "slack", "applicable", "reason", "vacuous",
-            "holds", "holds_strict", "n", "K")
+ROW_KEYS = (
+    "bound",
+    "form",
+    "bounds",
+    "statement",
+    "kind",
+    "measured",
+    "value",
+    "empirical",
+    "complexity",
+    "confidence",
+    "delta",
+    "slack",
+    "applicable",
+    "reason",
+    "vacuous",
+    "holds",
+    "holds_strict",
+    "n",
+    "K",
+)
 #: Fixed keys of :attr:`Certificate.wide` (a sweep row's columns); NaN where not applicable.
-WIDE_KEYS = ("tv_features", "tv_features_upper", "tv_features_lower", "b2_sample_total",
-             "b2_data_free_total", "b2_total", "b3_total", "b3_total_deterministic",
-             "b4_data_free_total", "b4_sample_total", "b4_total", "b5_data_free_total",
-             "b5_sample_total", "b5_total", "bounds_hold",
-             # named terms of the bounds that figures stack
-             "b2_sample_empirical", "b2_sample_complexity", "b2_sample_confidence",
-             "b2_data_free_empirical", "b2_data_free_complexity", "b2_data_free_confidence",
-             "b3_empirical", "b3_empirical_upper", "b3_kl_over_n", "b3_confidence",
-             "b4_data_free_gap", "b4_sample_gap", "b4_gap", "b4_pop_slack",
-             # B4n: normalised student features (stochastic student, per-pair PAC-Bayes-kl)
-             "b4n_total", "b4n_empirical", "b4n_empirical_exact_mgf", "b4n_kl_over_n",
-             "b4n_pop_loss_stochastic", "b4n_nu",
-             # the probe certificate: min(B2 forms, 2 L(Q) of B3 and B3p), delta split over the four
-             "probe_total", "probe_form",
-             # B3's two forms (zero-mean and split prior) and the stochastic probes' test errors
-             "b3_form", "b3_zero_prior_total", "b3p_total", "b3_measured_stochastic",
-             "b3p_measured_stochastic",
-             # stage 1: measured O1 losses and B5n (normalised features, per-sample PAC-Bayes-kl)
-             "ssl_train_loss", "ssl_pop_loss", "ssl_gap", "ssl_pop_loss_se", "b5n_total",
-             "b5n_empirical", "b5n_empirical_mean_encoder", "b5n_kl_over_n",
-             "b5n_pop_loss_stochastic", "b5n_nu")
+WIDE_KEYS = (
+    "tv_features",
+    "tv_features_upper",
+    "tv_features_lower",
+    "b2_sample_total",
+    "b2_data_free_total",
+    "b2_total",
+    "b3_total",
+    "b3_total_deterministic",
+    "b4_data_free_total",
+    "b4_sample_total",
+    "b4_total",
+    "b5_data_free_total",
+    "b5_sample_total",
+    "b5_total",
+    "bounds_hold",
+    # named terms of the bounds that figures stack
+    "b2_sample_empirical",
+    "b2_sample_complexity",
+    "b2_sample_confidence",
+    "b2_data_free_empirical",
+    "b2_data_free_complexity",
+    "b2_data_free_confidence",
+    "b3_empirical",
+    "b3_empirical_upper",
+    "b3_kl_over_n",
+    "b3_confidence",
+    "b4_data_free_gap",
+    "b4_sample_gap",
+    "b4_gap",
+    "b4_pop_slack",
+    # B4n: normalised student features (stochastic student, per-pair PAC-Bayes-kl)
+    "b4n_total",
+    "b4n_empirical",
+    "b4n_empirical_exact_mgf",
+    "b4n_kl_over_n",
+    "b4n_pop_loss_stochastic",
+    "b4n_nu",
+    # the probe certificate: min(B2 forms, 2 L(Q) of B3 and B3p), delta split over the four
+    "probe_total",
+    "probe_form",
+    # B3's two forms (zero-mean and split prior) and the stochastic probes' test errors
+    "b3_form",
+    "b3_zero_prior_total",
+    "b3p_total",
+    "b3_measured_stochastic",
+    "b3p_measured_stochastic",
+    # stage 1: measured O1 losses and B5n (normalised features, per-sample PAC-Bayes-kl)
+    "ssl_train_loss",
+    "ssl_pop_loss",
+    "ssl_gap",
+    "ssl_pop_loss_se",
+    "b5n_total",
+    "b5n_empirical",
+    "b5n_empirical_mean_encoder",
+    "b5n_kl_over_n",
+    "b5n_pop_loss_stochastic",
+    "b5n_nu",
+)
 #: The :attr:`Certificate.wide` columns of each part of :func:`certify` (experiments' sweeps).
 PART_KEYS = {
     "B1b": ("tv_features", "tv_features_upper"),
-    "B2": tuple(f"b2_{form}_{term}" for form in ("sample", "data_free")
-                for term in ("total", "empirical", "complexity", "confidence")) + ("b2_total",),
-    "B3": ("b3_total", "b3_total_deterministic", "b3_form", "b3_zero_prior_total", "b3p_total",
-           "b3_measured_stochastic", "b3p_measured_stochastic", "b3_empirical", "b3_empirical_upper",
-           "b3_kl_over_n", "b3_confidence"),
-    "B4": ("b4_data_free_total", "b4_data_free_gap", "b4_sample_total", "b4_sample_gap",
-           "b4_total", "b4_gap", "b4_pop_slack", "b4n_total", "b4n_empirical",
-           "b4n_empirical_exact_mgf", "b4n_kl_over_n", "b4n_pop_loss_stochastic", "b4n_nu"),
+    "B2": tuple(
+        f"b2_{form}_{term}"
+        for form in ("sample", "data_free")
+        for term in ("total", "empirical", "complexity", "confidence")
+    )
+    + ("b2_total",),
+    "B3": (
+        "b3_total",
+        "b3_total_deterministic",
+        "b3_form",
+        "b3_zero_prior_total",
+        "b3p_total",
+        "b3_measured_stochastic",
+        "b3p_measured_stochastic",
+        "b3_empirical",
+        "b3_empirical_upper",
+        "b3_kl_over_n",
+        "b3_confidence",
+    ),
+    "B4": (
+        "b4_data_free_total",
+        "b4_data_free_gap",
+        "b4_sample_total",
+        "b4_sample_gap",
+        "b4_total",
+        "b4_gap",
+        "b4_pop_slack",
+        "b4n_total",
+        "b4n_empirical",
+        "b4n_empirical_exact_mgf",
+        "b4n_kl_over_n",
+        "b4n_pop_loss_stochastic",
+        "b4n_nu",
+    ),
     "probe": ("probe_total", "probe_form"),
-    "B5": ("ssl_train_loss", "ssl_pop_loss", "ssl_gap", "ssl_pop_loss_se", "b5n_total",
-           "b5n_empirical", "b5n_empirical_mean_encoder", "b5n_kl_over_n",
-           "b5n_pop_loss_stochastic", "b5n_nu"),
+    "B5": (
+        "ssl_train_loss",
+        "ssl_pop_loss",
+        "ssl_gap",
+        "ssl_pop_loss_se",
+        "b5n_total",
+        "b5n_empirical",
+        "b5n_empirical_mean_encoder",
+        "b5n_kl_over_n",
+        "b5n_pop_loss_stochastic",
+        "b5n_nu",
+    ),
 }
 #: Bound columns of ``wide`` and the rows whose ``delta`` each one's value spends (union bound:
 #: a minimum over forms spends the sum of the forms' deltas).
 SPENDING = {
-    "tv_features_upper": ("B1b",), "tv_features_lower": ("TV_lower",),
-    "b2_sample_total": ("B2_sample",), "b2_data_free_total": ("B2_data_free",),
+    "tv_features_upper": ("B1b",),
+    "tv_features_lower": ("TV_lower",),
+    "b2_sample_total": ("B2_sample",),
+    "b2_data_free_total": ("B2_data_free",),
     "b2_total": ("B2_sample", "B2_data_free"),
-    "b3_total": ("B3", "B3p"), "b3_total_deterministic": ("B3", "B3p"),
-    "b3_empirical_upper": ("B3", "B3p"), "b3_zero_prior_total": ("B3",), "b3p_total": ("B3p",),
-    "b4_data_free_total": ("B4_data_free",), "b4_sample_total": ("B4_sample",),
-    "b4_total": ("B4_data_free", "B4_sample"), "b4_data_free_gap": ("B4_data_free",),
-    "b4_sample_gap": ("B4_sample",), "b4_gap": ("B4_data_free", "B4_sample"),
-    "b5_data_free_total": ("B5_data_free",), "b5_sample_total": ("B5_sample",),
+    "b3_total": ("B3", "B3p"),
+    "b3_total_deterministic": ("B3", "B3p"),
+    "b3_empirical_upper": ("B3", "B3p"),
+    "b3_zero_prior_total": ("B3",),
+    "b3p_total": ("B3p",),
+    "b4_data_free_total": ("B4_data_free",),
+    "b4_sample_total": ("B4_sample",),
+    "b4_total": ("B4_data_free", "B4_sample"),
+    "b4_data_free_gap": ("B4_data_free",),
+    "b4_sample_gap": ("B4_sample",),
+    "b4_gap": ("B4_data_free", "B4_sample"),
+    "b5_data_free_total": ("B5_data_free",),
+    "b5_sample_total": ("B5_sample",),
     "b5_total": ("B5_data_free", "B5_sample"),
     "b4n_total": ("B4n",),
     "b5n_total": ("B5n",),
@@ -91,6 +191,7 @@ class Certificate:
     def frame(self):
         """The rows as a pandas DataFrame (fixed keys first)."""
         import pandas as pd
+
         df = pd.DataFrame(list(self.rows))
         return df[list(ROW_KEYS) + [c for c in df.columns if c not in ROW_KEYS]]
 
@@ -105,19 +206,38 @@ class Certificate:
         for r in self.rows:
             what = r["bounds"].split(":")[0]
             if not r["applicable"]:
-                lines.append((r["bound"], what, "", "", "not applicable: " + r["reason"], "", "", ""))
+                lines.append(
+                    (r["bound"], what, "", "", "not applicable: " + r["reason"], "", "", "")
+                )
                 continue
-            lines.append((r["bound"], what, _fmt(r["measured"]), _fmt(r["value"]), value_text(r),
-                          f"{r['delta']:.4g}", _yn(r["vacuous"]), _yn(r["holds"])))
-        shown = [x for x in lines if x[3]] or lines[:1]   # applicable rows set the widths
-        widths = [max(len(h), *(len(x[i]) for x in (lines if i < 2 else shown)))
-                  for i, h in enumerate(head)]
-        out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(),
-               "  ".join("-" * w for w in widths)]
+            lines.append(
+                (
+                    r["bound"],
+                    what,
+                    _fmt(r["measured"]),
+                    _fmt(r["value"]),
+                    value_text(r),
+                    f"{r['delta']:.4g}",
+                    _yn(r["vacuous"]),
+                    _yn(r["holds"]),
+                )
+            )
+        shown = [x for x in lines if x[3]] or lines[:1]  # applicable rows set the widths
+        widths = [
+            max(len(h), *(len(x[i]) for x in (lines if i < 2 else shown)))
+            for i, h in enumerate(head)
+        ]
+        out = [
+            "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(),
+            "  ".join("-" * w for w in widths),
+        ]
         for x in lines:
             if x[2] == "" and x[4].startswith("not applicable"):
-                out.append(("  ".join(c.ljust(w) for c, w in zip(x[:2], widths[:2])) + "  "
-                            + x[4]).rstrip())
+                out.append(
+                    (
+                        "  ".join(c.ljust(w) for c, w in zip(x[:2], widths[:2])) + "  " + x[4]
+                    ).rstrip()
+                )
             else:
                 out.append("  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip())
         return "\n".join(out + ["", LEGEND])
@@ -159,14 +279,19 @@ def value_text(r: dict) -> str:
         return f"2 kl^-1({g('empirical_upper'):.4g}, {g('complexity'):.4g} + {g('confidence'):.4g})"
     if r["bound"] in ("B4n", "B5n"):
         b = g("loss_range")
-        return (f"{b:.4g} kl^-1({g('empirical_upper'):.4g}/{b:.4g}, {g('complexity'):.4g} + "
-                f"{g('confidence'):.4g})")
+        return (
+            f"{b:.4g} kl^-1({g('empirical_upper'):.4g}/{b:.4g}, {g('complexity'):.4g} + "
+            f"{g('confidence'):.4g})"
+        )
     if r["bound"] == "probe":
         forms = [(k[: -len("_at_share")], v) for k, v in r.items() if k.endswith("_at_share")]
         return "min(" + ", ".join(f"{k} {v:.4g}" for k, v in forms) + ")"
     sign = " + " if r["kind"] == "upper" else " - "
-    text = sign.join(f"{r[k]:.4g}" for k in ("empirical", "complexity", "confidence")
-                     if math.isfinite(r.get(k, NAN)))
+    text = sign.join(
+        f"{r[k]:.4g}"
+        for k in ("empirical", "complexity", "confidence")
+        if math.isfinite(r.get(k, NAN))
+    )
     raw = g("value_raw")
     if raw is not None and math.isfinite(raw) and raw != r["value"]:
         return f"max(0, {text} = {raw:.4g})"

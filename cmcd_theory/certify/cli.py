@@ -73,22 +73,45 @@ nothing written, exit status 130 (SIGINT) or 143 (SIGTERM)."""
 
 def build_parser():
     """The ``cmcd-certify`` argument parser."""
-    p = V.parser(PROG, "Every bound of docs/theory.md on features exported from any "
-                 "model (B1-B6), from one .npz file.", _EPILOG)
+    p = V.parser(
+        PROG,
+        "Every bound of docs/theory.md on features exported from any "
+        "model (B1-B6), from one .npz file.",
+        _EPILOG,
+    )
     p.add_argument("run", metavar="RUN.npz", help="the run's arrays (schema below)")
     p.add_argument("--out", default=None, help="write the table as CSV here")
-    p.add_argument("--delta", type=V.arg(V.probability, "--delta"), default=0.05,
-                   help="confidence of each bound, in (0, 1)")
-    p.add_argument("--delta-test", type=V.arg(V.probability, "--delta-test"), default=0.05,
-                   help="failure probability of each held-out check, in (0, 1)")
-    p.add_argument("--seed", type=V.arg(V.integer, "--seed", lo=0), default=0,
-                   help="seed of B3's weight draws and of the two-sample split (>= 0)")
-    p.add_argument("--weight-samples", type=V.arg(V.integer, "--weight-samples", lo=1,
-                                                  hi=MAX_WEIGHT_SAMPLES),
-                   default=1000, help=f"B3's Monte Carlo weight draws (1 to {MAX_WEIGHT_SAMPLES:,})")
-    p.add_argument("--num-classes", type=V.arg(V.integer, "--num-classes", lo=2), default=None,
-                   help="K, the number of classes (default: the probe's rows, the npz's "
-                        "num_classes, or the largest label + 1 when the label arrays agree)")
+    p.add_argument(
+        "--delta",
+        type=V.arg(V.probability, "--delta"),
+        default=0.05,
+        help="confidence of each bound, in (0, 1)",
+    )
+    p.add_argument(
+        "--delta-test",
+        type=V.arg(V.probability, "--delta-test"),
+        default=0.05,
+        help="failure probability of each held-out check, in (0, 1)",
+    )
+    p.add_argument(
+        "--seed",
+        type=V.arg(V.integer, "--seed", lo=0),
+        default=0,
+        help="seed of B3's weight draws and of the two-sample split (>= 0)",
+    )
+    p.add_argument(
+        "--weight-samples",
+        type=V.arg(V.integer, "--weight-samples", lo=1, hi=MAX_WEIGHT_SAMPLES),
+        default=1000,
+        help=f"B3's Monte Carlo weight draws (1 to {MAX_WEIGHT_SAMPLES:,})",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=V.arg(V.integer, "--num-classes", lo=2),
+        default=None,
+        help="K, the number of classes (default: the probe's rows, the npz's "
+        "num_classes, or the largest label + 1 when the label arrays agree)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -100,8 +123,10 @@ def _arrays(args) -> dict:
     if args.num_classes is not None:
         given = kwargs.get("num_classes")
         if given is not None and given != args.num_classes:
-            raise ValueError(f"--num-classes {args.num_classes} disagrees with num_classes = "
-                             f"{given} in {args.run}")
+            raise ValueError(
+                f"--num-classes {args.num_classes} disagrees with num_classes = "
+                f"{given} in {args.run}"
+            )
         kwargs["num_classes"] = args.num_classes
     return kwargs
 
@@ -128,9 +153,14 @@ def run(argv=None) -> Certificate:
     written: list = []
 
     def work() -> Certificate:
-        cert = certify_features(**_arrays(args), delta=args.delta, delta_test=args.delta_test,
-                                seed=args.seed, n_weight_samples=args.weight_samples,
-                                progress=not args.no_progress)
+        cert = certify_features(
+            **_arrays(args),
+            delta=args.delta,
+            delta_test=args.delta_test,
+            seed=args.seed,
+            n_weight_samples=args.weight_samples,
+            progress=not args.no_progress,
+        )
         if args.out:
             _write(cert, args.out)
             written.append(args.out)
@@ -144,8 +174,10 @@ def run(argv=None) -> Certificate:
     cert = V.interruptible(work, PROG, kept)
     print(cert.format())
     checked = [r for r in cert.rows if r["holds"] is not None]
-    print(f"\n{len(cert.applicable())} of {len(cert.rows)} bounds apply; "
-          f"{sum(r['holds'] for r in checked)} of {len(checked)} checked on held-out data hold.")
+    print(
+        f"\n{len(cert.applicable())} of {len(cert.rows)} bounds apply; "
+        f"{sum(r['holds'] for r in checked)} of {len(checked)} checked on held-out data hold."
+    )
     if args.out:
         print(f"table -> {args.out}")
     sys.stdout.flush()

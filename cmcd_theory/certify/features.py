@@ -61,7 +61,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Mapping, NamedTuple, Optional
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -95,21 +96,25 @@ _FAMILIES = ("B1b", "B2", "B3", "B4", "B4n", "B5", "B5n", "probe")
 MAX_WEIGHT_SAMPLES = 100_000
 
 
+# fmt: off
+# 33 parameters and calls that pass them on, packed: one per line (the formatter's layout)
+# would take 36 lines for the signature alone and put the function past the house rule of
+# 80 lines; the work is already split into the helpers below
 def certify_features(train_features, train_labels, *, probe_weights=None, probe_bias=None,
-                     num_classes: Optional[int] = None, test_features=None, test_labels=None,
+                     num_classes: int | None = None, test_features=None, test_labels=None,
                      source_test_features=None, source_test_labels=None, pair_source=None,
                      pair_target=None, pair_labels=None,
-                     stage2: Optional[Stage2Stats | Mapping] = None,
-                     stage2_normalized: Optional[Mapping] = None,
-                     stage1: Optional[Stage1Stats | Mapping] = None,
-                     stage1_normalized: Optional[Mapping] = None,
-                     feature_norm_bound: Optional[float] = 1.0, label_free: bool = True,
-                     tv_features_upper: Optional[float] = None,
-                     tv_features_estimate: Optional[float] = None,
-                     ground_truth: Optional[Mapping] = None,
-                     err_B: Optional[float] = None, n_test: Optional[int] = None,
-                     err_A_head: Optional[float] = None, n_test_source: Optional[int] = None,
-                     not_applicable: Optional[Mapping[str, str]] = None,
+                     stage2: Stage2Stats | Mapping | None = None,
+                     stage2_normalized: Mapping | None = None,
+                     stage1: Stage1Stats | Mapping | None = None,
+                     stage1_normalized: Mapping | None = None,
+                     feature_norm_bound: float | None = 1.0, label_free: bool = True,
+                     tv_features_upper: float | None = None,
+                     tv_features_estimate: float | None = None,
+                     ground_truth: Mapping | None = None,
+                     err_B: float | None = None, n_test: int | None = None,
+                     err_A_head: float | None = None, n_test_source: int | None = None,
+                     not_applicable: Mapping[str, str] | None = None,
                      delta: float = 0.05, delta_test: float = 0.05, seed: int = 0,
                      n_weight_samples: int = 1000, probe_l2: float = 1e-3,
                      probe_steps: int = 300, progress: bool = False) -> Certificate:
@@ -145,8 +150,8 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
       err_B, n_test: the measured target error and its test-set size (not with test arrays);
         err_A_head, n_test_source: likewise for the source error of the head.
       not_applicable: ``{family: reason}`` for families known not to apply (``"B1b"``,
-        ``"B2"``, ``"B3"``, ``"B4"``, ``"B4n"``, ``"B5"``, ``"B5n"``, ``"probe"``: the probe certificate,
-        min of B2 and B3 at a split delta, :func:`probe_certificate_rows`).
+        ``"B2"``, ``"B3"``, ``"B4"``, ``"B4n"``, ``"B5"``, ``"B5n"``, ``"probe"``: the probe
+        certificate, min of B2 and B3 at a split delta, :func:`probe_certificate_rows`).
       delta, delta_test: confidence of each bound (forms combined by min spend delta / 2
         each) and failure probability of each held-out check, both in (0, 1).
       seed: seeds B3's weight draws and the two-sample classifier's split.
@@ -175,13 +180,18 @@ def certify_features(train_features, train_labels, *, probe_weights=None, probe_
         rows, wide = _family_rows(z, y, W, b, K, held, tv, stages, ground_truth,
                                   opt._replace(norm_rtol=rtol))
     return Certificate(rows=tuple(rows), wide=wide, spent=_spent(rows, wide))
+# fmt: on
 
 
 def _stages(stage2, stage2_normalized, stage1, stage1_normalized) -> dict:
     """The stage inputs of :func:`certify_features`, the statistics checked
     (:class:`Stage2Stats`, :class:`Stage1Stats`)."""
-    return {"stage2": _stats(Stage2Stats, stage2, "stage2"), "stage2_normalized": stage2_normalized,
-            "stage1": _stats(Stage1Stats, stage1, "stage1"), "stage1_normalized": stage1_normalized}
+    return {
+        "stage2": _stats(Stage2Stats, stage2, "stage2"),
+        "stage2_normalized": stage2_normalized,
+        "stage1": _stats(Stage1Stats, stage1, "stage1"),
+        "stage1_normalized": stage1_normalized,
+    }
 
 
 class _Options(NamedTuple):
@@ -193,14 +203,23 @@ class _Options(NamedTuple):
     label_free: bool
     n_weight_samples: int
     na: dict
-    feature_norm_bound: Optional[float]
+    feature_norm_bound: float | None
     probe_l2: float
     probe_steps: int
     norm_rtol: float = NORM_RTOL
 
 
-def _options(delta, delta_test, seed, label_free, n_weight_samples, not_applicable,
-             feature_norm_bound, probe_l2, probe_steps) -> _Options:
+def _options(
+    delta,
+    delta_test,
+    seed,
+    label_free,
+    n_weight_samples,
+    not_applicable,
+    feature_norm_bound,
+    probe_l2,
+    probe_steps,
+) -> _Options:
     """:func:`certify_features`' options, checked in the order of its errors."""
     delta = V.probability("delta", delta)
     delta_test = V.probability("delta_test", delta_test)
@@ -212,8 +231,17 @@ def _options(delta, delta_test, seed, label_free, n_weight_samples, not_applicab
         V.choice("not_applicable key", fam, _FAMILIES)
     if feature_norm_bound is not None:
         feature_norm_bound = V.real("feature_norm_bound", feature_norm_bound, lo=0.0, lo_open=True)
-    return _Options(delta, delta_test, seed, label_free, n_weight_samples, na, feature_norm_bound,
-                    probe_l2, probe_steps)
+    return _Options(
+        delta,
+        delta_test,
+        seed,
+        label_free,
+        n_weight_samples,
+        na,
+        feature_norm_bound,
+        probe_l2,
+        probe_steps,
+    )
 
 
 @contextlib.contextmanager
@@ -228,9 +256,19 @@ def _monte_carlo_bar(progress: bool, n: int, n_weight_samples: int, test):
     from tqdm.auto import tqdm
 
     from cmcd_theory.bounds.pac_bayes_mc import monte_carlo_progress
+
     total = (n + n - n // 2) * n_weight_samples + (0 if test is None else 20 * len(test[1]))
-    with tqdm(total=total, desc="B3 Monte Carlo", unit="draw", unit_scale=True,
-              file=sys.stderr, leave=False) as bar, monte_carlo_progress(bar.update):
+    with (
+        tqdm(
+            total=total,
+            desc="B3 Monte Carlo",
+            unit="draw",
+            unit_scale=True,
+            file=sys.stderr,
+            leave=False,
+        ) as bar,
+        monte_carlo_progress(bar.update),
+    ):
         yield
 
 
@@ -239,22 +277,40 @@ def _interactive() -> bool:
     return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
 
 
-def _pairs_given(test_features, test_labels, source_test_features, source_test_labels,
-                 pair_source, pair_target, pair_labels) -> None:
+def _pairs_given(
+    test_features,
+    test_labels,
+    source_test_features,
+    source_test_labels,
+    pair_source,
+    pair_target,
+    pair_labels,
+) -> None:
     """Arrays that only make sense together are given together: ``test_features`` with
     ``test_labels``, the source test pair likewise, ``pair_source`` with ``pair_target``, and
     ``pair_labels`` only with the pairs (named in the error, not a dtype of None)."""
-    arrays = {"test_features": test_features, "test_labels": test_labels,
-              "source_test_features": source_test_features,
-              "source_test_labels": source_test_labels, "pair_source": pair_source,
-              "pair_target": pair_target, "pair_labels": pair_labels}
-    for a, b in (("test_features", "test_labels"), ("source_test_features", "source_test_labels"),
-                 ("pair_source", "pair_target"), ("pair_target", "pair_source")):
+    arrays = {
+        "test_features": test_features,
+        "test_labels": test_labels,
+        "source_test_features": source_test_features,
+        "source_test_labels": source_test_labels,
+        "pair_source": pair_source,
+        "pair_target": pair_target,
+        "pair_labels": pair_labels,
+    }
+    for a, b in (
+        ("test_features", "test_labels"),
+        ("source_test_features", "source_test_labels"),
+        ("pair_source", "pair_target"),
+        ("pair_target", "pair_source"),
+    ):
         if arrays[b] is not None and arrays[a] is None:
             raise ValueError(f"{b} needs {a} (give both, or neither)")
     if arrays["pair_labels"] is not None and arrays["pair_source"] is None:
-        raise ValueError("pair_labels needs pair_source and pair_target (give all three, or "
-                         "leave pair_labels out)")
+        raise ValueError(
+            "pair_labels needs pair_source and pair_target (give all three, or "
+            "leave pair_labels out)"
+        )
 
 
 def _inferred_classes(y: np.ndarray, others: dict) -> int:
@@ -268,21 +324,34 @@ def _inferred_classes(y: np.ndarray, others: dict) -> int:
     missing = np.setdiff1d(np.arange(K), y)
     if missing.size:
         shown = ", ".join(map(str, missing[:5])) + (", ..." if missing.size > 5 else "")
-        raise ValueError(f"train_labels have no sample of class(es) {shown} below their largest "
-                         f"label {K - 1}, so K = {K} (largest label + 1) is a guess{fix}")
+        raise ValueError(
+            f"train_labels have no sample of class(es) {shown} below their largest "
+            f"label {K - 1}, so K = {K} (largest label + 1) is a guess{fix}"
+        )
     for name, lab in others.items():
         a = None if lab is None else np.asarray(lab)
         if a is None or a.dtype.kind not in "iu" or a.ndim != 1 or a.size == 0:
             continue  # absent, or refused later with its own message
         k = int(a.max()) + 1
         if k != K:
-            raise ValueError(f"train_labels give K = {K} classes (largest label {K - 1}) but "
-                             f"{name} give {k} (largest label {k - 1}){fix}")
+            raise ValueError(
+                f"train_labels give K = {K} classes (largest label {K - 1}) but "
+                f"{name} give {k} (largest label {k - 1}){fix}"
+            )
     return K
 
 
-def _probe(train_features, train_labels, probe_weights, probe_bias, num_classes,
-           other_labels: tuple, *, l2: float, steps: int) -> tuple:
+def _probe(
+    train_features,
+    train_labels,
+    probe_weights,
+    probe_bias,
+    num_classes,
+    other_labels: tuple,
+    *,
+    l2: float,
+    steps: int,
+) -> tuple:
     """The probe's training set and head, checked: ``(z, y, W, b, K, rtol)``. The head
     ``(W, b)`` is the one given, or the toolkit's probe fitted on ``(z, y)`` (ridge ``l2``,
     ``steps`` Adam steps); K is ``W``'s row count, else ``num_classes``, else inferred from
@@ -299,13 +368,18 @@ def _probe(train_features, train_labels, probe_weights, probe_bias, num_classes,
         if K < 2:
             raise ValueError(f"probe_weights must have K >= 2 rows (classes), got {K}")
         if num_classes is not None and V.integer("num_classes", num_classes, lo=2) != K:
-            raise ValueError(f"num_classes must equal probe_weights.shape[0] = {K}, got {num_classes}")
+            raise ValueError(
+                f"num_classes must equal probe_weights.shape[0] = {K}, got {num_classes}"
+            )
         b = None if probe_bias is None else V.array("probe_bias", probe_bias, shape=(K,))
     else:
         if probe_bias is not None:
             raise ValueError("probe_bias needs probe_weights (or give neither to fit the probe)")
-        K = (V.integer("num_classes", num_classes, lo=2) if num_classes is not None
-             else _inferred_classes(y, others))
+        K = (
+            V.integer("num_classes", num_classes, lo=2)
+            if num_classes is not None
+            else _inferred_classes(y, others)
+        )
         if K < 2:
             raise ValueError(f"train_labels must hold at least 2 classes, got K = {K}")
     V.labels("train_labels", y, num_classes=K)
@@ -321,8 +395,19 @@ def _error_rate(W, b, z, y) -> float:
     return float(np.mean(np.argmax(scores, axis=1) != y))
 
 
-def _held_out_errors(W, b, K, test_features, test_labels, err_B, n_test, source_test_features,
-                     source_test_labels, err_A_head, n_test_source) -> dict:
+def _held_out_errors(
+    W,
+    b,
+    K,
+    test_features,
+    test_labels,
+    err_B,
+    n_test,
+    source_test_features,
+    source_test_labels,
+    err_A_head,
+    n_test_source,
+) -> dict:
     """The head's measured errors: the target error R_B and the source error R_A of the same
     head, each measured on held-out features or given with its test-set size. Returns
     ``{"err_B", "n_test", "test", "err_A_head", "n_test_source"}`` (``test``: the target
@@ -348,12 +433,26 @@ def _held_out_errors(W, b, K, test_features, test_labels, err_B, n_test, source_
     elif err_A_head is not None:
         err_A_head = V.real("err_A_head", err_A_head, lo=0.0, hi=1.0)
         n_test_source = V.positive_int("n_test_source", n_test_source or n_test)
-    return {"err_B": err_B, "n_test": n_test, "test": test, "err_A_head": err_A_head,
-            "n_test_source": n_test_source}
+    return {
+        "err_B": err_B,
+        "n_test": n_test,
+        "test": test,
+        "err_A_head": err_A_head,
+        "n_test_source": n_test_source,
+    }
 
 
-def _feature_tv(K, pair_source, pair_target, pair_labels, tv_features_upper,
-                tv_features_estimate, *, seed: int, delta: float) -> dict:
+def _feature_tv(
+    K,
+    pair_source,
+    pair_target,
+    pair_labels,
+    tv_features_upper,
+    tv_features_estimate,
+    *,
+    seed: int,
+    delta: float,
+) -> dict:
     """What is known of TV(learned source, target features): the certified lower bound of a
     two-sample classifier on the held-out pairs (None without pairs; with ``pair_labels``, of
     the joint laws of features and labels) and the given upper bound and estimate, checked.
@@ -362,18 +461,26 @@ def _feature_tv(K, pair_source, pair_target, pair_labels, tv_features_upper,
     if pair_source is not None or pair_target is not None:
         ps = V.array("pair_source", pair_source, ndim=2, min_rows=4)
         pt = V.array("pair_target", pair_target, ndim=2, shape=ps.shape)
-        py = None if pair_labels is None else V.labels("pair_labels", pair_labels, n=ps.shape[0],
-                                                        num_classes=K)
+        py = (
+            None
+            if pair_labels is None
+            else V.labels("pair_labels", pair_labels, n=ps.shape[0], num_classes=K)
+        )
         tv_lower = divergences.tv_classifier_lower_bound(
-            jax.random.key(seed), ps, pt, py, py, num_classes=None if py is None else K, delta=delta)
+            jax.random.key(seed), ps, pt, py, py, num_classes=None if py is None else K, delta=delta
+        )
     if tv_features_upper is not None:
         tv_features_upper = V.real("tv_features_upper", tv_features_upper, lo=0.0)
-    return {"tv_lower": tv_lower, "tv_features_upper": tv_features_upper,
-            "tv_features_estimate": tv_features_estimate}
+    return {
+        "tv_lower": tv_lower,
+        "tv_features_upper": tv_features_upper,
+        "tv_features_estimate": tv_features_estimate,
+    }
 
 
-def _family_rows(z, y, W, b, K, held: dict, tv: dict, stages: dict, ground_truth,
-                 opt: _Options) -> tuple:
+def _family_rows(
+    z, y, W, b, K, held: dict, tv: dict, stages: dict, ground_truth, opt: _Options
+) -> tuple:
     """The rows of every family in the certificate's order (probe B2/B3, B4, B4n, B5, B5n,
     B1, probe certificate) and their ``wide`` columns (:data:`WIDE_KEYS`, NaN where not
     applicable; ``bounds_hold``: every applicable checked row holds). B3p's prior probe is
@@ -384,40 +491,61 @@ def _family_rows(z, y, W, b, K, held: dict, tv: dict, stages: dict, ground_truth
     err_B, n_test = held["err_B"], held["n_test"]
     n = z.shape[0]
     rows, wide = [], {}
-    prior, started = None, []
-    if opt.label_free and not ("B3" in na and "probe" in na):
-        # B3's draws start now and B3p's once its prior is fitted: both run while the rest
-        # is computed (b3_forms then finds them, or waits for them)
-        started.append(start_monte_carlo(z, y, W, b, seed=seed, n_weight_samples=n_weight_samples))
-        prior = _fit_prior_probe(z, y, K, l2=opt.probe_l2, steps=opt.probe_steps)
-        if prior is not None:
-            started.append(start_monte_carlo(z, y, W, b, seed=seed, prior=prior,
-                                             n_weight_samples=n_weight_samples))
-    not_label_free = ("" if opt.label_free else
-                      "the features were trained on the labeled samples (B2, B3 need them label-free)")
+    prior, started = _start_b3(z, y, W, b, K, opt)
+    not_label_free = (
+        ""
+        if opt.label_free
+        else "the features were trained on the labeled samples (B2, B3 need them label-free)"
+    )
     for part in (
-        probe_rows(z, y, W, b, err_B=err_B, n_test=n_test, delta=delta, delta_test=delta_test,
-                   seed=seed, n_weight_samples=n_weight_samples,
-                   feature_norm_bound=feature_norm_bound,
-                   reason_b2=na.get("B2", not_label_free), reason_b3=na.get("B3", not_label_free),
-                   prior=prior, test=held["test"], norm_rtol=opt.norm_rtol),
-        stage2_rows(stages["stage2"], delta=delta, delta_test=delta_test, K=K,
-                    reason=na.get("B4", "")),
-        stage2_normalized_rows(stages["stage2_normalized"], delta=delta, delta_test=delta_test,
-                               K=K, reason=na.get("B4n", ""), seed=seed),
-        stage1_rows(stages["stage1"], delta=delta, delta_test=delta_test, K=K,
-                    reason=na.get("B5", "")),
-        stage1_normalized_rows(stages["stage1_normalized"], delta=delta, delta_test=delta_test,
-                               K=K, reason=na.get("B5n", ""), seed=seed),
-        transfer_rows(err_B=err_B, n_test=n_test, err_A_head=held["err_A_head"],
-                      n_test_source=held["n_test_source"], **tv, ground_truth=ground_truth,
-                      delta=delta, delta_test=delta_test, n=n, K=K, reason_b1b=na.get("B1b", "")),
-        probe_certificate_rows(z, y, W, b, err_B=err_B, n_test=n_test, delta=delta,
-                               delta_test=delta_test, seed=seed,
-                               n_weight_samples=n_weight_samples,
-                               feature_norm_bound=feature_norm_bound,
-                               reason=na.get("probe", not_label_free), prior=prior,
-                               norm_rtol=opt.norm_rtol),
+        probe_rows(
+            z,
+            y,
+            W,
+            b,
+            err_B=err_B,
+            n_test=n_test,
+            delta=delta,
+            delta_test=delta_test,
+            seed=seed,
+            n_weight_samples=n_weight_samples,
+            feature_norm_bound=feature_norm_bound,
+            reason_b2=na.get("B2", not_label_free),
+            reason_b3=na.get("B3", not_label_free),
+            prior=prior,
+            test=held["test"],
+            norm_rtol=opt.norm_rtol,
+        ),
+        *_stage_parts(stages, K, opt),
+        transfer_rows(
+            err_B=err_B,
+            n_test=n_test,
+            err_A_head=held["err_A_head"],
+            n_test_source=held["n_test_source"],
+            **tv,
+            ground_truth=ground_truth,
+            delta=delta,
+            delta_test=delta_test,
+            n=n,
+            K=K,
+            reason_b1b=na.get("B1b", ""),
+        ),
+        probe_certificate_rows(
+            z,
+            y,
+            W,
+            b,
+            err_B=err_B,
+            n_test=n_test,
+            delta=delta,
+            delta_test=delta_test,
+            seed=seed,
+            n_weight_samples=n_weight_samples,
+            feature_norm_bound=feature_norm_bound,
+            reason=na.get("probe", not_label_free),
+            prior=prior,
+            norm_rtol=opt.norm_rtol,
+        ),
     ):
         rows.extend(part[0])
         wide.update(part[1])
@@ -427,3 +555,55 @@ def _family_rows(z, y, W, b, K, held: dict, tv: dict, stages: dict, ground_truth
     wide["bounds_hold"] = all(checked)
     wide = {k: wide.get(k, NAN) for k in WIDE_KEYS}
     return rows, wide
+
+
+def _start_b3(z, y, W, b, K, opt: _Options) -> tuple:
+    """``(prior, started)``: B3p's prior probe (:func:`_fit_prior_probe`, None where it is not
+    fitted) and the threads of B3's and B3p's Monte Carlo weight draws, started now so that
+    they run while the other families are computed (:func:`b3_forms` then finds them, or
+    waits for them). Nothing is started where B3 and the probe certificate both do not apply
+    (features not label-free, or both named in ``not_applicable``)."""
+    prior, started = None, []
+    if opt.label_free and not ("B3" in opt.na and "probe" in opt.na):
+        # B3's draws start now and B3p's once its prior is fitted
+        started.append(
+            start_monte_carlo(z, y, W, b, seed=opt.seed, n_weight_samples=opt.n_weight_samples)
+        )
+        prior = _fit_prior_probe(z, y, K, l2=opt.probe_l2, steps=opt.probe_steps)
+        if prior is not None:
+            started.append(
+                start_monte_carlo(
+                    z, y, W, b, seed=opt.seed, prior=prior, n_weight_samples=opt.n_weight_samples
+                )
+            )
+    return prior, started
+
+
+def _stage_parts(stages: dict, K, opt: _Options) -> list:
+    """The ``(rows, wide)`` of the stage families, in the certificate's order: B4 and B4n
+    (stage 2), B5 and B5n (stage 1); a family named in ``not_applicable`` gets its reason."""
+    delta, delta_test, seed, na = opt.delta, opt.delta_test, opt.seed, opt.na
+    return [
+        stage2_rows(
+            stages["stage2"], delta=delta, delta_test=delta_test, K=K, reason=na.get("B4", "")
+        ),
+        stage2_normalized_rows(
+            stages["stage2_normalized"],
+            delta=delta,
+            delta_test=delta_test,
+            K=K,
+            reason=na.get("B4n", ""),
+            seed=seed,
+        ),
+        stage1_rows(
+            stages["stage1"], delta=delta, delta_test=delta_test, K=K, reason=na.get("B5", "")
+        ),
+        stage1_normalized_rows(
+            stages["stage1_normalized"],
+            delta=delta,
+            delta_test=delta_test,
+            K=K,
+            reason=na.get("B5n", ""),
+            seed=seed,
+        ),
+    ]

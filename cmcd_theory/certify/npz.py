@@ -76,20 +76,52 @@ from cmcd_theory.certify.stats import Stage1Stats, Stage2Stats
 
 #: npz names read by :func:`load_npz` (besides ``stage1_<field>``, ``stage2_<field>``,
 #: ``stage2n_<name>`` and ``stage1n_<name>``).
-NPZ_ARRAYS = ("train_features", "train_labels", "probe_weights", "probe_bias", "num_classes",
-              "test_features", "test_labels", "source_test_features", "source_test_labels",
-              "pair_source", "pair_target", "pair_labels", "feature_norm_bound", "label_free")
+NPZ_ARRAYS = (
+    "train_features",
+    "train_labels",
+    "probe_weights",
+    "probe_bias",
+    "num_classes",
+    "test_features",
+    "test_labels",
+    "source_test_features",
+    "source_test_labels",
+    "pair_source",
+    "pair_target",
+    "pair_labels",
+    "feature_norm_bound",
+    "label_free",
+)
 _NPZ_SCALARS = ("num_classes", "feature_norm_bound", "label_free")
 #: B4n's npz arrays (``stage2n_<name>``): name -> (required, ndim); ndim 0 is a scalar.
-STAGE2N_ARRAYS = {"x": (True, 2), "z": (True, 2), "W": (True, 2), "W_prior": (True, 2),
-                  "bank": (True, 2), "tau": (True, 0), "tuple_size": (True, 0),
-                  "x_pop": (False, 2), "z_pop": (False, 2)}
+STAGE2N_ARRAYS = {
+    "x": (True, 2),
+    "z": (True, 2),
+    "W": (True, 2),
+    "W_prior": (True, 2),
+    "bank": (True, 2),
+    "tau": (True, 0),
+    "tuple_size": (True, 0),
+    "x_pop": (False, 2),
+    "z_pop": (False, 2),
+}
 #: B5n's npz arrays (``stage1n_<name>``), likewise.
-STAGE1N_ARRAYS = {"x": (True, 2), "x_pos": (True, 2), "W": (True, 2), "W_prior": (True, 2),
-                  "candidates": (True, 2), "tau": (True, 0), "tuple_size": (True, 0),
-                  "n_draws": (False, 0), "x_pop": (False, 2), "x_pop_pos": (False, 2),
-                  "ssl_train_loss": (False, 0), "ssl_pop_loss": (False, 0),
-                  "ssl_gap": (False, 0), "ssl_pop_loss_se": (False, 0)}
+STAGE1N_ARRAYS = {
+    "x": (True, 2),
+    "x_pos": (True, 2),
+    "W": (True, 2),
+    "W_prior": (True, 2),
+    "candidates": (True, 2),
+    "tau": (True, 0),
+    "tuple_size": (True, 0),
+    "n_draws": (False, 0),
+    "x_pop": (False, 2),
+    "x_pop_pos": (False, 2),
+    "ssl_train_loss": (False, 0),
+    "ssl_pop_loss": (False, 0),
+    "ssl_gap": (False, 0),
+    "ssl_pop_loss_se": (False, 0),
+}
 _NORMALIZED = {"stage2n": STAGE2N_ARRAYS, "stage1n": STAGE1N_ARRAYS}
 
 
@@ -112,8 +144,10 @@ def load_npz(path) -> dict:
         elif k in NPZ_ARRAYS:
             kwargs[k] = _scalar(path, k, a) if k in _NPZ_SCALARS else a
         else:
-            raise ValueError(f"{path}: unknown array {k!r}; allowed: {', '.join(NPZ_ARRAYS)}, "
-                             f"stage1_<field>, stage2_<field>, stage1n_<name>, stage2n_<name>")
+            raise ValueError(
+                f"{path}: unknown array {k!r}; allowed: {', '.join(NPZ_ARRAYS)}, "
+                f"stage1_<field>, stage2_<field>, stage1n_<name>, stage2n_<name>"
+            )
     for req, what in (("train_features", "(n, D) float"), ("train_labels", "(n,) int")):
         if req not in kwargs:
             raise ValueError(f"{path}: missing array {req!r}, shape {what}")
@@ -138,7 +172,9 @@ def _read(path: str) -> dict:
     except IsADirectoryError:
         raise ValueError(f"cannot read {path}: a directory, not an .npz file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"cannot read {path}: not a numpy .npz archive ({type(e).__name__})") from None
+        raise ValueError(
+            f"cannot read {path}: not a numpy .npz archive ({type(e).__name__})"
+        ) from None
     if not hasattr(f, "files"):
         raise ValueError(f"{path}: a single array (.npy), not an .npz archive of named arrays")
     raw = {}
@@ -147,13 +183,17 @@ def _read(path: str) -> dict:
             try:
                 raw[k] = f[k]
             except ValueError:
-                raise ValueError(f"{path}: array {k!r} holds Python objects; save plain numeric "
-                                 f"or string arrays") from None
+                raise ValueError(
+                    f"{path}: array {k!r} holds Python objects; save plain numeric or string arrays"
+                ) from None
             except (OSError, zipfile.BadZipFile, EOFError) as e:
-                raise ValueError(f"{path}: array {k!r} cannot be read ({type(e).__name__})") from None
+                raise ValueError(
+                    f"{path}: array {k!r} cannot be read ({type(e).__name__})"
+                ) from None
     if not raw:
-        raise ValueError(f"{path}: no arrays in the file (train_features and train_labels are "
-                         f"required)")
+        raise ValueError(
+            f"{path}: no arrays in the file (train_features and train_labels are required)"
+        )
     return raw
 
 
@@ -164,8 +204,10 @@ def _field(path: str, name: str, prefix: str, field: str, a):
     if prefix in _NORMALIZED:
         allowed = _NORMALIZED[prefix]
         if field not in allowed:
-            raise ValueError(f"{path}: unknown array {name!r}; {prefix}_ arrays are "
-                             f"{', '.join(prefix + '_' + f for f in allowed)}")
+            raise ValueError(
+                f"{path}: unknown array {name!r}; {prefix}_ arrays are "
+                f"{', '.join(prefix + '_' + f for f in allowed)}"
+            )
         ndim = allowed[field][1]
         if ndim == 0:
             return _scalar(path, name, a)
@@ -182,11 +224,16 @@ def _field(path: str, name: str, prefix: str, field: str, a):
 
 def _stats(path: str, prefix: str, cls, values: dict):
     """The :class:`Stage1Stats` / :class:`Stage2Stats` of the ``<prefix>_`` scalars."""
-    missing = [f.name for f in dataclasses.fields(cls)
-               if f.default is dataclasses.MISSING and f.name not in values]
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.name not in values
+    ]
     if missing:
-        raise ValueError(f"{path}: missing array {prefix}_{missing[0]} (the {prefix}_ arrays "
-                         f"go together; missing: {', '.join(prefix + '_' + m for m in missing)})")
+        raise ValueError(
+            f"{path}: missing array {prefix}_{missing[0]} (the {prefix}_ arrays "
+            f"go together; missing: {', '.join(prefix + '_' + m for m in missing)})"
+        )
     try:
         return cls(**values)
     except ValueError as e:
@@ -199,12 +246,15 @@ def _normalized(path: str, prefix: str, values: dict) -> dict:
     allowed = _NORMALIZED[prefix]
     missing = [f for f, (req, _) in allowed.items() if req and f not in values]
     if missing:
-        raise ValueError(f"{path}: missing array {prefix}_{missing[0]} (the {prefix}_ arrays "
-                         f"go together; missing: {', '.join(prefix + '_' + m for m in missing)})")
+        raise ValueError(
+            f"{path}: missing array {prefix}_{missing[0]} (the {prefix}_ arrays "
+            f"go together; missing: {', '.join(prefix + '_' + m for m in missing)})"
+        )
     pop = ("x_pop", "z_pop") if prefix == "stage2n" else ("x_pop", "x_pop_pos")
     if (pop[0] in values) != (pop[1] in values):
-        raise ValueError(f"{path}: {prefix}_{pop[0]} and {prefix}_{pop[1]} go together "
-                         f"(give both, or neither)")
+        raise ValueError(
+            f"{path}: {prefix}_{pop[0]} and {prefix}_{pop[1]} go together (give both, or neither)"
+        )
     return dict(values)
 
 
@@ -217,18 +267,22 @@ def _candidates(path: str, cand: np.ndarray, s: dict):
     draws = V.positive_int("stage1n_n_draws", s.get("n_draws", 1))
     need = n * draws * (N - 1)
     if cand.shape[1] != d:
-        raise ValueError(f"{path}: stage1n_candidates must have shape (*, {d}) like stage1n_x, "
-                         f"got {cand.shape}")
+        raise ValueError(
+            f"{path}: stage1n_candidates must have shape (*, {d}) like stage1n_x, got {cand.shape}"
+        )
     if cand.shape[0] < need:
-        raise ValueError(f"{path}: stage1n_candidates has {cand.shape[0]} rows; B5n uses n "
-                         f"n_draws (tuple_size - 1) = {n} x {draws} x {N - 1} = {need} fresh "
-                         f"candidates")
+        raise ValueError(
+            f"{path}: stage1n_candidates has {cand.shape[0]} rows; B5n uses n "
+            f"n_draws (tuple_size - 1) = {n} x {draws} x {N - 1} = {need} fresh "
+            f"candidates"
+        )
     used = [0]
 
     def sample_candidates(block: int, count: int) -> np.ndarray:
         start = used[0]
         used[0] = start + count
-        return cand[start:start + count]
+        return cand[start : start + count]
+
     return sample_candidates
 
 

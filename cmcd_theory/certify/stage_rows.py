@@ -15,7 +15,7 @@ normalised features, for the Gaussian-perturbed student or encoder).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -25,8 +25,9 @@ from cmcd_theory.certify.rows import NAN, _bound_row, _row
 from cmcd_theory.certify.stats import Stage1Stats, Stage2Stats
 
 
-def _tuple_rows(family: str, stats, bound_fn, what: str, *, delta: float, delta_test: float,
-                K, reason: str) -> tuple:
+def _tuple_rows(
+    family: str, stats, bound_fn, what: str, *, delta: float, delta_test: float, K, reason: str
+) -> tuple:
     """Data-free and sample forms of B4 / B5 (``delta / 2`` each) and their minimum."""
     key = family.lower()
     wide = {f"{key}_data_free_total": NAN, f"{key}_sample_total": NAN, f"{key}_total": NAN}
@@ -42,6 +43,7 @@ def _tuple_rows(family: str, stats, bound_fn, what: str, *, delta: float, delta_
         if why:
             rows.append(_row(f"{family}_{form}", form, what, st, reason=why, n=size, K=K))
             continue
+        assert size is not None  # stats is set here (a reason above otherwise)
         n_t = bounds.tuple_split(size, stats.tuple_size)
         tb = bound_fn(n_t, form, delta / 2)
         wide[f"{key}_{form}_total"] = tb.total
@@ -51,10 +53,24 @@ def _tuple_rows(family: str, stats, bound_fn, what: str, *, delta: float, delta_
             # the population loss is estimated on n_pop / N fresh tuples of a [0, b] loss
             measured = stats.pop_loss
             slack = tb.loss_range * bounds.hoeffding_slack(
-                bounds.tuple_split(stats.n_pop, stats.tuple_size), delta_test)
+                bounds.tuple_split(stats.n_pop, stats.tuple_size), delta_test
+            )
             wide[f"{key}_pop_slack"] = slack
-        rows.append(_bound_row(tb, f"{family}_{form}", form, what, st, tb.total, measured, slack,
-                               n=size, K=K, delta=delta / 2))
+        rows.append(
+            _bound_row(
+                tb,
+                f"{family}_{form}",
+                form,
+                what,
+                st,
+                tb.total,
+                measured,
+                slack,
+                n=size,
+                K=K,
+                delta=delta / 2,
+            )
+        )
     totals = [wide[f"{key}_{f}_total"] for f in ("data_free", "sample")]
     wide[f"{key}_total"] = min((t for t in totals if math.isfinite(t)), default=NAN)
     if stats is not None:
@@ -62,34 +78,73 @@ def _tuple_rows(family: str, stats, bound_fn, what: str, *, delta: float, delta_
     return rows, wide
 
 
-def stage2_rows(stats: Optional[Stage2Stats], *, delta: float, delta_test: float, K=NAN,
-                reason: str = "") -> tuple:
+def stage2_rows(
+    stats: Stage2Stats | None, *, delta: float, delta_test: float, K=NAN, reason: str = ""
+) -> tuple:
     """B4 rows (data-free and sample forms, ``delta / 2`` each). Returns (rows, wide): rows
     ``B4_data_free`` and ``B4_sample`` (:data:`~cmcd_theory.certify.certificate.ROW_KEYS`
     and the bound's terms), wide columns ``b4_data_free_total``, ``b4_sample_total``,
     ``b4_total`` (their minimum), ``b4_*_gap`` (total minus the training loss) and
     ``b4_pop_slack`` (the measured population loss's slack)."""
+
     def fn(n_t, form, d):
         return bounds.distillation_bound(
-            stats.train_loss, n_t, stats.tuple_size, stats.tau, stats.student_norm,
-            stats.input_radius, stats.feature_dim, d, loss=stats.loss, form=form,
-            sum_sq_norms=stats.sum_sq_inputs if form == "sample" else None)
-    return _tuple_rows("B4", stats, fn, "L_pop: stage-2 population tuple loss (distillation)",
-                       delta=delta, delta_test=delta_test, K=K, reason=reason)
+            stats.train_loss,
+            n_t,
+            stats.tuple_size,
+            stats.tau,
+            stats.student_norm,
+            stats.input_radius,
+            stats.feature_dim,
+            d,
+            loss=stats.loss,
+            form=form,
+            sum_sq_norms=stats.sum_sq_inputs if form == "sample" else None,
+        )
+
+    return _tuple_rows(
+        "B4",
+        stats,
+        fn,
+        "L_pop: stage-2 population tuple loss (distillation)",
+        delta=delta,
+        delta_test=delta_test,
+        K=K,
+        reason=reason,
+    )
 
 
-def stage1_rows(stats: Optional[Stage1Stats], *, delta: float, delta_test: float, K=NAN,
-                reason: str = "") -> tuple:
+def stage1_rows(
+    stats: Stage1Stats | None, *, delta: float, delta_test: float, K=NAN, reason: str = ""
+) -> tuple:
     """B5 rows (data-free and sample forms, ``delta / 2`` each). Returns (rows, wide): rows
     ``B5_data_free``, ``B5_sample`` and the ``b5_*`` columns named as :func:`stage2_rows`'s
     ``b4_*``."""
+
     def fn(n_t, form, d):
         return bounds.ssl_bound(
-            stats.train_loss, n_t, stats.tuple_size, stats.tau, stats.encoder_norm,
-            stats.input_radius, stats.feature_dim, d, form=form,
-            sum_sq_norms=stats.sum_sq_inputs if form == "sample" else None)
-    return _tuple_rows("B5", stats, fn, "L_pop: stage-1 population InfoNCE tuple loss",
-                       delta=delta, delta_test=delta_test, K=K, reason=reason)
+            stats.train_loss,
+            n_t,
+            stats.tuple_size,
+            stats.tau,
+            stats.encoder_norm,
+            stats.input_radius,
+            stats.feature_dim,
+            d,
+            form=form,
+            sum_sq_norms=stats.sum_sq_inputs if form == "sample" else None,
+        )
+
+    return _tuple_rows(
+        "B5",
+        stats,
+        fn,
+        "L_pop: stage-1 population InfoNCE tuple loss",
+        delta=delta,
+        delta_test=delta_test,
+        K=K,
+        reason=reason,
+    )
 
 
 def _cmc_tuple_loss_np(u, z, tau, N) -> float:
@@ -102,8 +157,9 @@ def _cmc_tuple_loss_np(u, z, tau, N) -> float:
     return float(np.mean(lse - np.einsum("tii->ti", logits)))
 
 
-def stage2_normalized_rows(s: Optional[Mapping], *, delta: float, delta_test: float, K=NAN,
-                           reason: str = "", seed: int = 0) -> tuple:
+def stage2_normalized_rows(
+    s: Mapping | None, *, delta: float, delta_test: float, K=NAN, reason: str = "", seed: int = 0
+) -> tuple:
     """B4n row: the CMC (B->A) population loss of the normalised linear student, bounded for
     the Gaussian-perturbed student Q (docs/theory.md, B4n). Returns (rows, wide): the row
     ``B4n`` and the columns ``b4n_total``, ``b4n_empirical``, ``b4n_empirical_exact_mgf``,
@@ -118,17 +174,37 @@ def stage2_normalized_rows(s: Optional[Mapping], *, delta: float, delta_test: fl
     """
     what = "E_{W~Q} L_pop(W): stage-2 population CMC (B->A) tuple loss of the perturbed student"
     st = "E_Q L_pop <= b kl^-1(g_hat_up / b, (KL(Q||P) + ln(2 sqrt n G / delta)) / n), g per pair"
-    keys = ("b4n_total", "b4n_empirical", "b4n_empirical_exact_mgf", "b4n_kl_over_n",
-            "b4n_pop_loss_stochastic", "b4n_nu")
+    keys = (
+        "b4n_total",
+        "b4n_empirical",
+        "b4n_empirical_exact_mgf",
+        "b4n_kl_over_n",
+        "b4n_pop_loss_stochastic",
+        "b4n_nu",
+    )
     wide = dict.fromkeys(keys, NAN)
     if reason or s is None:
-        return [_row("B4n", "", what, st, reason=reason or "needs the stage-2 pair arrays", K=K)], wide
-    nb = bounds.normalized_distillation_bound(s["x"], s["z"], s["W"], s["W_prior"], s["bank"],
-                                              tau=s["tau"], tuple_size=s["tuple_size"], seed=seed,
-                                              delta=delta)
-    wide.update(b4n_total=nb.total, b4n_empirical=nb.empirical,
-                b4n_empirical_exact_mgf=nb.empirical_exact_mgf, b4n_kl_over_n=nb.complexity,
-                b4n_nu=nb.nu)
+        return [
+            _row("B4n", "", what, st, reason=reason or "needs the stage-2 pair arrays", K=K)
+        ], wide
+    nb = bounds.normalized_distillation_bound(
+        s["x"],
+        s["z"],
+        s["W"],
+        s["W_prior"],
+        s["bank"],
+        tau=s["tau"],
+        tuple_size=s["tuple_size"],
+        seed=seed,
+        delta=delta,
+    )
+    wide.update(
+        b4n_total=nb.total,
+        b4n_empirical=nb.empirical,
+        b4n_empirical_exact_mgf=nb.empirical_exact_mgf,
+        b4n_kl_over_n=nb.complexity,
+        b4n_nu=nb.nu,
+    )
     measured = slack = NAN
     if s.get("x_pop") is not None:
         x, z = np.asarray(s["x_pop"], np.float64), np.asarray(s["z_pop"], np.float64)
@@ -158,8 +234,8 @@ def _infonce_tuple_loss_stochastic(x1, x2, W, sigma, tau, N, rng) -> tuple:
     for t0 in range(0, n_t, 64):
         tt = min(n_t, t0 + 64) - t0
         Ws = W[None] + sigma * rng.standard_normal((tt,) + W.shape)
-        a = x1[t0 * N:(t0 + tt) * N].reshape(tt, N, -1)
-        bb = x2[t0 * N:(t0 + tt) * N].reshape(tt, N, -1)
+        a = x1[t0 * N : (t0 + tt) * N].reshape(tt, N, -1)
+        bb = x2[t0 * N : (t0 + tt) * N].reshape(tt, N, -1)
         u = np.einsum("tkd,tnd->tnk", Ws, a)
         v = np.einsum("tkd,tnd->tnk", Ws, bb)
         u /= np.linalg.norm(u, axis=-1, keepdims=True)
@@ -168,7 +244,7 @@ def _infonce_tuple_loss_stochastic(x1, x2, W, sigma, tau, N, rng) -> tuple:
         diag = np.einsum("tii->ti", logits)
         row = np.logaddexp.reduce(logits, axis=2) - diag
         col = np.logaddexp.reduce(logits, axis=1) - diag
-        out[t0:t0 + tt] = 0.5 * (row.mean(axis=1) + col.mean(axis=1))
+        out[t0 : t0 + tt] = 0.5 * (row.mean(axis=1) + col.mean(axis=1))
     return float(out.mean()), n_t
 
 
@@ -176,8 +252,9 @@ def _infonce_tuple_loss_stochastic(x1, x2, W, sigma, tau, N, rng) -> tuple:
 STAGE1_KEYS = PART_KEYS["B5"]
 
 
-def stage1_normalized_rows(s: Optional[Mapping], *, delta: float, delta_test: float, K=NAN,
-                           reason: str = "", seed: int = 0) -> tuple:
+def stage1_normalized_rows(
+    s: Mapping | None, *, delta: float, delta_test: float, K=NAN, reason: str = "", seed: int = 0
+) -> tuple:
     """B5n row: the stage-1 population O1 (symmetric InfoNCE) loss of the normalised linear
     encoder, bounded for the Gaussian-perturbed encoder Q (docs/theory.md, B5n). Returns
     (rows, wide): the row ``B5n`` and the columns :data:`STAGE1_KEYS` (the stage-1
@@ -193,28 +270,54 @@ def stage1_normalized_rows(s: Optional[Mapping], *, delta: float, delta_test: fl
     population loss is measured, one weight draw per tuple) and the stage-1 statistics
     ``ssl_train_loss``, ``ssl_pop_loss``, ``ssl_gap``, ``ssl_pop_loss_se`` (reported as they are).
     """
-    what = "E_{W~Q} L_pop(W): stage-1 population O1 (symmetric InfoNCE) tuple loss of the perturbed encoder"
-    st = "E_Q L_pop <= b kl^-1(Y_up / b, (KL(Q||P) + ln(2 sqrt n G / delta)) / n), Y per sample, fresh candidates"
+    what = (
+        "E_{W~Q} L_pop(W): stage-1 population O1 (symmetric InfoNCE) tuple loss of the "
+        "perturbed encoder"
+    )
+    st = (
+        "E_Q L_pop <= b kl^-1(Y_up / b, (KL(Q||P) + ln(2 sqrt n G / delta)) / n), Y per sample, "
+        "fresh candidates"
+    )
     wide = dict.fromkeys(STAGE1_KEYS, NAN)
     if s is not None:
         for k in ("ssl_train_loss", "ssl_pop_loss", "ssl_gap", "ssl_pop_loss_se"):
             if s.get(k) is not None:
                 wide[k] = float(s[k])
     if reason or s is None:
-        return [_row("B5n", "", what, st, reason=reason or "needs the stage-1 sample arrays", K=K)], wide
-    nb = bounds.normalized_ssl_bound(s["x"], s["x_pos"], s["W"], s["W_prior"],
-                                     s["sample_candidates"], tau=s["tau"],
-                                     tuple_size=s["tuple_size"], seed=seed, delta=delta,
-                                     n_draws=s.get("n_draws", 1))
-    wide.update(b5n_total=nb.total, b5n_empirical=nb.empirical,
-                b5n_empirical_mean_encoder=nb.empirical_mean_encoder, b5n_kl_over_n=nb.complexity,
-                b5n_nu=nb.nu)
+        return [
+            _row("B5n", "", what, st, reason=reason or "needs the stage-1 sample arrays", K=K)
+        ], wide
+    nb = bounds.normalized_ssl_bound(
+        s["x"],
+        s["x_pos"],
+        s["W"],
+        s["W_prior"],
+        s["sample_candidates"],
+        tau=s["tau"],
+        tuple_size=s["tuple_size"],
+        seed=seed,
+        delta=delta,
+        n_draws=s.get("n_draws", 1),
+    )
+    wide.update(
+        b5n_total=nb.total,
+        b5n_empirical=nb.empirical,
+        b5n_empirical_mean_encoder=nb.empirical_mean_encoder,
+        b5n_kl_over_n=nb.complexity,
+        b5n_nu=nb.nu,
+    )
     measured = slack = NAN
     if s.get("x_pop") is not None:
         W = nb.centre_scale * np.asarray(s["W"], np.float64)
         measured, n_t = _infonce_tuple_loss_stochastic(
-            np.asarray(s["x_pop"], np.float64), np.asarray(s["x_pop_pos"], np.float64), W,
-            nb.sigma, nb.tau, nb.tuple_size, np.random.default_rng([seed, 11]))
+            np.asarray(s["x_pop"], np.float64),
+            np.asarray(s["x_pop_pos"], np.float64),
+            W,
+            nb.sigma,
+            nb.tau,
+            nb.tuple_size,
+            np.random.default_rng([seed, 11]),
+        )
         # the population estimate: n_t fresh tuples of a [0, b] loss
         slack = nb.loss_range * bounds.hoeffding_slack(n_t, delta_test)
         wide["b5n_pop_loss_stochastic"] = measured

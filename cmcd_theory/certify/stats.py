@@ -9,7 +9,7 @@ candidates at temperature ``tau`` (docs/theory.md, B4 and B5).
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from cmcd_theory import validation as V
 
@@ -46,9 +46,9 @@ class Stage2Stats:
     student_norm: float
     input_radius: float
     feature_dim: int
-    sum_sq_inputs: Optional[float] = None
-    pop_loss: Optional[float] = None
-    n_pop: Optional[int] = None
+    sum_sq_inputs: float | None = None
+    pop_loss: float | None = None
+    n_pop: int | None = None
 
     def __post_init__(self):
         V.choice("loss", self.loss, ("cmc", "cmd", "cmc_symmetric"))
@@ -70,9 +70,9 @@ class Stage1Stats:
     encoder_norm: float
     input_radius: float
     feature_dim: int
-    sum_sq_inputs: Optional[float] = None
-    pop_loss: Optional[float] = None
-    n_pop: Optional[int] = None
+    sum_sq_inputs: float | None = None
+    pop_loss: float | None = None
+    n_pop: int | None = None
 
     def __post_init__(self):
         _check_stats(self)
@@ -103,8 +103,10 @@ def _stats(cls, value, name):
     if value is None or isinstance(value, cls):
         return value
     if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must be a {cls.__name__} or a mapping of its fields, got "
-                         f"{type(value).__name__}")
+        raise ValueError(
+            f"{name} must be a {cls.__name__} or a mapping of its fields, got "
+            f"{type(value).__name__}"
+        )
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(value) - fields
     if unknown:

@@ -13,7 +13,8 @@ trained on half the samples, the rest for the bound) and calls
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,14 +41,18 @@ from cmcd_theory.learn.training import train_distill
 GAUSSIAN_CHANNELS = ("attenuate", "noise", "rotate", "resample", "mispair")
 
 
-def b1b_applies(world, cfg, method: str, t: Optional[float] = None) -> bool:
+def b1b_applies(world, cfg, method: str, t: float | None = None) -> bool:
     """Whether the learned features' TV is certified (the Gaussian track of B1b): a CMCD
     method, linear observation maps and encoders with p = k, and a channel whose exact law of
     ``s_B | y_B`` at ``t`` is one Gaussian (:meth:`~cmcd_theory.worlds.Channel.law_B`; the
     built-in attenuate, noise and rotate, and any registered channel that states such a law)."""
     wc = world.config
-    if not (method in ("cmc", "cmd", "l2") and cfg.encoder == "linear"
-            and wc.observation == "linear" and (cfg.feature_dim or wc.latent_dim) == wc.latent_dim):
+    if not (
+        method in ("cmc", "cmd", "l2")
+        and cfg.encoder == "linear"
+        and wc.observation == "linear"
+        and (cfg.feature_dim or wc.latent_dim) == wc.latent_dim
+    ):
         return False
     if wc.channel in GAUSSIAN_CHANNELS:
         return True
@@ -62,13 +67,18 @@ def probe_bounds_apply(method: str) -> bool:
 
 def b4_applies(cfg, method: str) -> bool:
     """B4 covers the linear student ``W clip(x)`` with raw features in the CMC / CMD loss."""
-    return method in ("cmc", "cmd") and cfg.encoder == "linear" and cfg.distill.student_features == "raw"
+    return (
+        method in ("cmc", "cmd")
+        and cfg.encoder == "linear"
+        and cfg.distill.student_features == "raw"
+    )
 
 
 def b4n_applies(cfg, method: str) -> bool:
     """B4n covers the linear student with normalised features in the CMC (B->A) loss."""
-    return (method == "cmc" and cfg.encoder == "linear"
-            and cfg.distill.student_features == "normalized")
+    return (
+        method == "cmc" and cfg.encoder == "linear" and cfg.distill.student_features == "normalized"
+    )
 
 
 def b5n_applies(cfg) -> bool:
@@ -98,10 +108,17 @@ def _stage2_normalized_inputs(world, cfg, seed, artifacts) -> dict:
     _, sv, vt = np.linalg.svd(x1, full_matrices=False)
     basis = vt[sv > 1e-6 * sv[0]]
     proj = basis.T @ basis
-    return {"x": x[h:], "z": z[h:], "W": np.asarray(artifacts["student"]["W"], np.float64) @ proj,
-            "W_prior": np.asarray(prior["W"], np.float64) @ proj, "bank": z, "tau": cfg.distill.tau,
-            "tuple_size": cfg.tuple_size, "x_pop": np.asarray(st["x_B_pop"]),
-            "z_pop": np.asarray(st["z_A_pop"])}
+    return {
+        "x": x[h:],
+        "z": z[h:],
+        "W": np.asarray(artifacts["student"]["W"], np.float64) @ proj,
+        "W_prior": np.asarray(prior["W"], np.float64) @ proj,
+        "bank": z,
+        "tau": cfg.distill.tau,
+        "tuple_size": cfg.tuple_size,
+        "x_pop": np.asarray(st["x_B_pop"]),
+        "z_pop": np.asarray(st["z_A_pop"]),
+    }
 
 
 #: Fresh source samples (two views each) behind the stage-1 population losses of a certified run.
@@ -110,22 +127,25 @@ N_POP_SSL = 65536
 B5N_MC_DRAWS = 16384
 
 
-_FRESH_VIEWS = []
+_FRESH_VIEWS: list[Callable] = []
 
 
 def _fresh_views():
     """Jitted ``(world, key, count) -> two views of count fresh source latents`` (built once)."""
     if not _FRESH_VIEWS:
+
         @functools.partial(jax.jit, static_argnums=2)
         def f(w, k, count):
             kl, kv = jax.random.split(k)
             return worlds.views(w, kv, worlds.sample_source(w, kl, count))
+
         _FRESH_VIEWS.append(f)
     return _FRESH_VIEWS[0]
 
 
-def _stage1_normalized_inputs(world, cfg, seed, teacher, n_pop: int = N_POP_SSL,
-                              mc_draws: int = B5N_MC_DRAWS) -> dict:
+def _stage1_normalized_inputs(
+    world, cfg, seed, teacher, n_pop: int = N_POP_SSL, mc_draws: int = B5N_MC_DRAWS
+) -> dict:
     """B5n's arrays and the stage-1 statistics for a synthetic run (docs/theory.md, B5n).
 
     The teacher's key is the one :func:`~cmcd_theory.learn.pipeline.seed_keys` gives the seed (as
@@ -142,7 +162,8 @@ def _stage1_normalized_inputs(world, cfg, seed, teacher, n_pop: int = N_POP_SSL,
     lat = np.asarray(worlds.sample_source(sw, jax.random.split(kt)[0], cfg.M))
     h = cfg.M // 2
     k_prior, k_v1, k_v2, k_cand, k_pop = jax.random.split(
-        jax.random.fold_in(kt, STAGE1_STATS_TAG + 1), 5)
+        jax.random.fold_in(kt, STAGE1_STATS_TAG + 1), 5
+    )
     prior = train_teacher_on(sw, k_prior, jnp.asarray(lat[:h]), cfg)
     a1, b1 = (np.asarray(v, np.float64) for v in worlds.views(sw, k_v1, jnp.asarray(lat[:h])))
     x, xp = (np.asarray(v, np.float64) for v in worlds.views(sw, k_v2, jnp.asarray(lat[h:])))
@@ -156,19 +177,35 @@ def _stage1_normalized_inputs(world, cfg, seed, teacher, n_pop: int = N_POP_SSL,
 
     xq, xq_pos = fresh(k_pop, n_pop)
     n = cfg.M - h
-    return {"x": x, "x_pos": xp, "W": np.asarray(teacher["W"], np.float64) @ proj,
-            "W_prior": np.asarray(prior["W"], np.float64) @ proj,
-            "sample_candidates": lambda blk, count: fresh(jax.random.fold_in(k_cand, blk), count)[0],
-            "tau": cfg.ssl.tau, "tuple_size": cfg.tuple_size,
-            "n_draws": max(1, -(-mc_draws // n)), "x_pop": xq, "x_pop_pos": xq_pos, **stats}
+    return {
+        "x": x,
+        "x_pos": xp,
+        "W": np.asarray(teacher["W"], np.float64) @ proj,
+        "W_prior": np.asarray(prior["W"], np.float64) @ proj,
+        "sample_candidates": lambda blk, count: fresh(jax.random.fold_in(k_cand, blk), count)[0],
+        "tau": cfg.ssl.tau,
+        "tuple_size": cfg.tuple_size,
+        "n_draws": max(1, -(-mc_draws // n)),
+        "x_pop": xq,
+        "x_pop_pos": xq_pos,
+        **stats,
+    }
 
 
 # ---- the entry points ---------------------------------------------------------------------------
 
 
-def certify_stage1(world, cfg, seed: int, teacher, *, delta: float = 0.05,
-                   delta_test: float = 0.05, n_pop: int = N_POP_SSL,
-                   mc_draws: int = B5N_MC_DRAWS) -> dict:
+def certify_stage1(
+    world,
+    cfg,
+    seed: int,
+    teacher,
+    *,
+    delta: float = 0.05,
+    delta_test: float = 0.05,
+    n_pop: int = N_POP_SSL,
+    mc_draws: int = B5N_MC_DRAWS,
+) -> dict:
     """Stage 1 alone (B5n and the stage-1 statistics) for a stage-1 teacher of the synthetic
     pipeline trained with the key the seed gives (:func:`~cmcd_theory.learn.pipeline.seed_keys`), as
     ``{"wide", "rows", "spent"}``: what :func:`certify` reports with ``parts=("B5",)``,
@@ -180,19 +217,38 @@ def certify_stage1(world, cfg, seed: int, teacher, *, delta: float = 0.05,
     n_pop = V.integer("n_pop", n_pop, lo=cfg.tuple_size)
     mc_draws = V.positive_int("mc_draws", mc_draws)
     if not b5n_applies(cfg):
-        rows, wide = stage1_normalized_rows(None, delta=delta, delta_test=delta_test,
-                                            reason="B5n covers the linear encoder normalize(W clip(x))")
+        rows, wide = stage1_normalized_rows(
+            None,
+            delta=delta,
+            delta_test=delta_test,
+            reason="B5n covers the linear encoder normalize(W clip(x))",
+        )
     else:
         rows, wide = stage1_normalized_rows(
             _stage1_normalized_inputs(world, cfg, seed, teacher, n_pop, mc_draws),
-            delta=delta, delta_test=delta_test, seed=seed)
+            delta=delta,
+            delta_test=delta_test,
+            seed=seed,
+        )
     full = {k: wide.get(k, NAN) for k in WIDE_KEYS}
     return {"wide": wide, "rows": [r for r in rows if r["applicable"]], "spent": _spent(rows, full)}
 
 
-def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifacts: dict, *,
-            delta: float = 0.05, delta_test: float = 0.05, n_tv_mc: int = 50_000,
-            n_weight_samples: int = 1000, parts: tuple = ("B1b", "B2", "B3", "B4")) -> dict:
+def certify(
+    world,
+    cfg,
+    method: str,
+    t: float,
+    seed: int,
+    metrics: dict,
+    artifacts: dict,
+    *,
+    delta: float = 0.05,
+    delta_test: float = 0.05,
+    n_tv_mc: int = 50_000,
+    n_weight_samples: int = 1000,
+    parts: tuple = ("B1b", "B2", "B3", "B4"),
+) -> dict:
     """All applicable bounds of one synthetic pipeline run (B6), as ``{"wide", "rows",
     "certificate"}``: :func:`certify_features` on the run's arrays, with what only a known
     world gives (exact latent TV and Bayes errors; the certified TV of learned features on the
@@ -226,20 +282,33 @@ def certify(world, cfg, method: str, t: float, seed: int, metrics: dict, artifac
     """
     na = _not_requested(parts)
     stage1n = _b5n_arrays(world, cfg, seed, artifacts, parts, na)
-    tv = _certified_feature_tv(world, cfg, method, t, seed, artifacts, na, n_tv_mc=n_tv_mc,
-                               delta=delta)
+    tv = _certified_feature_tv(
+        world, cfg, method, t, seed, artifacts, na, n_tv_mc=n_tv_mc, delta=delta
+    )
     _probe_reasons(method, na)
     stage2 = _b4_stats(world, cfg, method, metrics, na)
     stage2n = _b4n_arrays(world, cfg, method, seed, artifacts, parts, na)
     cert = certify_features(
-        **_run_measurements(cfg, method, metrics, artifacts), stage2=stage2,
-        stage2_normalized=stage2n, stage1_normalized=stage1n,
+        **_run_measurements(cfg, method, metrics, artifacts),
+        stage2=stage2,
+        stage2_normalized=stage2n,
+        stage1_normalized=stage1n,
         tv_features_upper=None if tv is None else tv.upper,
         tv_features_estimate=None if tv is None else tv.estimate,
-        not_applicable=na, delta=delta, delta_test=delta_test, seed=seed,
-        n_weight_samples=n_weight_samples, probe_l2=cfg.probe_l2, probe_steps=cfg.probe_steps)
-    return {"wide": dict(cert.wide), "rows": cert.applicable(), "certificate": cert,
-            "spent": dict(cert.spent)}
+        not_applicable=na,
+        delta=delta,
+        delta_test=delta_test,
+        seed=seed,
+        n_weight_samples=n_weight_samples,
+        probe_l2=cfg.probe_l2,
+        probe_steps=cfg.probe_steps,
+    )
+    return {
+        "wide": dict(cert.wide),
+        "rows": cert.applicable(),
+        "certificate": cert,
+        "spent": dict(cert.spent),
+    }
 
 
 # ---- what covers a run: each family's inputs, or the reason (in ``na``) it does not apply ------
@@ -254,23 +323,29 @@ def _not_requested(parts) -> dict:
     if unknown:
         raise ValueError(f"parts must be among {allowed}, got {sorted(unknown)}")
     na = {p: "not requested (parts)" for p in allowed if p not in parts}
-    na["B5"] = ("B5 covers raw features in the O1 loss; stage 1 trains normalised features "
-                "(B5n covers them)")
+    na["B5"] = (
+        "B5 covers raw features in the O1 loss; stage 1 trains normalised features "
+        "(B5n covers them)"
+    )
     return na
 
 
-def _b5n_arrays(world, cfg, seed, artifacts, parts, na: dict) -> Optional[dict]:
+def _b5n_arrays(world, cfg, seed, artifacts, parts, na: dict) -> dict | None:
     """B5n's arrays (:func:`_stage1_normalized_inputs`) when ``"B5"`` is requested and B5n
     covers the run's teacher; else None, with the reason in ``na["B5n"]``."""
     if "B5" in parts and b5n_applies(cfg) and artifacts.get("teacher") is not None:
         return _stage1_normalized_inputs(world, cfg, seed, artifacts["teacher"])
-    na["B5n"] = ("not requested (parts)" if "B5" not in parts else
-                 "B5n covers the linear encoder normalize(W clip(x)) of a run with a teacher")
+    na["B5n"] = (
+        "not requested (parts)"
+        if "B5" not in parts
+        else "B5n covers the linear encoder normalize(W clip(x)) of a run with a teacher"
+    )
     return None
 
 
-def _certified_feature_tv(world, cfg, method, t, seed, artifacts, na: dict, *, n_tv_mc: int,
-                          delta: float):
+def _certified_feature_tv(
+    world, cfg, method, t, seed, artifacts, na: dict, *, n_tv_mc: int, delta: float
+):
     """B1b's certified TV of the learned features at level ``delta``
     (:func:`~cmcd_theory.learn.divergences.gaussian_feature_tv`, ``n_tv_mc`` draws per class)
     on the Gaussian track; else None, with the reason in ``na["B1b"]`` (unless already
@@ -278,12 +353,20 @@ def _certified_feature_tv(world, cfg, method, t, seed, artifacts, na: dict, *, n
     if "B1b" in na:
         return None
     if b1b_applies(world, cfg, method, t):
-        return divergences.gaussian_feature_tv(world, artifacts["teacher"]["W"],
-                                               artifacts["student"]["W"], t=t, n=n_tv_mc,
-                                               seed=seed, delta=delta)
-    na["B1b"] = ("TV of learned features is certified only on the Gaussian track (linear "
-                 "maps and encoders, p = k, CMCD methods, a channel whose law of s_B given "
-                 "y_B is one Gaussian)")
+        return divergences.gaussian_feature_tv(
+            world,
+            artifacts["teacher"]["W"],
+            artifacts["student"]["W"],
+            t=t,
+            n=n_tv_mc,
+            seed=seed,
+            delta=delta,
+        )
+    na["B1b"] = (
+        "TV of learned features is certified only on the Gaussian track (linear "
+        "maps and encoders, p = k, CMCD methods, a channel whose law of s_B given "
+        "y_B is one Gaussian)"
+    )
     return None
 
 
@@ -291,14 +374,17 @@ def _probe_reasons(method: str, na: dict) -> None:
     """Records in ``na`` why B2, B3 and the probe certificate do not apply to ``method``'s
     features (trained on the labels, or raw latents), unless a reason is already there."""
     if not probe_bounds_apply(method):
-        why = ("features trained on the labels" if method == "supervised"
-               else "raw latents: not learned features of norm <= 1")
+        why = (
+            "features trained on the labels"
+            if method == "supervised"
+            else "raw latents: not learned features of norm <= 1"
+        )
         na.setdefault("B2", why)
         na.setdefault("B3", why)
         na.setdefault("probe", why)
 
 
-def _b4_stats(world, cfg, method: str, metrics: dict, na: dict) -> Optional[Stage2Stats]:
+def _b4_stats(world, cfg, method: str, metrics: dict, na: dict) -> Stage2Stats | None:
     """B4's :class:`Stage2Stats` of the run's linear student with raw features; else None,
     with the reason in ``na["B4"]`` (unless already there)."""
     if "B4" in na:
@@ -309,22 +395,31 @@ def _b4_stats(world, cfg, method: str, metrics: dict, na: dict) -> Optional[Stag
     wc = world.config
     dc = cfg.distill
     return Stage2Stats(
-        loss=method, train_loss=float(metrics["distill_train_loss"]),
-        tau=dc.tau if method == "cmc" else dc.tau_b, tuple_size=cfg.tuple_size, m=cfg.m,
-        student_norm=float(metrics["student_norm"]), input_radius=wc.input_radius(),
+        loss=method,
+        train_loss=float(metrics["distill_train_loss"]),
+        tau=dc.tau if method == "cmc" else dc.tau_b,
+        tuple_size=cfg.tuple_size,
+        m=cfg.m,
+        student_norm=float(metrics["student_norm"]),
+        input_radius=wc.input_radius(),
         feature_dim=cfg.feature_dim or wc.latent_dim,
         sum_sq_inputs=float(metrics["sum_sq_inputs"]),
-        pop_loss=float(metrics["distill_pop_loss"]), n_pop=cfg.n_pop)
+        pop_loss=float(metrics["distill_pop_loss"]),
+        n_pop=cfg.n_pop,
+    )
 
 
-def _b4n_arrays(world, cfg, method: str, seed, artifacts, parts, na: dict) -> Optional[dict]:
+def _b4n_arrays(world, cfg, method: str, seed, artifacts, parts, na: dict) -> dict | None:
     """B4n's arrays (:func:`_stage2_normalized_inputs`) when ``"B4"`` is requested and the
     run's student is linear with normalised features in the CMC loss; else None, with the
     reason in ``na["B4n"]``."""
     if "B4" in parts and b4n_applies(cfg, method):
         return _stage2_normalized_inputs(world, cfg, seed, artifacts)
-    na["B4n"] = ("not requested (parts)" if "B4" not in parts else
-                 "B4n covers the linear student normalize(W clip(x)) in the CMC loss")
+    na["B4n"] = (
+        "not requested (parts)"
+        if "B4" not in parts
+        else "B4n covers the linear student normalize(W clip(x)) in the CMC loss"
+    )
     return None
 
 
@@ -339,12 +434,19 @@ def _run_measurements(cfg, method: str, metrics: dict, artifacts: dict) -> dict:
     probe = artifacts["probe"]
     if artifacts.get("z_test") is not None:
         # held-out arrays: the deterministic error (as err_B) and the stochastic probes' errors
-        test = {"test_features": np.asarray(artifacts["z_test"], np.float64),
-                "test_labels": np.asarray(artifacts["y_test"])}
+        test: dict[str, Any] = {
+            "test_features": np.asarray(artifacts["z_test"], np.float64),
+            "test_labels": np.asarray(artifacts["y_test"]),
+        }
     else:
         test = {"err_B": float(metrics["err_B"]), "n_test": cfg.n_test}
-    return {"train_features": np.asarray(artifacts["z_train"], np.float64),
-            "train_labels": np.asarray(artifacts["y_train"]),
-            "probe_weights": np.asarray(probe["W"], np.float64),
-            "probe_bias": np.asarray(probe["b"], np.float64), "ground_truth": gt, **test,
-            "err_A_head": float(err_a) if has_a else None, "n_test_source": cfg.n_test}
+    return {
+        "train_features": np.asarray(artifacts["z_train"], np.float64),
+        "train_labels": np.asarray(artifacts["y_train"]),
+        "probe_weights": np.asarray(probe["W"], np.float64),
+        "probe_bias": np.asarray(probe["b"], np.float64),
+        "ground_truth": gt,
+        **test,
+        "err_A_head": float(err_a) if has_a else None,
+        "n_test_source": cfg.n_test,
+    }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import ArrayLike
 
 from cmcd_theory import validation as V
 
@@ -43,8 +44,8 @@ def probe_objective(probe: dict, z: jax.Array, y: jax.Array, l2: float) -> jax.A
 
 
 def fit_probe(
-    z: jax.Array,
-    y: jax.Array,
+    z: ArrayLike,
+    y: ArrayLike,
     num_classes: int,
     l2: float = 1e-3,
     steps: int = 300,

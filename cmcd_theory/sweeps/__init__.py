@@ -3,6 +3,7 @@
 * ``sweep``    grids -> one tidy table; seeds and ``t`` vmapped, one jit per shape; ``cmcd-sweep``
   (``from cmcd_theory.sweeps.sweep import run_sweep``; not imported here, so that
   ``python -m cmcd_theory.sweeps.sweep`` runs the module it names without a runpy warning)
+* ``grid``     the grid: its axes, each axis's check, the cells' ids, the chunks that compute them
 * ``storage``  the sweep's CSV + JSON files: rows land whole, resume, refusal
 * ``cluster``  where chunks run: this process or Dask workers
 * ``devices``  ``setup_jax()``: the persistent compile cache and XLA options of every entry point
@@ -16,5 +17,12 @@ from cmcd_theory.sweeps.storage import SweepFileError as SweepFileError
 from cmcd_theory.sweeps.storage import SweepWriteError as SweepWriteError
 from cmcd_theory.sweeps.storage import read_rows as read_rows
 
-__all__ = ["SweepConfigError", "SweepFileError", "SweepWriteError", "engine", "local_cluster",
-           "read_rows", "setup_jax"]
+__all__ = [
+    "SweepConfigError",
+    "SweepFileError",
+    "SweepWriteError",
+    "engine",
+    "local_cluster",
+    "read_rows",
+    "setup_jax",
+]

@@ -39,8 +39,10 @@ import signal
 from cmcd_theory import validation as V
 
 _WORKER_READY = False
-_CLUSTER_TYPES = ("cluster must be None, 'none', 'local', an int >= 1, a scheduler address, "
-                  "a Dask cluster or Client")
+_CLUSTER_TYPES = (
+    "cluster must be None, 'none', 'local', an int >= 1, a scheduler address, "
+    "a Dask cluster or Client"
+)
 
 
 def check_cluster(cluster) -> None:
@@ -60,8 +62,10 @@ def check_cluster(cluster) -> None:
         if cluster.lower() == "none" or cluster == "local":
             return
         if "://" not in cluster:
-            raise ValueError(f"cluster must be 'none', 'local' or a scheduler address such as "
-                             f"tcp://host:8786, got {cluster!r}")
+            raise ValueError(
+                f"cluster must be 'none', 'local' or a scheduler address such as "
+                f"tcp://host:8786, got {cluster!r}"
+            )
         V.scheduler_address("cluster", cluster)
         return
     raise ValueError(f"{_CLUSTER_TYPES}, got {cluster!r}")
@@ -74,7 +78,10 @@ def abandon() -> None:
     about after the process is gone. The worker processes exit by themselves when the driver
     does."""
     import multiprocessing.util
-    multiprocessing.util._run_finalizers(0)
+
+    # a private function of multiprocessing.util (the one its atexit hook calls), absent from
+    # typeshed's stubs
+    multiprocessing.util._run_finalizers(0)  # type: ignore[attr-defined]
 
 
 def dask_setup(worker) -> None:
@@ -98,6 +105,7 @@ def _task(fn, world, pipeline, chunk, postprocess):
     global _WORKER_READY
     if not _WORKER_READY:
         from cmcd_theory.sweeps.devices import setup_jax
+
         setup_jax()
         _WORKER_READY = True
     return fn(world, pipeline, chunk, postprocess)
@@ -127,6 +135,7 @@ class OnDask:
 
     def run(self, fn, world, pipeline, chunks, postprocess, retries):
         from distributed import as_completed
+
         if not chunks:
             return
         futures = {}
@@ -149,8 +158,10 @@ class OnDask:
             if attempt >= retries:
                 for other in futures:
                     other.cancel()
-                raise RuntimeError(f"sweep: a chunk failed {attempt + 1} time(s) "
-                                   f"({type(exc).__name__}: {exc}); finished rows are kept") from exc
+                raise RuntimeError(
+                    f"sweep: a chunk failed {attempt + 1} time(s) "
+                    f"({type(exc).__name__}: {exc}); finished rows are kept"
+                ) from exc
             self.retried += 1
             g = self.client.submit(_task, fn, world, pipeline, chunks[i], postprocess, pure=False)
             futures[g] = (i, attempt + 1)
@@ -168,11 +179,17 @@ def local_cluster(n_workers: int | None = None, **kwargs):
     from distributed import Client, LocalCluster
 
     from cmcd_theory.sweeps.devices import jax_env
+
     n_workers = n_cores() if n_workers is None else n_workers
-    opts = dict(n_workers=n_workers, threads_per_worker=1, processes=True,
-                dashboard_address=":0", silence_logs=logging.CRITICAL,
-                env=jax_env(),  # the workers share the persistent compile cache
-                preload=[__name__])  # dask_setup: workers leave Ctrl-C to the driver
+    opts = dict(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=logging.CRITICAL,
+        env=jax_env(),  # the workers share the persistent compile cache
+        preload=[__name__],
+    )  # dask_setup: workers leave Ctrl-C to the driver
     opts.update(kwargs)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         with LocalCluster(**opts) as cl, Client(cl) as client:
@@ -191,6 +208,7 @@ def engine(cluster):
             yield OnDask(client)
         return
     from distributed import Client
+
     if isinstance(cluster, Client):
         yield OnDask(cluster)
         return
@@ -209,8 +227,11 @@ def _connect(address: str):
     """A ``distributed.Client`` of the scheduler at ``address``; a failure to connect (a
     port that answers but is not a Dask scheduler) is a one-line ``ValueError``."""
     from distributed import Client
+
     try:
         return Client(address, timeout=f"{10 * V.CONNECT_TIMEOUT_S:g}s")
     except (OSError, TimeoutError) as e:
-        raise ValueError(f"cluster: cannot connect to a Dask scheduler at {address} "
-                         f"({type(e).__name__}: {' '.join(str(e).split())})") from None
+        raise ValueError(
+            f"cluster: cannot connect to a Dask scheduler at {address} "
+            f"({type(e).__name__}: {' '.join(str(e).split())})"
+        ) from None

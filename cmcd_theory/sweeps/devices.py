@@ -33,6 +33,7 @@ GPU_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "j
 
 def _cpu_only() -> bool:
     import importlib.util
+
     if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
         return True
     return not any(importlib.util.find_spec(m) is not None for m in GPU_PLUGINS)
@@ -66,11 +67,16 @@ def jax_env(cache_dir: str | None = None) -> dict:
         cache_dir = os.environ.get(CACHE_ENV, default_cache_dir())
     # a sweep's many programs each compile quickly: cache them all (minimum compile time and
     # entry size 0), not only those over JAX's default threshold of 1 s
-    return {CACHE_ENV: cache_dir, "XLA_FLAGS": xla_flags(),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS":
-                os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES":
-                os.environ.get("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")}
+    return {
+        CACHE_ENV: cache_dir,
+        "XLA_FLAGS": xla_flags(),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": os.environ.get(
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"
+        ),
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": os.environ.get(
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0"
+        ),
+    }
 
 
 def setup_jax(cache_dir: str | None = None) -> str:
@@ -89,9 +95,14 @@ def setup_jax(cache_dir: str | None = None) -> str:
     os.environ.update(env)
     if "jax" in sys.modules:  # JAX read the environment when imported: tell it directly
         import jax
+
         jax.config.update("jax_compilation_cache_dir", env[CACHE_ENV] or None)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                          float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes",
-                          int(env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+        jax.config.update(
+            "jax_persistent_cache_min_compile_time_secs",
+            float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+        )
+        jax.config.update(
+            "jax_persistent_cache_min_entry_size_bytes",
+            int(env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
+        )
     return env[CACHE_ENV]

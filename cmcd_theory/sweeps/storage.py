@@ -84,12 +84,17 @@ def read_rows(path: str, warn: bool = True) -> tuple[pd.DataFrame | None, int]:
             if i == len(body) - 1:
                 keep, dropped = i, True
             else:
-                raise SweepFileError(f"{path}: line {i + 2} has {n_fields} fields, the header "
-                                     f"{len(header)}; the file was not written by a sweep")
+                raise SweepFileError(
+                    f"{path}: line {i + 2} has {n_fields} fields, the header "
+                    f"{len(header)}; the file was not written by a sweep"
+                )
     n_bytes = len(lines[0]) + 1 + sum(len(b) + 1 for b in body[:keep])
     if dropped:
-        _warn(warn, f"{path}: dropped a partial last row (a run was cut mid-write); "
-                    f"kept {keep} complete row(s)")
+        _warn(
+            warn,
+            f"{path}: dropped a partial last row (a run was cut mid-write); "
+            f"kept {keep} complete row(s)",
+        )
     text = data[:n_bytes].decode()
     return pd.read_csv(io.StringIO(text)), n_bytes
 
@@ -115,8 +120,9 @@ def count_rows(out: str) -> int:
 
 
 def _grid_contains(big: dict, small: dict) -> bool:
-    return set(big) == set(small) and all(set(map(_key, small[k])) <= set(map(_key, big[k]))
-                                          for k in small)
+    return set(big) == set(small) and all(
+        set(map(_key, small[k])) <= set(map(_key, big[k])) for k in small
+    )
 
 
 def _key(v):
@@ -126,14 +132,23 @@ def _key(v):
 def _describe_difference(old: dict, new: dict) -> str:
     for part in ("world", "pipeline"):
         if old.get(part) != new.get(part):
-            keys = sorted(k for k in set(old.get(part) or {}) | set(new[part])
-                          if (old.get(part) or {}).get(k) != new[part].get(k))
+            keys = sorted(
+                k
+                for k in set(old.get(part) or {}) | set(new[part])
+                if (old.get(part) or {}).get(k) != new[part].get(k)
+            )
             return f"another {part} configuration (differs in {', '.join(keys)})"
     g_old, g_new = old.get("grid") or {}, new["grid"]
-    axes = sorted(k for k in set(g_old) | set(g_new)
-                  if set(map(_key, g_old.get(k, []))) != set(map(_key, g_new.get(k, []))))
-    return "another grid (" + "; ".join(f"{k}: {g_old.get(k)} there, {g_new.get(k)} asked"
-                                        for k in axes) + ")"
+    axes = sorted(
+        k
+        for k in set(g_old) | set(g_new)
+        if set(map(_key, g_old.get(k, []))) != set(map(_key, g_new.get(k, [])))
+    )
+    return (
+        "another grid ("
+        + "; ".join(f"{k}: {g_old.get(k)} there, {g_new.get(k)} asked" for k in axes)
+        + ")"
+    )
 
 
 class SweepStore:
@@ -143,15 +158,21 @@ class SweepStore:
     (``complete: false``), and for ``replace`` (``overwrite=True``) the old files go.
     """
 
-    def __init__(self, out: str, config: dict, rows: pd.DataFrame | None, n_bytes: int | None,
-                 replace: bool = False):
+    def __init__(
+        self,
+        out: str,
+        config: dict,
+        rows: pd.DataFrame | None,
+        n_bytes: int | None,
+        replace: bool = False,
+    ):
         self.out = out
         self.config = config
         self.rows = rows  # the complete rows found on opening (None: none)
         self._n_bytes = n_bytes
         self._header: list | None = list(rows.columns) if rows is not None else None
         self._replace = replace  # overwrite: the old CSV is replaced by the first append
-        self._started = False    # the JSON of this sweep is on disk
+        self._started = False  # the JSON of this sweep is on disk
         # False when the sweep asked for a part of the recorded grid: finishing it does not
         # complete the file; ``was_complete`` is what the file's JSON said on opening
         self.asked_whole_grid = True
@@ -177,8 +198,9 @@ class SweepStore:
         try:
             fn()
         except OSError as e:
-            raise SweepWriteError(f"cannot write {e.filename or self.out}: "
-                                  f"{e.strerror or e}") from None
+            raise SweepWriteError(
+                f"cannot write {e.filename or self.out}: {e.strerror or e}"
+            ) from None
 
     def _append(self, rows: list[dict]) -> None:
         new = pd.DataFrame(rows)
@@ -203,8 +225,9 @@ class SweepStore:
             os.fsync(f.fileno())
 
 
-def open_store(out: str, config: dict, *, extend: bool = False,
-               overwrite: bool = False) -> SweepStore:
+def open_store(
+    out: str, config: dict, *, extend: bool = False, overwrite: bool = False
+) -> SweepStore:
     """Open ``out`` for the sweep described by ``config`` (``{"grid", "world", "pipeline"}``).
 
     Checks that ``out`` and its JSON can be written
@@ -232,13 +255,18 @@ def open_store(out: str, config: dict, *, extend: bool = False,
     part = asked_whole = False
     if rows is not None or os.path.exists(out):
         if prev is None:
-            raise SweepConfigError(f"{out} exists without {cfg_path}, so what it holds is "
-                                   "unknown; pass --overwrite (overwrite=True) or another --out")
-        same_config = (prev.get("world") == config["world"]
-                       and prev.get("pipeline") == config["pipeline"])
+            raise SweepConfigError(
+                f"{out} exists without {cfg_path}, so what it holds is "
+                "unknown; pass --overwrite (overwrite=True) or another --out"
+            )
+        same_config = (
+            prev.get("world") == config["world"] and prev.get("pipeline") == config["pipeline"]
+        )
         if not same_config:
-            raise SweepConfigError(f"{out} holds a sweep with {_describe_difference(prev, config)}; "
-                                   "pass --overwrite (overwrite=True) or another --out")
+            raise SweepConfigError(
+                f"{out} holds a sweep with {_describe_difference(prev, config)}; "
+                "pass --overwrite (overwrite=True) or another --out"
+            )
         grows = _grid_contains(config["grid"], prev["grid"])
         part = _grid_contains(prev["grid"], config["grid"])
         if part:
@@ -246,8 +274,10 @@ def open_store(out: str, config: dict, *, extend: bool = False,
             config = {**config, "grid": prev["grid"]}  # a part of the recorded grid: resume
         elif not (extend and grows):
             hint = "pass --extend (extend=True) to grow it, " if grows else ""
-            raise SweepConfigError(f"{out} holds a sweep with {_describe_difference(prev, config)}; "
-                                   f"{hint}--overwrite (overwrite=True) to discard it, or another --out")
+            raise SweepConfigError(
+                f"{out} holds a sweep with {_describe_difference(prev, config)}; "
+                f"{hint}--overwrite (overwrite=True) to discard it, or another --out"
+            )
     store = SweepStore(out, config, rows, n_bytes if rows is not None else None)
     if prev is not None and (rows is not None or os.path.exists(out)):
         store.was_complete = bool(prev.get("complete", False))

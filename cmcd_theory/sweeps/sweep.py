@@ -12,9 +12,10 @@
 * vmapped axes: ``t`` and ``seed`` -- the (t, seed) cells of a combination run as one
   ``jax.vmap`` under one ``jax.jit``, in equal chunks (one shape, one compile).
 
-The work is split in three parts, each usable alone: :func:`plan_chunks` (which cells run
-together), :func:`run_chunk` (the rows of one chunk, a pure function of its arguments) and
-:mod:`cmcd_theory.sweeps.storage` (the CSV and JSON on disk); :mod:`cmcd_theory.sweeps.cluster`
+The work is split in three parts, each usable alone:
+:func:`~cmcd_theory.sweeps.grid.plan_chunks` (which cells run together), :func:`run_chunk` (the
+rows of one chunk, a pure function of its arguments) and :mod:`cmcd_theory.sweeps.storage` (the
+CSV and JSON on disk); :mod:`cmcd_theory.sweeps.cluster`
 decides where chunks run -- in this process one after the other, or as tasks of a Dask cluster
 whose worker processes can each fail alone (the chunk is run again, the sweep goes on).
 
@@ -25,6 +26,23 @@ one :func:`~cmcd_theory.learn.pipeline.run_pipeline` gives for the same key (up 
 rounding of batched arithmetic). Each row carries the exact ground truth of its world
 (:func:`~cmcd_theory.learn.pipeline.ground_truth`) and every metric of
 :func:`~cmcd_theory.learn.pipeline.run_downstream_multi`.
+
+The columns of the table (:func:`run_sweep`'s DataFrame, the CSV at ``out``):
+
+* grid axes: ``channel, M, m, n, tau, encoder``, then ``method, t, seed``;
+* exact ground truth at ``t`` (:func:`~cmcd_theory.learn.pipeline.ground_truth`):
+  ``tv_latent`` (``sum_y pi_y TV(law(s|y), law(s_B|y))``, G2), ``bayes_A`` / ``bayes_B``
+  (eps*_A, eps*_B; ``bayes_B`` NaN for a channel with no exact form), ``pair_agreement``
+  (``P(y_B = y)``, G7);
+* the metrics of the row's method (route; :func:`~cmcd_theory.learn.pipeline.run_downstream`),
+  NaN where they do not apply: ``err_B`` (target test error of its stage-3 probe, or of
+  the supervised head, on ``n_test`` held-out rows); for the distillation routes
+  ``err_A_head`` (that probe on the teacher's source features), ``err_A_probe`` (a probe
+  fitted on the source features of the n labeled rows), ``distill_train_loss`` /
+  ``distill_pop_loss`` / ``distill_gap`` (stage-2 tuple loss on the m pairs, on ``n_pop``
+  fresh pairs, and pop minus train), ``student_norm`` (Frobenius norm of the student
+  params), ``sum_sq_inputs`` (B4's S: squared clipped target inputs of the tuples);
+* the columns ``postprocess`` returns, if any.
 
 With ``out=...csv`` every chunk's rows land whole as it finishes, the grid and configuration
 are saved beside them as JSON, and a rerun skips the cells already in the CSV: a sweep killed
@@ -37,13 +55,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
-import itertools
-import math
 import os
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -52,18 +67,41 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cmcd_theory import validation as V
-from cmcd_theory.learn.pipeline import (METHODS, TEACHER_METHODS, PipelineConfig, ground_truth,
-                                  run_downstream_ns, seed_keys,
-                                  source_world_config, teacher_config, train_teacher)
+from cmcd_theory.learn.pipeline import (
+    METHODS,
+    PipelineConfig,
+    ground_truth,
+    run_downstream_ns,
+    seed_keys,
+    source_world_config,
+    teacher_config,
+    train_teacher,
+)
+
+# the grid (cmcd_theory.sweeps.grid): its public names are re-exported here
+from cmcd_theory.sweeps.grid import AXIS_CHECKS as AXIS_CHECKS
+from cmcd_theory.sweeps.grid import GRID_AXES as GRID_AXES
+from cmcd_theory.sweeps.grid import PROGRAM_AXES as PROGRAM_AXES
+from cmcd_theory.sweeps.grid import STATIC_AXES as STATIC_AXES
+from cmcd_theory.sweeps.grid import VMAP_AXES as VMAP_AXES
+from cmcd_theory.sweeps.grid import Chunk as Chunk
+from cmcd_theory.sweeps.grid import _cell_id, _in_grid, _normalise_grid
+from cmcd_theory.sweeps.grid import cell_config as cell_config
+from cmcd_theory.sweeps.grid import chunk_plan as chunk_plan
+from cmcd_theory.sweeps.grid import grid_values as grid_values
+from cmcd_theory.sweeps.grid import plan_chunks as plan_chunks
 from cmcd_theory.worlds import CHANNELS, WorldConfig, make_world
 
-STATIC_AXES = ("channel", "M", "m", "n", "method", "tau", "encoder")
-#: static axes computed inside one program (not one program per value): methods and label counts
-PROGRAM_AXES = ("method", "n")
-VMAP_AXES = ("t", "seed")
-GRID_AXES = STATIC_AXES + VMAP_AXES
-METRICS = ("err_B", "err_A_head", "err_A_probe", "distill_train_loss", "distill_pop_loss",
-           "distill_gap", "student_norm", "sum_sq_inputs")
+METRICS = (
+    "err_B",
+    "err_A_head",
+    "err_A_probe",
+    "distill_train_loss",
+    "distill_pop_loss",
+    "distill_gap",
+    "student_norm",
+    "sum_sq_inputs",
+)
 
 
 def quick_pipeline(cfg: PipelineConfig | None = None) -> PipelineConfig:
@@ -72,198 +110,22 @@ def quick_pipeline(cfg: PipelineConfig | None = None) -> PipelineConfig:
     ssl = cfg.ssl.replace(steps=200)
     dis = cfg.distill.replace(steps=200)
     sup = cfg.supervised.replace(steps=200)
-    return cfg.replace(M=2048, m=1024, n=256, ssl=ssl, distill=dis, supervised=sup,
-                       n_pop=4096, probe_steps=200)
-
-
-def cell_config(world: WorldConfig, pipe: PipelineConfig, cell: dict):
-    """The world and pipeline configs of one static combination of the grid."""
-    wc = world.replace(channel=cell.get("channel", world.channel), t=0.0)
-    changes = {k: cell[k] for k in ("M", "m", "n", "encoder") if k in cell}
-    if "tau" in cell:
-        changes["ssl"] = pipe.ssl.replace(tau=cell["tau"])
-        changes["distill"] = pipe.distill.replace(tau=cell["tau"], tau_b=cell["tau"])
-    return wc, pipe.replace(**changes)
-
-
-def _defaults(world: WorldConfig, pipe: PipelineConfig) -> dict:
-    return {"channel": world.channel, "M": pipe.M, "m": pipe.m, "n": pipe.n,
-            "tau": pipe.distill.tau, "encoder": pipe.encoder, "t": world.t}
-
-
-def _unit(name: str, value) -> float:
-    try:
-        return V.unit_interval(name, value)
-    except ValueError:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}") from None
-
-
-def _positive_real(name, value):
-    return V.real(name, value, lo=0.0, lo_open=True)
-
-
-def _seed(name, value):
-    return V.integer(name, value, lo=0)
-
-
-def _round9(x) -> float:
-    return round(float(x), 9)  # how :func:`_cell_id` tells two t (or tau) values apart
-
-
-#: each grid axis's check of one value, and the key under which two values are the same cell
-AXIS_CHECKS = {
-    "channel": (lambda n, v: V.choice(n, v, CHANNELS), None),
-    "M": (V.positive_int, None), "m": (V.positive_int, None), "n": (V.positive_int, None),
-    "method": (lambda n, v: V.choice(n, v, METHODS), None),
-    "tau": (_positive_real, _round9),
-    "encoder": (lambda n, v: V.choice(n, v, ("linear", "mlp")), None),
-    "t": (_unit, _round9),
-    "seed": (_seed, None),
-}
-
-
-def grid_values(axis: str, values, name: str | None = None) -> tuple:
-    """The values of one grid axis (or of ``seed``), checked as the command line and
-    :func:`run_sweep` both check them: a non-empty set (no value twice, ``t`` and ``tau``
-    compared to 9 decimals as rows are) of valid values. ``name`` is the parameter named in an
-    error (default ``axis``; the command line passes ``--t``, ...).
-
-    Example:
-      >>> grid_values("t", [0.0, 0.0])
-      Traceback (most recent call last):
-      ...
-      ValueError: t must not repeat a value, got (0.0, 0.0)
-    """
-    check, key = AXIS_CHECKS[axis]
-    name = name or axis
-    return V.distinct(name, V.nonempty(name, values, check), key)
-
-
-def _seed_list(seeds) -> list:
-    """``seeds``: a count S >= 1 (seeds 0..S-1) or a non-empty list of distinct seeds >= 0."""
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        return list(range(V.positive_int("seeds", seeds)))
-    if isinstance(seeds, (str, bytes, bool)) or np.ndim(seeds) != 1:
-        raise ValueError(f"seeds must be an integer >= 1 or a list of seeds, got {seeds!r}")
-    return [int(s) for s in grid_values("seed", list(seeds), "seeds")]
-
-
-def _normalise_grid(grid: dict, world: WorldConfig, pipe: PipelineConfig, seeds) -> dict:
-    """The grid with every axis (missing ones at the base configs' values, ``method`` cmc) as
-    a checked list (:func:`grid_values`), ``t`` and ``tau`` as floats, and ``seed``."""
-    unknown = set(grid) - set(GRID_AXES) - {"seed"}
-    if unknown:
-        raise ValueError(f"grid axes must be among {GRID_AXES}, got unknown {sorted(unknown)}")
-    if "seed" in grid:
-        raise ValueError("grid axis 'seed' is given by seeds=, not in the grid")
-    g = {k: [v] for k, v in _defaults(world, pipe).items()}
-    g["method"] = ["cmc"]
-    for k, v in grid.items():
-        g[k] = list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v]
-    for k in STATIC_AXES + ("t",):
-        g[k] = list(grid_values(k, g[k]))
-    g["t"] = [float(t) for t in g["t"]]
-    g["tau"] = [float(x) for x in g["tau"]]
-    g["seed"] = _seed_list(seeds)
-    return g
-
-
-def _cell_id(row) -> tuple:
-    return tuple(round(float(row[k]), 9) if k in ("t", "tau") else
-                 (int(row[k]) if k in ("M", "m", "n", "seed") else str(row[k])) for k in GRID_AXES)
-
-
-def _in_grid(df: pd.DataFrame, g: dict) -> np.ndarray:
-    """Which rows of ``df`` are cells of the grid ``g``."""
-    keep = np.ones(len(df), bool)
-    for k in GRID_AXES:
-        if k in ("t", "tau"):
-            keep &= np.round(df[k].astype(float), 9).isin([round(float(v), 9) for v in g[k]]).values
-        elif k in ("M", "m", "n", "seed"):
-            keep &= df[k].astype(int).isin([int(v) for v in g[k]]).values
-        else:
-            keep &= df[k].astype(str).isin([str(v) for v in g[k]]).values
-    return keep
-
-
-# ---- planning: which cells run together --------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Chunk:
-    """One unit of work: ``cells`` ((t, seed) pairs) of one static combination ``cell``, the
-    rows ``wanted`` ((n, method) pairs) of each, run as one vmapped call of ``size`` cells (the
-    last cell repeated as padding; all chunks of a program share ``size``, hence one compile)
-    computing every method of ``methods`` at every label count of ``ns`` (a resumed sweep may
-    compute a few more (n, method) pairs than it wants; they are dropped), with the stage-1
-    teachers trained ``n_teachers`` seeds per vmapped call (0: no method needs one)."""
-
-    cell: tuple          # ((axis, value), ...) for the static axes other than method and n
-    wanted: tuple        # ((n, method), ...) rows of every cell
-    cells: tuple         # ((t, seed), ...)
-    size: int
-    n_teachers: int
-
-    @property
-    def methods(self) -> tuple:
-        return tuple(dict.fromkeys(m for _, m in self.wanted))
-
-    @property
-    def ns(self) -> tuple:
-        return tuple(dict.fromkeys(n for n, _ in self.wanted))
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.cells) * len(self.wanted)
-
-
-def chunk_plan(n_cells: int, chunk_size: int, min_chunks: int = 1) -> tuple[int, int]:
-    """``(n_chunks, size)``: ``n_cells`` cells of one program in equal chunks of ``size`` <=
-    ``chunk_size`` cells -- one shape, so one compile -- and at least ``min(min_chunks,
-    n_cells)`` chunks (enough for every worker of a cluster); the last chunk is padded by
-    repeating a cell (computed, then dropped), by fewer cells than there are chunks."""
-    n_chunks = min(max(math.ceil(n_cells / chunk_size), min_chunks), n_cells)
-    size = math.ceil(n_cells / n_chunks)
-    return math.ceil(n_cells / size), size
-
-
-def plan_chunks(g: dict, done: set, chunk_size: int, min_chunks: int = 1) -> list[Chunk]:
-    """The chunks that compute every (cell, method, seed) of the normalised grid ``g`` whose
-    :func:`_cell_id` is not in ``done``.
-
-    One program per combination of the static axes other than the method and n
-    (:data:`PROGRAM_AXES`): all methods at all label counts of a (t, seed) cell share its data,
-    teacher features and label-free encoders
-    (:func:`~cmcd_theory.learn.pipeline.run_downstream_ns`); (t, seed) cells missing different
-    sets of (n, method) rows (a resumed sweep) go to different programs.
-    """
-    outer = [a for a in STATIC_AXES if a not in PROGRAM_AXES]
-    chunks = []
-    for combo in itertools.product(*(g[a] for a in outer)):
-        cell = dict(zip(outer, combo))
-        groups: dict = {}
-        for t in g["t"]:
-            for s in g["seed"]:
-                missing = tuple((n, m) for n in g["n"] for m in g["method"]
-                                if _cell_id({**cell, "n": n, "method": m, "t": t, "seed": s}) not in done)
-                if missing:
-                    groups.setdefault(missing, []).append((t, s))
-        for wanted, cells in groups.items():
-            n_chunks, size = chunk_plan(len(cells), chunk_size, min_chunks)
-            n_teachers = (min(size, len({s for _, s in cells}))
-                          if any(m in TEACHER_METHODS for _, m in wanted) else 0)
-            chunks.extend(Chunk(tuple(cell.items()), wanted, tuple(cells[c * size:(c + 1) * size]),
-                                size, n_teachers) for c in range(n_chunks))
-    return chunks
+    return cfg.replace(
+        M=2048, m=1024, n=256, ssl=ssl, distill=dis, supervised=sup, n_pop=4096, probe_steps=200
+    )
 
 
 # ---- execution of one chunk (in this process or on a worker) -----------------------------
+
 
 def _teachers_batched(world, keys, cfg):
     return jax.vmap(lambda k: train_teacher(world, k, cfg))(keys)
 
 
 def _downstream_batched(world, keys, teachers, ts, methods, ns, cfg):
-    return jax.vmap(lambda k, tp, t: run_downstream_ns(world, k, tp, methods, cfg, ns, t))(keys, teachers, ts)
+    return jax.vmap(lambda k, tp, t: run_downstream_ns(world, k, tp, methods, cfg, ns, t))(
+        keys, teachers, ts
+    )
 
 
 _TEACHER_JIT = jax.jit(_teachers_batched, static_argnames=("cfg",))
@@ -284,7 +146,7 @@ def _teachers_for(wc: WorldConfig, pc: PipelineConfig, seeds: list, batch: int):
     swc, tpc = source_world_config(wc), teacher_config(pc)
     need = sorted({s for s in seeds if (swc, tpc, s) not in _TEACHERS})
     for i in range(0, len(need), batch):
-        part = need[i:i + batch]
+        part = need[i : i + batch]
         kt, _ = seed_keys(_pad(part, batch))
         params = _TEACHER_JIT(make_world(swc), kt, tpc)
         for j, s in enumerate(part):
@@ -297,8 +159,9 @@ def _teachers_for(wc: WorldConfig, pc: PipelineConfig, seeds: list, batch: int):
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *got)
 
 
-def run_chunk(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk,
-              postprocess: Callable | None = None) -> list[dict]:
+def run_chunk(
+    world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk, postprocess: Callable | None = None
+) -> list[dict]:
     """The rows of one chunk: a pure function of its arguments (so a lost chunk is recomputed
     with the same numbers wherever it runs). Every scalar that
     :func:`~cmcd_theory.learn.pipeline.ground_truth` and
@@ -321,8 +184,9 @@ def run_chunk(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk,
         r, pc_n = res[n][method], pc.replace(n=n)
         # what every n shares is returned once, at the program's first n
         artifacts = {**res[chunk.ns[0]][method]["artifacts"], **r["artifacts"]}
-        names = [k for k in METRICS if k in r] + [k for k in r if k not in METRICS and k != "artifacts"
-                                                  and np.ndim(r[k]) == 1]
+        names = [k for k in METRICS if k in r] + [
+            k for k in r if k not in METRICS and k != "artifacts" and np.ndim(r[k]) == 1
+        ]
         static = {a: (n if a == "n" else cell[a]) for a in STATIC_AXES if a != "method"}
         for i, (t, s) in enumerate(chunk.cells):
             row = {**static, "method": method, "t": t, "seed": s, **truths[i]}
@@ -336,31 +200,43 @@ def run_chunk(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk,
 
 # ---- the sweep -----------------------------------------------------------------------------
 
-def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
-              pipeline: PipelineConfig = PipelineConfig(), seeds: int | Sequence[int] = 3,
-              out: str | None = None, postprocess: Callable | None = None,
-              chunk_size: int = 16, progress: bool = True, overwrite: bool = False,
-              extend: bool = False, cluster=None, retries: int = 3) -> pd.DataFrame:
+
+def run_sweep(
+    grid: dict,
+    *,
+    world: WorldConfig = WorldConfig(),
+    pipeline: PipelineConfig = PipelineConfig(),
+    seeds: int | Sequence[int] = 3,
+    out: str | None = None,
+    postprocess: Callable | None = None,
+    chunk_size: int = 16,
+    progress: bool = True,
+    overwrite: bool = False,
+    extend: bool = False,
+    cluster=None,
+    retries: int = 3,
+) -> pd.DataFrame:
     """Run a grid of pipelines; one row per (cell, method, seed).
 
     Args:
-      grid: axis name -> list of values, axes among :data:`GRID_AXES` (``seed`` is given by
-        ``seeds``). Missing axes take the base configs' values; ``method`` defaults to cmc.
-        Each axis is a set: an empty axis or a repeated value is refused, as on the command
-        line (:func:`grid_values`).
+      grid: axis name -> list of values, axes among
+        :data:`~cmcd_theory.sweeps.grid.GRID_AXES` (``seed`` is given by ``seeds``). Missing
+        axes take the base configs' values; ``method`` defaults to cmc. Each axis is a set: an
+        empty axis or a repeated value is refused, as on the command line
+        (:func:`~cmcd_theory.sweeps.grid.grid_values`).
       world: base :class:`~cmcd_theory.worlds.WorldConfig`.
       pipeline: base :class:`~cmcd_theory.learn.pipeline.PipelineConfig`.
       seeds: number of seeds (0..S-1) or an explicit list of distinct seeds >= 0.
       out: CSV path, checked before any work (its folder writable, not a directory, not a
-        read-only file: :func:`cmcd_theory.validation.output_file`); each chunk's rows land whole as it finishes, the grid and configs go to
-        ``<out>.json``, and cells already in the CSV are skipped (a partial last row left by a
-        crash is dropped and recomputed). See :mod:`cmcd_theory.sweeps.storage` for what an
-        existing ``out`` may hold.
+        read-only file: :func:`cmcd_theory.validation.output_file`); each chunk's rows land
+        whole as it finishes, the grid and configs go to ``<out>.json``, and cells already in
+        the CSV are skipped (a partial last row left by a crash is dropped and recomputed).
+        See :mod:`cmcd_theory.sweeps.storage` for what an existing ``out`` may hold.
       postprocess: optional ``f(world, cfg, method, t, seed, metrics, artifacts) -> dict`` of
         extra columns, called on host arrays for every new row (e.g. bounds); it runs where the
         chunk runs, so on a cluster it must be picklable.
       chunk_size: at most this many (t, seed) cells per vmapped call (rounded so that the
-        chunks of one program have one shape; see :func:`chunk_plan`).
+        chunks of one program have one shape; see :func:`~cmcd_theory.sweeps.grid.chunk_plan`).
       progress: a progress bar (on a terminal, not under ``CI=true``) and a summary line.
       overwrite: discard an existing ``out`` and its JSON.
       extend: let the grid at ``out`` grow (every axis keeps its values; configs identical).
@@ -375,23 +251,8 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
 
     Returns:
       DataFrame of the rows of the cells of ``grid`` (resumed ones first), one per (cell,
-      method, seed), with the columns
-
-      * grid axes: ``channel, M, m, n, tau, encoder``, then ``method, t, seed``;
-      * exact ground truth at ``t`` (:func:`~cmcd_theory.learn.pipeline.ground_truth`):
-        ``tv_latent`` (``sum_y pi_y TV(law(s|y), law(s_B|y))``, G2), ``bayes_A`` / ``bayes_B``
-        (eps*_A, eps*_B; ``bayes_B`` NaN for a channel with no exact form), ``pair_agreement``
-        (``P(y_B = y)``, G7);
-      * the metrics of the row's method (route; :func:`~cmcd_theory.learn.pipeline.run_downstream`),
-        NaN where they do not apply: ``err_B`` (target test error of its stage-3 probe, or of
-        the supervised head, on ``n_test`` held-out rows); for the distillation routes
-        ``err_A_head`` (that probe on the teacher's source features), ``err_A_probe`` (a probe
-        fitted on the source features of the n labeled rows), ``distill_train_loss`` /
-        ``distill_pop_loss`` / ``distill_gap`` (stage-2 tuple loss on the m pairs, on ``n_pop``
-        fresh pairs, and pop minus train), ``student_norm`` (Frobenius norm of the student
-        params), ``sum_sq_inputs`` (B4's S: squared clipped target inputs of the tuples);
-      * the columns ``postprocess`` returns, if any.
-
+      method, seed), with the columns of the module docstring (grid axes, exact ground truth,
+      the metrics of the row's method, the columns ``postprocess`` returns).
       ``df.attrs["sweep"]`` holds the run's bookkeeping: ``computed`` and ``resumed`` rows,
       ``retried_chunks``, ``chunks`` and ``wall_s``.
     """
@@ -400,17 +261,40 @@ def run_sweep(grid: dict, *, world: WorldConfig = WorldConfig(),
     _check_run(chunk_size, retries, out, cluster)
     config = {"grid": g, "world": world.as_dict(), "pipeline": _jsonable(pipeline.as_dict())}
     store, old, done = _open_store(out, config, g, extend, overwrite)
-    new_rows, retried, n_chunks = _compute(g, done, world, pipeline, store, postprocess=postprocess,
-                                           chunk_size=chunk_size, progress=progress,
-                                           cluster=cluster, retries=retries)
+    new_rows, retried, n_chunks = _compute(
+        g,
+        done,
+        world,
+        pipeline,
+        store,
+        postprocess=postprocess,
+        chunk_size=chunk_size,
+        progress=progress,
+        cluster=cluster,
+        retries=retries,
+    )
     if store is not None:  # every cell asked for is in; the recorded grid may be larger
         store.write_config(complete=store.asked_whole_grid or store.was_complete)
+    return _table(new_rows, old, retried, n_chunks, t_start, progress)
+
+
+def _table(
+    new_rows: list, old, retried: int, n_chunks: int, t_start: float, progress: bool
+) -> pd.DataFrame:
+    """:func:`run_sweep`'s DataFrame: the resumed rows ``old`` (None: no file) then the new
+    ones, with the run's bookkeeping in ``df.attrs["sweep"]`` (wall time from ``t_start``,
+    a ``time.perf_counter()`` reading) and, with ``progress``, its summary line on stderr."""
     df = pd.DataFrame(new_rows)
     if old is not None and len(old):
         df = pd.concat([old, df], ignore_index=True) if len(df) else old
     wall = time.perf_counter() - t_start
-    df.attrs["sweep"] = {"computed": len(new_rows), "resumed": 0 if old is None else len(old),
-                         "retried_chunks": retried, "chunks": n_chunks, "wall_s": wall}
+    df.attrs["sweep"] = {
+        "computed": len(new_rows),
+        "resumed": 0 if old is None else len(old),
+        "retried_chunks": retried,
+        "chunks": n_chunks,
+        "wall_s": wall,
+    }
     if progress:
         print(summary_line(df.attrs["sweep"]), file=sys.stderr)
     return df
@@ -423,6 +307,7 @@ def _check_run(chunk_size, retries, out, cluster) -> None:
     (:func:`cmcd_theory.sweeps.cluster.check_cluster`)."""
     from cmcd_theory.sweeps import cluster as cluster_mod
     from cmcd_theory.sweeps import storage
+
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -437,6 +322,7 @@ def _open_store(out: str | None, config: dict, g: dict, extend: bool, overwrite:
     """``(store, old, done)``: the :mod:`~cmcd_theory.sweeps.storage` store at ``out`` (None
     without ``out``), its rows that are cells of ``g`` (None: no file) and their cell ids."""
     from cmcd_theory.sweeps import storage
+
     store = storage.open_store(out, config, extend=extend, overwrite=overwrite) if out else None
     old = store.rows if store is not None else None
     if old is not None:
@@ -445,19 +331,38 @@ def _open_store(out: str | None, config: dict, g: dict, extend: bool, overwrite:
     return store, old, done
 
 
-def _compute(g: dict, done: set, world: WorldConfig, pipeline: PipelineConfig, store, *,
-             postprocess, chunk_size: int, progress: bool, cluster, retries: int):
+def _compute(
+    g: dict,
+    done: set,
+    world: WorldConfig,
+    pipeline: PipelineConfig,
+    store,
+    *,
+    postprocess,
+    chunk_size: int,
+    progress: bool,
+    cluster,
+    retries: int,
+):
     """Run the chunks of the cells of ``g`` not in ``done`` where ``cluster`` says; each
     chunk's rows are appended to ``store`` (if any) as it finishes. Returns ``(rows, retried
     chunks, chunks)``."""
     from cmcd_theory.sweeps import cluster as cluster_mod
+
     if not plan_chunks(g, done, chunk_size):
         cluster = None  # everything is in the file: start no cluster
     with cluster_mod.engine(cluster) as eng:
-        chunks = plan_chunks(g, done, chunk_size, min_chunks=2 * eng.n_workers if eng.n_workers > 1 else 1)
+        chunks = plan_chunks(
+            g, done, chunk_size, min_chunks=2 * eng.n_workers if eng.n_workers > 1 else 1
+        )
         total = sum(c.n_rows for c in chunks)
-        bar = tqdm(total=total, desc="sweep", unit="row", file=sys.stderr,
-                   disable=not progress or total == 0 or not _interactive())
+        bar = tqdm(
+            total=total,
+            desc="sweep",
+            unit="row",
+            file=sys.stderr,
+            disable=not progress or total == 0 or not _interactive(),
+        )
         new_rows = []
         for chunk, rows in eng.run(run_chunk, world, pipeline, chunks, postprocess, retries):
             if store is not None:
@@ -472,8 +377,10 @@ def _compute(g: dict, done: set, world: WorldConfig, pipeline: PipelineConfig, s
 def summary_line(stats: dict) -> str:
     """``sweep: 120 rows computed, 0 resumed, 0 chunks retried in 12.3 s (9.8 rows/s)``."""
     rate = stats["computed"] / stats["wall_s"] if stats["wall_s"] > 0 else float("nan")
-    return (f"sweep: {stats['computed']} rows computed, {stats['resumed']} resumed, "
-            f"{stats['retried_chunks']} chunk(s) retried in {stats['wall_s']:.1f} s ({rate:.2f} rows/s)")
+    return (
+        f"sweep: {stats['computed']} rows computed, {stats['resumed']} resumed, "
+        f"{stats['retried_chunks']} chunk(s) retried in {stats['wall_s']:.1f} s ({rate:.2f} rows/s)"
+    )
 
 
 def _interactive() -> bool:
@@ -510,16 +417,19 @@ def _parsed(text: str, cast) -> list:
 
 
 def _axis(axis: str, cast=None):
-    """An argparse check of a comma list of one grid axis: :func:`grid_values`, the check
-    :func:`run_sweep` applies to the same axis."""
+    """An argparse check of a comma list of one grid axis:
+    :func:`~cmcd_theory.sweeps.grid.grid_values`, the check :func:`run_sweep` applies to the
+    same axis."""
     return lambda name, text: grid_values(axis, _parsed(text, cast) if cast else _items(text), name)
 
 
 def _scheduler(name, text):
     if text in ("local", "none") or "://" in text:
         return text
-    raise ValueError(f"{name} must be 'local', 'none' or a scheduler address such as "
-                     f"tcp://HOST:8786, got {text!r}")
+    raise ValueError(
+        f"{name} must be 'local', 'none' or a scheduler address such as "
+        f"tcp://HOST:8786, got {text!r}"
+    )
 
 
 COLUMNS_HELP = """\
@@ -542,47 +452,110 @@ how many rows are kept in --out (every finished chunk, whole); exit status 130 (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``cmcd-sweep`` argument parser."""
-    p = V.parser(PROG, "Run a grid of CMCD pipelines (vmapped over t and seeds) to a tidy CSV.",
-                 COLUMNS_HELP)
-    p.add_argument("--channel", type=V.arg(_axis("channel"), "--channel"), default=("attenuate",),
-                   help=f"comma list of channels among {', '.join(CHANNELS)}")
-    p.add_argument("--t", type=V.arg(_axis("t", float), "--t"), default=(0.0, 0.25, 0.5, 0.75, 1.0),
-                   help="comma list of distance knobs in [0, 1]")
-    p.add_argument("--methods", type=V.arg(_axis("method"), "--methods"), default=("cmc", "cmd", "l2"),
-                   help=f"comma list of methods among {', '.join(METHODS)}")
-    p.add_argument("--seeds", type=V.arg(V.positive_int, "--seeds"), default=3,
-                   help="number of seeds (0..S-1)")
-    for name, what in (("M", "stage-1 sizes"), ("m", "pair counts"), ("n", "label counts")):
-        p.add_argument(f"--{name}", type=V.arg(_axis(name, int), f"--{name}"), default=None,
-                       help=f"comma list of {what}, integers >= 1 (default: the pipeline's)")
-    p.add_argument("--tau", type=V.arg(_axis("tau", float), "--tau"), default=None,
-                   help="comma list of temperatures > 0 (default: the pipeline's)")
-    p.add_argument("--encoder", type=V.arg(_axis("encoder"), "--encoder"), default=None,
-                   help="comma list of linear,mlp (default: the pipeline's)")
-    p.add_argument("--quick", action="store_true", help="small fast sizes")
-    p.add_argument("--out", default="results/sweep.csv", help="CSV path (grid and config saved as .json beside it)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--extend", action="store_true",
-                      help="let the grid at --out grow (every axis keeps its values, same configuration)")
-    mode.add_argument("--overwrite", action="store_true", help="discard what --out holds and start afresh")
-    p.add_argument("--scheduler", type=V.arg(_scheduler, "--scheduler"), default="local",
-                   help="where chunks run: 'local' (an embedded Dask LocalCluster, one worker process "
-                        "per core), 'none' (this process, one chunk after the other) or a Dask "
-                        "scheduler address such as tcp://HOST:8786")
-    p.add_argument("--workers", type=V.arg(V.positive_int, "--workers"), default=None,
-                   help="worker processes of the embedded LocalCluster (default: one per core)")
-    p.add_argument("--chunk-size", type=V.arg(V.positive_int, "--chunk-size"), default=16,
-                   help="at most this many (t, seed) cells per vmapped call")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar and no summary line")
+    p = V.parser(
+        PROG, "Run a grid of CMCD pipelines (vmapped over t and seeds) to a tidy CSV.", COLUMNS_HELP
+    )
+    _grid_arguments(p)
+    _run_arguments(p)
     return p
+
+
+def _grid_arguments(p: argparse.ArgumentParser) -> None:
+    """``cmcd-sweep``'s grid: one comma list per axis (each checked by
+    :func:`~cmcd_theory.sweeps.grid.grid_values`, as :func:`run_sweep` checks it) and the
+    number of seeds."""
+    p.add_argument(
+        "--channel",
+        type=V.arg(_axis("channel"), "--channel"),
+        default=("attenuate",),
+        help=f"comma list of channels among {', '.join(CHANNELS)}",
+    )
+    p.add_argument(
+        "--t",
+        type=V.arg(_axis("t", float), "--t"),
+        default=(0.0, 0.25, 0.5, 0.75, 1.0),
+        help="comma list of distance knobs in [0, 1]",
+    )
+    p.add_argument(
+        "--methods",
+        type=V.arg(_axis("method"), "--methods"),
+        default=("cmc", "cmd", "l2"),
+        help=f"comma list of methods among {', '.join(METHODS)}",
+    )
+    p.add_argument(
+        "--seeds", type=V.arg(V.positive_int, "--seeds"), default=3, help="number of seeds (0..S-1)"
+    )
+    for name, what in (("M", "stage-1 sizes"), ("m", "pair counts"), ("n", "label counts")):
+        p.add_argument(
+            f"--{name}",
+            type=V.arg(_axis(name, int), f"--{name}"),
+            default=None,
+            help=f"comma list of {what}, integers >= 1 (default: the pipeline's)",
+        )
+    p.add_argument(
+        "--tau",
+        type=V.arg(_axis("tau", float), "--tau"),
+        default=None,
+        help="comma list of temperatures > 0 (default: the pipeline's)",
+    )
+    p.add_argument(
+        "--encoder",
+        type=V.arg(_axis("encoder"), "--encoder"),
+        default=None,
+        help="comma list of linear,mlp (default: the pipeline's)",
+    )
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """``cmcd-sweep``'s run: sizes, the output file and what to do with one already there,
+    where chunks run and how many cells each holds, the progress bar."""
+    p.add_argument("--quick", action="store_true", help="small fast sizes")
+    p.add_argument(
+        "--out",
+        default="results/sweep.csv",
+        help="CSV path (grid and config saved as .json beside it)",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--extend",
+        action="store_true",
+        help="let the grid at --out grow (every axis keeps its values, same configuration)",
+    )
+    mode.add_argument(
+        "--overwrite", action="store_true", help="discard what --out holds and start afresh"
+    )
+    p.add_argument(
+        "--scheduler",
+        type=V.arg(_scheduler, "--scheduler"),
+        default="local",
+        help="where chunks run: 'local' (an embedded Dask LocalCluster, one worker process "
+        "per core), 'none' (this process, one chunk after the other) or a Dask "
+        "scheduler address such as tcp://HOST:8786",
+    )
+    p.add_argument(
+        "--workers",
+        type=V.arg(V.positive_int, "--workers"),
+        default=None,
+        help="worker processes of the embedded LocalCluster (default: one per core)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=V.arg(V.positive_int, "--chunk-size"),
+        default=16,
+        help="at most this many (t, seed) cells per vmapped call",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar and no summary line")
 
 
 def _preflight(p: argparse.ArgumentParser, args) -> None:
     """What ``cmcd-sweep`` checks before any work, naming the flag at fault: the flags that go
     together, --out and its JSON writable, a --scheduler address answering."""
     from cmcd_theory.sweeps import storage
+
     if args.workers is not None and args.scheduler != "local":
-        p.error(f"argument --workers: only with --scheduler local, got --scheduler {args.scheduler}")
+        p.error(
+            f"argument --workers: only with --scheduler local, got --scheduler {args.scheduler}"
+        )
     try:
         V.output_file("--out", args.out, example="sweep.csv")
         V.output_file("--out", storage.config_path(args.out), example="sweep.json")
@@ -602,6 +575,7 @@ def main(argv=None) -> int:
     _preflight(p, args)
     from cmcd_theory.sweeps import storage
     from cmcd_theory.sweeps.devices import setup_jax
+
     setup_jax()
     pipe = quick_pipeline() if args.quick else PipelineConfig()
     grid = {"channel": list(args.channel), "t": list(args.t), "method": list(args.methods)}
@@ -612,17 +586,28 @@ def main(argv=None) -> int:
 
     def work():
         try:
-            return run_sweep(grid, pipeline=pipe, seeds=args.seeds, out=args.out, overwrite=args.overwrite,
-                             extend=args.extend, progress=not args.no_progress, cluster=cluster,
-                             chunk_size=args.chunk_size)
+            return run_sweep(
+                grid,
+                pipeline=pipe,
+                seeds=args.seeds,
+                out=args.out,
+                overwrite=args.overwrite,
+                extend=args.extend,
+                progress=not args.no_progress,
+                cluster=cluster,
+                chunk_size=args.chunk_size,
+            )
         except (storage.SweepConfigError, storage.SweepFileError, storage.SweepWriteError) as e:
             raise ValueError(f"--out: {e}") from None
 
     def kept() -> str:
         n = storage.count_rows(args.out)
-        return f"{n} row{'' if n == 1 else 's'} kept in {args.out}; rerun the same command to resume"
+        return (
+            f"{n} row{'' if n == 1 else 's'} kept in {args.out}; rerun the same command to resume"
+        )
 
     from cmcd_theory.sweeps.cluster import abandon
+
     df = V.cli(lambda _argv: V.interruptible(work, PROG, kept, abandon), None, prog=PROG)
     print(f"{len(df)} rows in {args.out}")
     return 0
