@@ -155,3 +155,33 @@ def test_convergence_slope_interval_and_unresolved_points():
     f = convergence_m.findings(pd.DataFrame(rows))
     assert f["gap_unresolved_m_shown_as_upper_limits[cmc]"] == [4096]
     assert f["gap_slope_fitted_on_m[cmc]"] == [256, 1024]
+
+
+def test_plot_only_redraws_from_saved_results_without_recomputing(tmp_path):
+    """``--plot-only`` re-draws a figure from the committed CSV/JSON: the CSV and JSON stay
+    byte-identical, the PNG and PDF appear, and a missing CSV is one line with exit status 2."""
+    import shutil
+    import subprocess
+    import sys
+
+    out, figs = tmp_path / "results", tmp_path / "figures"
+    out.mkdir()
+    figs.mkdir()
+    for ext in ("csv", "json"):
+        shutil.copy(f"results/generalization_n.{ext}", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    cmd = [sys.executable, "-m", "experiments.generalization_n", "--plot-only"]
+    run = subprocess.run(
+        [*cmd, "--out-dir", str(out), "--fig-dir", str(figs)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (figs / "generalization_n.png").stat().st_size > 0
+    assert (figs / "generalization_n.pdf").stat().st_size > 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = subprocess.run(
+        [*cmd, "--out-dir", str(empty), "--fig-dir", str(figs)], capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert len(run.stderr.strip().splitlines()) == 1 and "--plot-only" in run.stderr
