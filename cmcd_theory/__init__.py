@@ -22,11 +22,12 @@ Example:
   'attenuate'
 """
 
-from cmcd_theory import bounds, certify, learn, sweeps, validation, worlds
+from cmcd_theory import arena, bounds, certify, learn, sweeps, validation, worlds
 from cmcd_theory.certify import Certificate, certify_features
 from cmcd_theory.validation import __version__
 
 __all__ = [
+    "arena",
     "Certificate",
     "bounds",
     "certify",
