@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from cmcd_theory.bounds import student_t_interval
 
 DELTA = 0.05
 DELTA_TEST = 0.05
@@ -150,16 +151,9 @@ def raw_path(args, name: str) -> str:
 
 
 def ci95(x) -> tuple:
-    """Mean and half-width of the 95% Student-t interval, ``t_{0.975, S-1} s / sqrt(S)``."""
-    x = np.asarray(x, float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return float("nan"), float("nan")
-    if len(x) == 1:
-        return float(x[0]), float("nan")
-    return float(x.mean()), float(
-        stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    )
+    """Mean and half-width of the 95% Student-t interval, ``t_{0.975, S-1} s / sqrt(S)``
+    (:func:`cmcd_theory.bounds.student_t_interval`)."""
+    return student_t_interval(x, 0.95)
 
 
 def summarize(df: pd.DataFrame, by, cols) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from scipy import stats
 
 from cmcd_theory.arena.predictors import Budget, Evidence, Prediction, Predictor
 from cmcd_theory.arena.prior import world_config
+from cmcd_theory.bounds import student_t_interval
 
 #: z of the two-sided 95 % normal interval (Wilson)
 Z95 = float(stats.norm.ppf(0.975))
@@ -44,14 +45,7 @@ def paired_interval(diffs, level: float = 0.95) -> tuple[float, float, float]:
     >>> [round(x, 4) for x in paired_interval([0.1, 0.2, 0.3])]
     [0.2, -0.0484, 0.4484]
     """
-    d = np.asarray(diffs, float)
-    d = d[np.isfinite(d)]
-    if d.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(d.mean())
-    if d.size < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
+    mean, half = student_t_interval(diffs, level)
     return mean, mean - half, mean + half
 
 

@@ -32,6 +32,7 @@ from cmcd_theory.bounds.kl import kl_bernoulli as kl_bernoulli
 from cmcd_theory.bounds.kl import kl_inverse_lower as kl_inverse_lower
 from cmcd_theory.bounds.kl import kl_inverse_upper as kl_inverse_upper
 from cmcd_theory.bounds.kl import risk_upper as risk_upper
+from cmcd_theory.bounds.kl import student_t_interval as student_t_interval
 from cmcd_theory.bounds.margin import MARGIN_LAMBDA_GRID as MARGIN_LAMBDA_GRID
 from cmcd_theory.bounds.margin import RHO_GRID as RHO_GRID
 from cmcd_theory.bounds.margin import MarginBound as MarginBound
@@ -85,6 +86,7 @@ __all__ = [
     "kl_inverse_lower",
     "hoeffding_slack",
     "risk_upper",
+    "student_t_interval",
     "clopper_pearson",
     "holds_on_test_set",
     "HoldoutCheck",

@@ -14,6 +14,9 @@ r"""kl tools and test-set estimates (docs/theory.md, T4, T5 and the test-set che
   [0, 1] satisfies :math:`R \le \hat R + s` and :math:`R \ge \hat R - s` each with probability
   :math:`\ge 1-\delta`, :math:`s = \sqrt{\ln(1/\delta)/(2n)}`; the exact binomial alternative
   is the Clopper-Pearson interval.
+* Seed-to-seed intervals: the Student-t interval :math:`\bar x \pm t_{(1+\ell)/2, S-1}\,
+  s/\sqrt S` of S independent runs (the 95 % intervals of every figure and of the arena's
+  phases), valid for normally distributed run-level values.
 * The check of a bound U against a test estimate (C): it holds when :math:`\hat R - s \le U`,
   strictly when :math:`\hat R + s \le U`.
 """
@@ -322,3 +325,21 @@ def holds_on_test_set(bound: float, err_hat: float, n_test: int, delta_test: flo
     err_hat = _check_real("err_hat", err_hat, lo=0.0, hi=1.0)
     s = hoeffding_slack(n_test, delta_test)
     return HoldoutCheck(bool(err_hat - s <= bound), bool(err_hat + s <= bound), s)
+
+
+def student_t_interval(x, level: float = 0.95) -> tuple[float, float]:
+    """``(mean, half)`` of the Student-t interval ``mean +- t_{(1+level)/2, S-1} s / sqrt(S)``
+    of the finite values of ``x`` (S of them; ``s`` the sample standard deviation). The mean
+    is NaN without values and ``half`` is NaN with fewer than 2.
+
+    >>> [round(v, 4) for v in student_t_interval([0.1, 0.2, 0.3])]
+    [0.2, 0.2484]
+    """
+    v = np.asarray(x, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, math.nan
+    return mean, float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
