@@ -35,6 +35,25 @@ ROW_KEYS = (
     "n",
     "K",
 )
+#: The ``wide`` columns of B3 and its forms (the probe rows fill them, NaN where B3 is not run).
+B3_FORM_KEYS = (
+    "b3_total",
+    "b3_total_deterministic",
+    "b3_form",
+    "b3_zero_prior_total",
+    "b3p_total",
+    "b3_measured_stochastic",
+    "b3p_measured_stochastic",
+)
+#: The ``wide`` columns of B4n (normalised student features, per-pair PAC-Bayes-kl).
+B4N_KEYS = (
+    "b4n_total",
+    "b4n_empirical",
+    "b4n_empirical_exact_mgf",
+    "b4n_kl_over_n",
+    "b4n_pop_loss_stochastic",
+    "b4n_nu",
+)
 #: Fixed keys of :attr:`Certificate.wide` (a sweep row's columns); NaN where not applicable.
 WIDE_KEYS = (
     "tv_features",
@@ -68,12 +87,7 @@ WIDE_KEYS = (
     "b4_gap",
     "b4_pop_slack",
     # B4n: normalised student features (stochastic student, per-pair PAC-Bayes-kl)
-    "b4n_total",
-    "b4n_empirical",
-    "b4n_empirical_exact_mgf",
-    "b4n_kl_over_n",
-    "b4n_pop_loss_stochastic",
-    "b4n_nu",
+    *B4N_KEYS,
     # the probe certificate: min(B2 forms, 2 L(Q) of B3 and B3p), delta split over the four
     "probe_total",
     "probe_form",
@@ -105,13 +119,7 @@ PART_KEYS = {
     )
     + ("b2_total",),
     "B3": (
-        "b3_total",
-        "b3_total_deterministic",
-        "b3_form",
-        "b3_zero_prior_total",
-        "b3p_total",
-        "b3_measured_stochastic",
-        "b3p_measured_stochastic",
+        *B3_FORM_KEYS,
         "b3_empirical",
         "b3_empirical_upper",
         "b3_kl_over_n",
@@ -125,12 +133,7 @@ PART_KEYS = {
         "b4_total",
         "b4_gap",
         "b4_pop_slack",
-        "b4n_total",
-        "b4n_empirical",
-        "b4n_empirical_exact_mgf",
-        "b4n_kl_over_n",
-        "b4n_pop_loss_stochastic",
-        "b4n_nu",
+        *B4N_KEYS,
     ),
     "probe": ("probe_total", "probe_form"),
     "B5": (

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from cmcd_theory import bounds
+from cmcd_theory.certify.certificate import B3_FORM_KEYS
 from cmcd_theory.certify.rows import _RISK, NAN, _bound_row, _row, _slack
 from cmcd_theory.learn.probe import fit_probe
 
@@ -360,16 +361,7 @@ def _b3_rows(
         prior=prior,
         reason=reason,
     )
-    b3_keys = (
-        "b3_total",
-        "b3_total_deterministic",
-        "b3_form",
-        "b3_zero_prior_total",
-        "b3p_total",
-        "b3_measured_stochastic",
-        "b3p_measured_stochastic",
-    )
-    wide.update(dict.fromkeys(b3_keys, NAN))
+    wide.update(dict.fromkeys(B3_FORM_KEYS, NAN))
     stoch = {}
     for name, (pb, why) in forms.items():
         st = _B3_STATEMENTS[name]

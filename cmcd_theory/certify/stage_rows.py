@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from cmcd_theory import bounds
-from cmcd_theory.certify.certificate import PART_KEYS
+from cmcd_theory.certify.certificate import B4N_KEYS, PART_KEYS
 from cmcd_theory.certify.rows import NAN, _bound_row, _row
 from cmcd_theory.certify.stats import Stage1Stats, Stage2Stats
 
@@ -174,15 +174,7 @@ def stage2_normalized_rows(
     """
     what = "E_{W~Q} L_pop(W): stage-2 population CMC (B->A) tuple loss of the perturbed student"
     st = "E_Q L_pop <= b kl^-1(g_hat_up / b, (KL(Q||P) + ln(2 sqrt n G / delta)) / n), g per pair"
-    keys = (
-        "b4n_total",
-        "b4n_empirical",
-        "b4n_empirical_exact_mgf",
-        "b4n_kl_over_n",
-        "b4n_pop_loss_stochastic",
-        "b4n_nu",
-    )
-    wide = dict.fromkeys(keys, NAN)
+    wide = dict.fromkeys(B4N_KEYS, NAN)
     if reason or s is None:
         return [
             _row("B4n", "", what, st, reason=reason or "needs the stage-2 pair arrays", K=K)
