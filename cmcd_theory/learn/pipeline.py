@@ -482,7 +482,8 @@ METHODS = tuple(ROUTES)
 COMBINED_METHODS = ("cmc_ssl",)  # distillation plus the target's own SSL on one encoder (O5)
 BASELINES = tuple(m for m, r in ROUTES.items() if not r.uses_teacher)  # target-only routes
 TEACHER_METHODS = tuple(m for m, r in ROUTES.items() if r.uses_teacher)
-_NAN_METRICS = (
+#: metrics that only a route with a teacher measures (NaN on the others), after ``err_B``
+TEACHER_METRICS = (
     "err_A_head",
     "err_A_probe",
     "distill_train_loss",
@@ -587,7 +588,7 @@ def _method_metrics(d: _Data, method: str, o: RouteOutput, probes: dict, lab, za
     route does not measure, the route's own metrics, the target test error of its head (or its
     stage-3 probe), on a route with a teacher the source test errors of that head and of the
     source probe, and the artifacts (with the stage-2 arrays on a distilling route)."""
-    out = dict.fromkeys(_NAN_METRICS, nan)
+    out = dict.fromkeys(TEACHER_METRICS, nan)
     out.update(o.metrics)
     probe = o.head if o.head is not None else probes[method]
     out["err_B"] = probe_error(probe, o.z_test, d.test.y_B)

@@ -69,6 +69,7 @@ from tqdm.auto import tqdm
 from cmcd_theory import validation as V
 from cmcd_theory.learn.pipeline import (
     METHODS,
+    TEACHER_METRICS,
     PipelineConfig,
     ground_truth,
     run_downstream_ns,
@@ -92,16 +93,7 @@ from cmcd_theory.sweeps.grid import grid_values as grid_values
 from cmcd_theory.sweeps.grid import plan_chunks as plan_chunks
 from cmcd_theory.worlds import CHANNELS, WorldConfig, make_world
 
-METRICS = (
-    "err_B",
-    "err_A_head",
-    "err_A_probe",
-    "distill_train_loss",
-    "distill_pop_loss",
-    "distill_gap",
-    "student_norm",
-    "sum_sq_inputs",
-)
+METRICS = ("err_B", *TEACHER_METRICS)  # the metric columns of every row, in table order
 
 
 def quick_pipeline(cfg: PipelineConfig | None = None) -> PipelineConfig:
