@@ -300,6 +300,19 @@ def dodge(x, i: int, k: int, width: float, *, log: bool = False) -> np.ndarray:
     return x * np.exp(off) if log else x + off
 
 
+def excess_floor_line(ax):
+    """The zero line of a panel of excess errors R_B - eps*_B, labelled as the Bayes floor."""
+    return reference_line(
+        ax,
+        0.0,
+        r"Bayes floor $\varepsilon^*_B$ (excess 0)",
+        color="black",
+        ls="-",
+        where=0.01,
+        below=True,
+    )
+
+
 def reference_line(
     ax,
     value: float,

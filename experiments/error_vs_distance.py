@@ -115,15 +115,7 @@ def _excess_panel(ax, sc: pd.DataFrame, width: float) -> None:
             g["excess_hi"],
             **common.METHOD_STYLE[me],
         )
-    common.reference_line(
-        ax,
-        0.0,
-        r"Bayes floor $\varepsilon^*_B$ (excess 0)",
-        color="black",
-        ls="-",
-        where=0.01,
-        below=True,
-    )
+    common.excess_floor_line(ax)
 
 
 def plot(df: pd.DataFrame, args, f: dict) -> None:

@@ -80,15 +80,7 @@ def plot(d: pd.DataFrame, args, f: dict) -> None:
             )
         g = sc.drop_duplicates("t").sort_values("t")
         row[0].plot(g["t"], g["tv_latent_mean"], "k--", label="$TV_{latent}$ (exact)")
-        common.reference_line(
-            row[1],
-            0.0,
-            r"Bayes floor $\varepsilon^*_B$ (excess 0)",
-            color="black",
-            ls="-",
-            where=0.01,
-            below=True,
-        )
+        common.excess_floor_line(row[1])
         row[0].set_ylabel("TV of learned features\n(MC estimate)")
         row[1].set_ylabel("excess error $R_B - \\varepsilon^*_B$\n(fraction)")
         row[0].set_title(f"{ch}: distance between learned features")

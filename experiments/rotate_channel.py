@@ -141,15 +141,7 @@ def _excess_panel(ax, s: pd.DataFrame) -> None:
             g["excess_hi"],
             **common.METHOD_STYLE[me],
         )
-    common.reference_line(
-        ax,
-        0.0,
-        r"Bayes floor $\varepsilon^*_B$ (excess 0)",
-        color="black",
-        ls="-",
-        where=0.01,
-        below=True,
-    )
+    common.excess_floor_line(ax)
     ax.set_ylabel("excess error $R_B - \\varepsilon^*_B$ (fraction)")
     ax.set_title("Every method above the floor")
 
