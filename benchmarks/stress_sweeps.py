@@ -1,6 +1,6 @@
 """Consecutive full-size sweeps from the command line beside a CPU-bound process: do any abort?
 
-Each run is a fresh process, ``python -m cmcd_theory.sweeps.sweep`` with default (non-quick) sizes,
+Each run is a fresh process, ``python -m cmcd_theory.sweeps`` with default (non-quick) sizes,
 the given grid and scheduler, writing its own CSV. A run counts as an abort if its exit status is
 not 0 or its CSV does not hold every (t, seed, method) cell exactly once. With ``--burner`` (the
 default) a process spinning ``while True: pass`` runs beside them the whole time. Writes
@@ -29,7 +29,7 @@ def _one_run(i: int, d: str, args: argparse.Namespace, n_rows: int) -> dict:
     cmd = [
         sys.executable,
         "-m",
-        "cmcd_theory.sweeps.sweep",
+        "cmcd_theory.sweeps",
         "--t",
         args.t,
         "--seeds",

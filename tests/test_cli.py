@@ -33,7 +33,7 @@ def _cases(tmp):
     certify = ["-m", "cmcd_theory.certify"]
     sweep = [
         "-m",
-        "cmcd_theory.sweeps.sweep",
+        "cmcd_theory.sweeps",
         "--quick",
         "--no-progress",
         "--out",
@@ -69,7 +69,7 @@ SUBPROCESS = ("t above 1", "unreadable npz", "experiment seeds", "reproduce only
 def _in_process_main(module):
     """The ``main(argv)`` that ``python -m module`` calls (only for modules whose ``__main__``
     does nothing else before it)."""
-    if module == "cmcd_theory.sweeps.sweep":
+    if module == "cmcd_theory.sweeps":
         from cmcd_theory.sweeps import sweep
 
         return sweep.main

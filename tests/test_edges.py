@@ -185,7 +185,7 @@ def test_sigint_keeps_finished_chunks_in_one_line_and_the_rerun_resumes(tmp_path
     cmd = [
         sys.executable,
         "-m",
-        "cmcd_theory.sweeps.sweep",
+        "cmcd_theory.sweeps",
         "--quick",
         "--methods",
         "random",

@@ -362,7 +362,7 @@ def test_cli_refuses_another_grid_at_the_same_out(tmp_path):
         [
             sys.executable,
             "-m",
-            "cmcd_theory.sweeps.sweep",
+            "cmcd_theory.sweeps",
             "--quick",
             "--t",
             "0.5",

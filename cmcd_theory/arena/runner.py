@@ -35,6 +35,7 @@ from cmcd_theory.certify import certify
 from cmcd_theory.learn.models import normalize
 from cmcd_theory.learn.pipeline import METHODS, PipelineConfig, encoders
 from cmcd_theory.learn.training import TrainConfig
+from cmcd_theory.sweeps.sweep import quick_pipeline, run_sweep
 
 #: the CMCD routes scored (CMC, CMD, and CMC with the target's own InfoNCE on the same encoder)
 CMCD_ROUTES = ("cmc", "cmd", "cmc_ssl")
@@ -58,8 +59,6 @@ def arena_pipeline(quick: bool = False) -> PipelineConfig:
     ``quick`` shrinks it (M = 1024, 100 steps, batches of 128, 4000 test rows) for smoke runs.
     """
     if not quick:
-        from cmcd_theory.sweeps.sweep import quick_pipeline  # lazy: see _run_sweep
-
         return quick_pipeline(PipelineConfig(encoder="mlp"))
     steps = 100
     return PipelineConfig(
@@ -168,11 +167,6 @@ def run_world(
     routes give none); column ``draw`` added."""
     grid = {"t": list(draw.t_grid), "n": list(draw.n_grid), "method": list(methods)}
     recorder = EvidenceRecorder()
-    # imported here, not at module level: ``import cmcd_theory`` (which imports this package)
-    # must leave ``cmcd_theory.sweeps.sweep`` unloaded, so that ``python -m
-    # cmcd_theory.sweeps.sweep`` runs it without runpy's double-import warning
-    from cmcd_theory.sweeps.sweep import run_sweep
-
     df = run_sweep(
         grid,
         world=draw.config(),

@@ -1,8 +1,7 @@
 """The sweep engine: grids of pipelines as tidy, resumable tables.
 
-* ``sweep``    grids -> one tidy table; seeds and ``t`` vmapped, one jit per shape; ``cmcd-sweep``
-  (``from cmcd_theory.sweeps.sweep import run_sweep``; not imported here, so that
-  ``python -m cmcd_theory.sweeps.sweep`` runs the module it names without a runpy warning)
+* ``sweep``    grids -> one tidy table; seeds and ``t`` vmapped, one jit per shape; the command
+  line ``cmcd-sweep`` (also ``python -m cmcd_theory.sweeps``)
 * ``grid``     the grid: its axes, each axis's check, the cells' ids, the chunks that compute them
 * ``storage``  the sweep's CSV + JSON files: rows land whole, resume, refusal
 * ``cluster``  where chunks run: this process or Dask workers
@@ -16,6 +15,7 @@ from cmcd_theory.sweeps.storage import SweepConfigError as SweepConfigError
 from cmcd_theory.sweeps.storage import SweepFileError as SweepFileError
 from cmcd_theory.sweeps.storage import SweepWriteError as SweepWriteError
 from cmcd_theory.sweeps.storage import read_rows as read_rows
+from cmcd_theory.sweeps.sweep import run_sweep as run_sweep
 
 __all__ = [
     "SweepConfigError",
@@ -24,5 +24,6 @@ __all__ = [
     "engine",
     "local_cluster",
     "read_rows",
+    "run_sweep",
     "setup_jax",
 ]

@@ -48,7 +48,7 @@ With ``out=...csv`` every chunk's rows land whole as it finishes, the grid and c
 are saved beside them as JSON, and a rerun skips the cells already in the CSV: a sweep killed
 midway keeps every finished chunk and resumes where it stopped.
 
-Command line: ``python -m cmcd_theory.sweeps.sweep --help``.
+Command line: ``cmcd-sweep --help`` or ``python -m cmcd_theory.sweeps --help``.
 """
 
 from __future__ import annotations
@@ -603,7 +603,3 @@ def main(argv=None) -> int:
     df = V.cli(lambda _argv: V.interruptible(work, PROG, kept, abandon), None, prog=PROG)
     print(f"{len(df)} rows in {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
