@@ -22,9 +22,33 @@ Example:
   'attenuate'
 """
 
-from cmcd_theory import arena, bounds, certify, learn, sweeps, validation, worlds
-from cmcd_theory.certify import Certificate, certify_features
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from cmcd_theory.validation import __version__
+
+#: the subpackages, imported on first use (PEP 562): ``import cmcd_theory`` costs little, and a
+#: command that needs one layer (``cmcd-sweep``, ``cmcd-certify``) loads only that layer and the
+#: ones below it
+SUBPACKAGES = ("arena", "bounds", "certify", "learn", "sweeps", "validation", "worlds")
+_FROM_CERTIFY = ("Certificate", "certify_features")
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the eager form
+    from cmcd_theory import arena, bounds, certify, learn, sweeps, validation, worlds
+    from cmcd_theory.certify import Certificate, certify_features
+
+
+def __getattr__(name: str) -> Any:
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"cmcd_theory.{name}")
+    if name in _FROM_CERTIFY:
+        return getattr(importlib.import_module("cmcd_theory.certify"), name)
+    raise AttributeError(f"module 'cmcd_theory' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *SUBPACKAGES, *_FROM_CERTIFY})
+
 
 __all__ = [
     "arena",

@@ -177,9 +177,16 @@ def fmt_ci(x, digits: int = 3) -> str:
 
 
 def save_results(
-    df: pd.DataFrame, name: str, args, config: dict, findings: dict, elapsed: float | None = None
+    df: pd.DataFrame,
+    name: str,
+    args,
+    config: dict,
+    findings: dict,
+    elapsed: float | None = None,
+    compilation: dict | None = None,
 ) -> None:
-    """``<out_dir>/<name>.csv`` (tidy) and ``<out_dir>/<name>.json`` (config and findings)."""
+    """``<out_dir>/<name>.csv`` (tidy) and ``<out_dir>/<name>.json`` (config, findings, wall
+    time and, if given, the run's XLA compilations: :func:`compilation_since`)."""
     df.to_csv(os.path.join(args.out_dir, f"{name}.csv"), index=False)
     meta = {
         "experiment": name,
@@ -190,6 +197,8 @@ def save_results(
     }
     if elapsed is not None:
         meta["wall_time_s"] = round(float(elapsed), 1)
+    if compilation is not None:
+        meta["compilation"] = compilation
     with open(os.path.join(args.out_dir, f"{name}.json"), "w") as f:
         json.dump(_jsonable(meta), f, indent=2)
     print(f"[{name}] findings:")
@@ -480,6 +489,44 @@ def _keys(*parts):
     return tuple(k for p in parts for k in PART_KEYS[p])
 
 
+_COMPILES = {"requests": 0, "hits": 0, "compile_s": 0.0}
+_LISTENING: list = []
+
+
+def compilation_counts() -> dict:
+    """JAX's compilations in this process so far: ``requests`` (programs that went to XLA or
+    the persistent cache), ``hits`` (read back from the persistent cache) and ``compile_s``
+    (seconds XLA spent compiling the others). Counting starts at the first call."""
+    if not _LISTENING:
+        import jax
+
+        def event(name, **_):
+            if name == "/jax/compilation_cache/compile_requests_use_cache":
+                _COMPILES["requests"] += 1
+            elif name == "/jax/compilation_cache/cache_hits":
+                _COMPILES["hits"] += 1
+
+        def duration(name, secs, **_):
+            if name == "/jax/core/compile/backend_compile_duration":
+                _COMPILES["compile_s"] += secs
+
+        jax.monitoring.register_event_listener(event)
+        jax.monitoring.register_event_duration_secs_listener(duration)
+        _LISTENING.append(True)
+    return dict(_COMPILES)
+
+
+def compilation_since(start: dict) -> dict:
+    """What :func:`compilation_counts` counted since ``start``: ``compiled`` programs (cache
+    misses: compiled by XLA here), ``from_cache`` and ``xla_compile_s``."""
+    now = compilation_counts()
+    return {
+        "compiled": now["requests"] - start["requests"] - (now["hits"] - start["hits"]),
+        "from_cache": now["hits"] - start["hits"],
+        "xla_compile_s": round(now["compile_s"] - start["compile_s"], 2),
+    }
+
+
 class Timer:
     def __enter__(self):
         self.t0 = time.perf_counter()
@@ -541,9 +588,10 @@ def run_experiment(
         df, f = load_results(name, args)
         plot(df, args, f)
         return df
+    start = compilation_counts()
     with Timer() as tm:
         df = run(args)
         f = findings(df)
         plot(df, args, f)
-    save_results(df, name, args, config(args), f, tm.elapsed)
+    save_results(df, name, args, config(args), f, tm.elapsed, compilation_since(start))
     return df

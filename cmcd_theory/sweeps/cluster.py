@@ -4,7 +4,8 @@
 object with ``n_workers``, ``retried`` and ``run(fn, world, pipeline, chunks, postprocess,
 retries)``, a generator of ``(chunk, rows)`` in the order chunks finish:
 
-* ``None`` / ``"none"``: :class:`InProcess` -- chunks one after the other in this process.
+* ``None`` / ``"none"``: :class:`InProcess` -- chunks in this process, on one thread per core
+  (each chunk an independent program; no collectives).
 * ``"local"`` or an int: an embedded ``distributed.LocalCluster`` of that many worker
   processes (``"local"``: one per core), one thread each, closed when the sweep ends.
 * ``"tcp://host:8786"`` (any scheduler address), a Dask cluster object or a
@@ -112,14 +113,44 @@ def _task(fn, world, pipeline, chunk, postprocess):
 
 
 class InProcess:
-    """Chunks one after the other in this process."""
+    """Chunks in this process on ``threads`` threads (one: one after the other).
 
-    n_workers = 1
+    Each chunk is an independent single-device XLA program on the default device: no
+    collectives, no cross-device communication, so nothing can wait on another chunk. XLA
+    releases the GIL while it compiles and runs, so the threads keep every core busy: one
+    thread compiles a chunk's program or trains the stage-1 teachers while another runs a
+    chunk. Results do not depend on the thread count: every chunk runs the same executable on
+    the same inputs (:func:`cmcd_theory.sweeps.sweep.run_chunk`). Chunks are yielded as they
+    finish; the sweep puts the rows back in plan order.
+    """
+
     retried = 0
+    #: the chunk plan is that of one worker (:func:`~cmcd_theory.sweeps.grid.plan_chunks`
+    #: with ``min_chunks=1``) whatever the thread count, so a sweep's rows are the same on one
+    #: thread or many: a chunk's size is its vmap width, which moves float32 rounding
+    n_workers = 1
+
+    def __init__(self, threads: int = 1) -> None:
+        V.positive_int("threads", threads)
+        self.threads = threads
 
     def run(self, fn, world, pipeline, chunks, postprocess, retries):
-        for chunk in chunks:
-            yield chunk, fn(world, pipeline, chunk, postprocess)
+        if self.threads == 1 or len(chunks) < 2:
+            for chunk in chunks:
+                yield chunk, fn(world, pipeline, chunk, postprocess)
+            return
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cmcd-sweep")
+        try:
+            futures = {pool.submit(fn, world, pipeline, c, postprocess): c for c in chunks}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in sorted(finished, key=lambda f: chunks.index(futures[f])):
+                    yield futures[f], f.result()
+        finally:  # an error or an interrupt: chunks not started are dropped
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class OnDask:
@@ -197,10 +228,11 @@ def local_cluster(n_workers: int | None = None, **kwargs):
 
 
 @contextlib.contextmanager
-def engine(cluster):
-    """The engine for ``cluster`` (see the module docstring); embedded clusters are closed."""
+def engine(cluster, threads: int | None = None):
+    """The engine for ``cluster`` (see the module docstring); embedded clusters are closed.
+    ``threads``: the in-process engine's threads (``None``: one per core)."""
     if cluster is None or (isinstance(cluster, str) and cluster.lower() == "none"):
-        yield InProcess()
+        yield InProcess(n_cores() if threads is None else threads)
         return
     check_cluster(cluster)
     if cluster == "local" or isinstance(cluster, int):

@@ -57,6 +57,7 @@ import argparse
 import collections
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -127,6 +128,43 @@ _DOWNSTREAM_JIT = jax.jit(_downstream_batched, static_argnames=("methods", "ns",
 # keeps them across chunks (bounded: a teacher is retrained rather than memory growing)
 _TEACHERS: collections.OrderedDict = collections.OrderedDict()
 _TEACHERS_MAX = 256
+_TEACHER_LOCK = threading.Lock()
+
+# compiled downstream programs of this process, one per shape: (world config, pipeline config,
+# chunk size, methods, label counts, with teachers) -> executable. Compiled ahead of time
+# (``lower(...).compile()``) from the teachers' shapes, so a chunk's program compiles while
+# another thread trains the teachers or runs a chunk; one lock per program, so two threads
+# never compile the same one. Bounded like the teachers.
+_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
+_PROGRAMS_MAX = 64
+_PROGRAM_LOCKS: collections.defaultdict = collections.defaultdict(threading.Lock)
+_PROGRAMS_LOCK = threading.Lock()
+
+
+def _teacher_spec(wc: WorldConfig, pc: PipelineConfig, size: int):
+    """Shapes and dtypes of ``size`` stacked stage-1 teachers (no computation)."""
+    swc, tpc = source_world_config(wc), teacher_config(pc)
+    one = jax.eval_shape(lambda k: train_teacher(make_world(swc), k, tpc), jax.random.key(0))
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((size, *a.shape), a.dtype), one)
+
+
+def _downstream_program(wc: WorldConfig, pc: PipelineConfig, chunk: Chunk, args: tuple):
+    """The compiled :func:`_downstream_batched` of ``chunk``'s shape (compiled on first use,
+    from ``args`` = (world, keys, teacher params or their shapes, ts))."""
+    key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers > 0)
+    with _PROGRAMS_LOCK:
+        lock = _PROGRAM_LOCKS[key]
+    with lock:
+        with _PROGRAMS_LOCK:
+            if key in _PROGRAMS:
+                _PROGRAMS.move_to_end(key)
+                return _PROGRAMS[key]
+        program = _DOWNSTREAM_JIT.lower(*args, chunk.methods, chunk.ns, pc).compile()
+        with _PROGRAMS_LOCK:
+            _PROGRAMS[key] = program
+            while len(_PROGRAMS) > _PROGRAMS_MAX:
+                _PROGRAMS.popitem(last=False)
+        return program
 
 
 def _pad(items: list, size: int) -> list:
@@ -134,7 +172,14 @@ def _pad(items: list, size: int) -> list:
 
 
 def _teachers_for(wc: WorldConfig, pc: PipelineConfig, seeds: list, batch: int):
-    """Stacked stage-1 teacher params for ``seeds`` (trained ``batch`` seeds per call, cached)."""
+    """Stacked stage-1 teacher params for ``seeds`` (trained ``batch`` seeds per call, cached;
+    one thread at a time: a teacher another chunk's thread is training is waited for, not
+    trained twice)."""
+    with _TEACHER_LOCK:
+        return _teachers_locked(wc, pc, seeds, batch)
+
+
+def _teachers_locked(wc: WorldConfig, pc: PipelineConfig, seeds: list, batch: int):
     swc, tpc = source_world_config(wc), teacher_config(pc)
     need = sorted({s for s in seeds if (swc, tpc, s) not in _TEACHERS})
     for i in range(0, len(need), batch):
@@ -166,9 +211,13 @@ def run_chunk(
     padded = _pad(list(chunk.cells), chunk.size)
     seeds = [s for _, s in padded]
     _, k_down = seed_keys(seeds)
-    tp = _teachers_for(wc, pc, seeds, chunk.n_teachers) if chunk.n_teachers else None
     ts = jnp.asarray([t for t, _ in padded], jnp.float32)
-    res = _DOWNSTREAM_JIT(w, k_down, tp, ts, chunk.methods, chunk.ns, pc)
+    # the program first (its compile overlaps the teachers another thread trains), then the
+    # teachers, then the run
+    spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
+    program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts))
+    tp = _teachers_for(wc, pc, seeds, chunk.n_teachers) if chunk.n_teachers else None
+    res = program(w, k_down, tp, ts)
     truths = [ground_truth(wc, t) for t, _ in chunk.cells]  # while the program runs
     res = jax.device_get(res)
     rows = []
@@ -207,6 +256,7 @@ def run_sweep(
     extend: bool = False,
     cluster=None,
     retries: int = 3,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Run a grid of pipelines; one row per (cell, method, seed).
 
@@ -240,6 +290,8 @@ def run_sweep(
         A scheduler address must accept a connection within
         :data:`cmcd_theory.validation.CONNECT_TIMEOUT_S` seconds, before any work.
       retries: how many times a failed chunk is run again before the sweep gives up (cluster).
+      threads: in this process (``cluster=None``), chunks run on this many threads at once
+        (``None``: one per core; 1: one after the other). The numbers do not depend on it.
 
     Returns:
       DataFrame of the rows of the cells of ``grid`` (resumed ones first), one per (cell,
@@ -250,7 +302,7 @@ def run_sweep(
     """
     t_start = time.perf_counter()
     g = _normalise_grid(grid, world, pipeline, seeds)
-    _check_run(chunk_size, retries, out, cluster)
+    _check_run(chunk_size, retries, out, cluster, threads)
     config = {"grid": g, "world": world.as_dict(), "pipeline": _jsonable(pipeline.as_dict())}
     store, old, done = _open_store(out, config, g, extend, overwrite)
     new_rows, retried, n_chunks = _compute(
@@ -264,6 +316,7 @@ def run_sweep(
         progress=progress,
         cluster=cluster,
         retries=retries,
+        threads=threads,
     )
     if store is not None:  # every cell asked for is in; the recorded grid may be larger
         store.write_config(complete=store.asked_whole_grid or store.was_complete)
@@ -292,7 +345,7 @@ def _table(
     return df
 
 
-def _check_run(chunk_size, retries, out, cluster) -> None:
+def _check_run(chunk_size, retries, out, cluster, threads=None) -> None:
     """What :func:`run_sweep` checks before any work, besides the grid: its integer options,
     that ``out`` and its JSON can be written (:func:`cmcd_theory.validation.output_file`) and
     that ``cluster`` is valid and, for a scheduler address, answers
@@ -304,6 +357,10 @@ def _check_run(chunk_size, retries, out, cluster) -> None:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
     if out is not None:
         V.output_file("out", out, example="sweep.csv")
         V.output_file("out", storage.config_path(os.fspath(out)), example="sweep.json")
@@ -335,6 +392,7 @@ def _compute(
     progress: bool,
     cluster,
     retries: int,
+    threads: int | None = None,
 ):
     """Run the chunks of the cells of ``g`` not in ``done`` where ``cluster`` says; each
     chunk's rows are appended to ``store`` (if any) as it finishes. Returns ``(rows, retried
@@ -343,7 +401,7 @@ def _compute(
 
     if not plan_chunks(g, done, chunk_size):
         cluster = None  # everything is in the file: start no cluster
-    with cluster_mod.engine(cluster) as eng:
+    with cluster_mod.engine(cluster, threads) as eng:
         chunks = plan_chunks(
             g, done, chunk_size, min_chunks=2 * eng.n_workers if eng.n_workers > 1 else 1
         )
@@ -355,14 +413,17 @@ def _compute(
             file=sys.stderr,
             disable=not progress or total == 0 or not _interactive(),
         )
-        new_rows = []
+        by_chunk: dict = {}
+        position = {id(c): i for i, c in enumerate(chunks)}
         for chunk, rows in eng.run(run_chunk, world, pipeline, chunks, postprocess, retries):
             if store is not None:
                 store.append(rows)  # the driver alone writes, one chunk at a time, whole
-            new_rows.extend(rows)
+            by_chunk[position[id(chunk)]] = rows
             bar.update(chunk.n_rows)
         bar.close()
         retried = eng.retried
+    # the table in plan order, whatever order the chunks finished in
+    new_rows = [row for i in sorted(by_chunk) for row in by_chunk[i]]
     return new_rows, retried, len(chunks)
 
 
