@@ -467,3 +467,31 @@ def test_sweep_threads_give_the_same_rows_in_plan_order():
 def test_sweep_refuses_bad_threads(threads):
     with pytest.raises(ValueError, match="threads must be None or an integer >= 1"):
         sweep.run_sweep({"t": [0.0]}, pipeline=TINY, seeds=1, threads=threads, progress=False)
+
+
+def test_precompile_compiles_each_shape_once_and_the_run_reuses_it():
+    """precompile (what the driver does for an embedded LocalCluster while its workers start)
+    compiles every downstream shape of a plan once; running the chunks compiles none again."""
+    import jax
+
+    from cmcd_theory.sweeps.grid import _normalise_grid, plan_chunks
+
+    grid = {"t": [0.0, 0.5, 1.0], "method": ["cmc", "random"]}
+    wc = WorldConfig()
+    chunks = plan_chunks(_normalise_grid(grid, wc, TINY, 2), set(), chunk_size=2)
+    assert len(chunks) == 3 and len({c.size for c in chunks}) == 1
+    sweep._PROGRAMS.clear()
+    assert sweep.precompile(wc, TINY, chunks) == 1
+    compiled = []
+
+    def listen(event, duration, fun_name="", **_):
+        if event == "/jax/core/compile/backend_compile_duration" and "downstream" in fun_name:
+            compiled.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        for chunk in chunks:
+            sweep.run_chunk(wc, TINY, chunk)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiled == []

@@ -227,6 +227,16 @@ def local_cluster(n_workers: int | None = None, **kwargs):
             yield client
 
 
+def local_workers(cluster) -> int | None:
+    """The worker processes of the embedded ``LocalCluster`` that ``cluster`` starts (``"local"``:
+    one per core; an int: that many), else None."""
+    if isinstance(cluster, bool):
+        return None
+    if cluster == "local":
+        return n_cores()
+    return cluster if isinstance(cluster, int) else None
+
+
 @contextlib.contextmanager
 def engine(cluster, threads: int | None = None):
     """The engine for ``cluster`` (see the module docstring); embedded clusters are closed.

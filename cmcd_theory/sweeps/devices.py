@@ -106,3 +106,19 @@ def setup_jax(cache_dir: str | None = None) -> str:
             int(env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
         )
     return env[CACHE_ENV]
+
+
+def shares_cache_with_workers() -> bool:
+    """Whether this process compiles into the persistent cache that the worker processes it
+    starts read (:func:`jax_env`) with their XLA options: :func:`setup_jax` was called with
+    the default folder and the options have not changed since. Only then does compiling a
+    program here save the workers from compiling it."""
+    if "jax" not in sys.modules:
+        return False
+    import jax
+
+    env = jax_env()
+    return bool(env[CACHE_ENV]) and (
+        getattr(jax.config, "jax_compilation_cache_dir", None) == env[CACHE_ENV]
+        and os.environ.get("XLA_FLAGS", "").strip() == env["XLA_FLAGS"]
+    )

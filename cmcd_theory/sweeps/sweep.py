@@ -196,6 +196,31 @@ def _teachers_locked(wc: WorldConfig, pc: PipelineConfig, seeds: list, batch: in
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *got)
 
 
+def precompile(world: WorldConfig, pipeline: PipelineConfig, chunks: Sequence[Chunk]) -> int:
+    """Compile the programs ``chunks`` need (each downstream shape and its stage-1 teacher
+    program), running nothing, so that they land in JAX's persistent compilation cache
+    (:func:`cmcd_theory.sweeps.devices.setup_jax`): worker processes that share the cache then
+    read them back instead of each compiling them. Returns the number of programs."""
+    seen: set = set()
+    for chunk in chunks:
+        cell = dict(chunk.cell)
+        wc, pc = cell_config(world, pipeline, {**cell, "n": chunk.ns[0]})
+        key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers)
+        if key in seen:
+            continue
+        seen.add(key)
+        seeds = [s for _, s in _pad(list(chunk.cells), chunk.size)]
+        _, k_down = seed_keys(seeds)
+        ts = jnp.zeros((chunk.size,), jnp.float32)
+        spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
+        _downstream_program(wc, pc, chunk, (make_world(wc), k_down, spec, ts))
+        if chunk.n_teachers:
+            swc, tpc = source_world_config(wc), teacher_config(pc)
+            kt, _ = seed_keys(seeds[: chunk.n_teachers])
+            _TEACHER_JIT.lower(make_world(swc), kt, tpc).compile()
+    return len(seen)
+
+
 def run_chunk(
     world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk, postprocess: Callable | None = None
 ) -> list[dict]:
@@ -401,10 +426,22 @@ def _compute(
 
     if not plan_chunks(g, done, chunk_size):
         cluster = None  # everything is in the file: start no cluster
+    # an embedded LocalCluster shares this machine's persistent compile cache: its programs
+    # are compiled here, once, while its worker processes start, instead of in every worker
+    n_local = cluster_mod.local_workers(cluster)
+    warm = None
+    from cmcd_theory.sweeps.devices import shares_cache_with_workers
+
+    if n_local is not None and n_local > 1 and shares_cache_with_workers():
+        plan = plan_chunks(g, done, chunk_size, min_chunks=2 * n_local)
+        warm = threading.Thread(target=precompile, args=(world, pipeline, plan), daemon=True)
+        warm.start()
     with cluster_mod.engine(cluster, threads) as eng:
         chunks = plan_chunks(
             g, done, chunk_size, min_chunks=2 * eng.n_workers if eng.n_workers > 1 else 1
         )
+        if warm is not None:
+            warm.join()
         total = sum(c.n_rows for c in chunks)
         bar = tqdm(
             total=total,
