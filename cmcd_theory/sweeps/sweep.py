@@ -148,13 +148,18 @@ def _teacher_spec(wc: WorldConfig, pc: PipelineConfig, size: int):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((size, *a.shape), a.dtype), one)
 
 
-def _downstream_program(wc: WorldConfig, pc: PipelineConfig, chunk: Chunk, args: tuple):
+def _downstream_program(
+    wc: WorldConfig, pc: PipelineConfig, chunk: Chunk, args: tuple, wait: bool = True
+):
     """The compiled :func:`_downstream_batched` of ``chunk``'s shape (compiled on first use,
-    from ``args`` = (world, keys, teacher params or their shapes, ts))."""
+    from ``args`` = (world, keys, teacher params or their shapes, ts)). With ``wait=False``,
+    None while another thread compiles it (this one can do something else meanwhile)."""
     key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers > 0)
     with _PROGRAMS_LOCK:
         lock = _PROGRAM_LOCKS[key]
-    with lock:
+    if not lock.acquire(blocking=wait):
+        return None
+    try:
         with _PROGRAMS_LOCK:
             if key in _PROGRAMS:
                 _PROGRAMS.move_to_end(key)
@@ -165,6 +170,8 @@ def _downstream_program(wc: WorldConfig, pc: PipelineConfig, chunk: Chunk, args:
             while len(_PROGRAMS) > _PROGRAMS_MAX:
                 _PROGRAMS.popitem(last=False)
         return program
+    finally:
+        lock.release()
 
 
 def _pad(items: list, size: int) -> list:
@@ -185,15 +192,15 @@ def _teachers_locked(wc: WorldConfig, pc: PipelineConfig, seeds: list, batch: in
     for i in range(0, len(need), batch):
         part = need[i : i + batch]
         kt, _ = seed_keys(_pad(part, batch))
-        params = _TEACHER_JIT(make_world(swc), kt, tpc)
-        for j, s in enumerate(part):
+        params = jax.device_get(_TEACHER_JIT(make_world(swc), kt, tpc))
+        for j, s in enumerate(part):  # host arrays: slicing and stacking compile nothing
             _TEACHERS[(swc, tpc, s)] = jax.tree_util.tree_map(lambda a, j=j: a[j], params)
     got = [_TEACHERS[(swc, tpc, s)] for s in seeds]
     for s in seeds:
         _TEACHERS.move_to_end((swc, tpc, s))
     while len(_TEACHERS) > _TEACHERS_MAX:
         _TEACHERS.popitem(last=False)
-    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *got)
+    return jax.tree_util.tree_map(lambda *a: np.stack(a), *got)
 
 
 def precompile(world: WorldConfig, pipeline: PipelineConfig, chunks: Sequence[Chunk]) -> int:
@@ -237,11 +244,14 @@ def run_chunk(
     seeds = [s for _, s in padded]
     _, k_down = seed_keys(seeds)
     ts = jnp.asarray([t for t, _ in padded], jnp.float32)
-    # the program first (its compile overlaps the teachers another thread trains), then the
-    # teachers, then the run
+    # the program (compiled here unless another thread is compiling it) and the teachers, in
+    # whichever order keeps this thread busy: a thread that finds the program being compiled
+    # trains the teachers meanwhile
     spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
-    program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts))
+    program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts), wait=False)
     tp = _teachers_for(wc, pc, seeds, chunk.n_teachers) if chunk.n_teachers else None
+    if program is None:
+        program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts))
     res = program(w, k_down, tp, ts)
     truths = [ground_truth(wc, t) for t, _ in chunk.cells]  # while the program runs
     res = jax.device_get(res)
