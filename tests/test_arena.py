@@ -207,6 +207,21 @@ def test_prior_draws_are_valid_fresh_and_depend_on_the_seed():
         arena.draw_worlds(0, 0)
 
 
+def test_prior_version_2_regime_probabilities():
+    """docs/theory.md P6: version 2 puts probability 2/3 on an intact source and 3/4 on the
+    blind spot of target SSL (q = 8, rho = 0), so 1/2 on the regime where both hold; the draws
+    follow (1000 draws, tolerances of about 4 binomial standard deviations)."""
+    P = prior.PRIOR
+    assert P["source_intact"] == pytest.approx(2 / 3) and P["blind_spot"] == 0.75
+    assert prior.describe_prior()["version"] == 2
+    worlds = [prior.draw_world(0, i).world for i in range(1000)]
+    intact = np.array([w["source_t"] == 0 for w in worlds])
+    blind = np.array([(w["nuisance_dim"], w["nuisance_rho"]) == (8, 0.0) for w in worlds])
+    assert intact.mean() == pytest.approx(2 / 3, abs=0.06)
+    assert blind.mean() == pytest.approx(3 / 4, abs=0.06)
+    assert (intact & blind).mean() == pytest.approx(1 / 2, abs=0.065)
+
+
 def test_gaussian_mi_estimators():
     rng = np.random.default_rng(0)
     n = 20_000
