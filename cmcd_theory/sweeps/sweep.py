@@ -115,14 +115,26 @@ def _teachers_batched(world, keys, cfg):
     return jax.vmap(lambda k: train_teacher(world, k, cfg))(keys)
 
 
-def _downstream_batched(world, keys, teachers, ts, methods, ns, cfg):
-    return jax.vmap(lambda k, tp, t: run_downstream_ns(world, k, tp, methods, cfg, ns, t))(
-        keys, teachers, ts
-    )
+def _downstream_batched(world, keys, teachers, ts, methods, ns, cfg, artifacts=True):
+    """:func:`run_downstream_ns` vmapped over (key, teacher, t); with ``artifacts=False`` the
+    arrays only a ``postprocess`` reads are left out of the program's outputs (XLA then keeps
+    none of them: a chunk's outputs shrink from ~9 MB a cell to a few floats)."""
+
+    def one(k, tp, t):
+        res = run_downstream_ns(world, k, tp, methods, cfg, ns, t)
+        if not artifacts:
+            for by_method in res.values():
+                for r in by_method.values():
+                    r["artifacts"] = {}
+        return res
+
+    return jax.vmap(one)(keys, teachers, ts)
 
 
 _TEACHER_JIT = jax.jit(_teachers_batched, static_argnames=("cfg",))
-_DOWNSTREAM_JIT = jax.jit(_downstream_batched, static_argnames=("methods", "ns", "cfg"))
+_DOWNSTREAM_JIT = jax.jit(
+    _downstream_batched, static_argnames=("methods", "ns", "cfg", "artifacts")
+)
 
 # stage-1 teachers of this process, (source world, teacher config, seed) -> params; a worker
 # keeps them across chunks (bounded: a teacher is retrained rather than memory growing)
@@ -149,12 +161,18 @@ def _teacher_spec(wc: WorldConfig, pc: PipelineConfig, size: int):
 
 
 def _downstream_program(
-    wc: WorldConfig, pc: PipelineConfig, chunk: Chunk, args: tuple, wait: bool = True
+    wc: WorldConfig,
+    pc: PipelineConfig,
+    chunk: Chunk,
+    args: tuple,
+    wait: bool = True,
+    artifacts: bool = True,
 ):
     """The compiled :func:`_downstream_batched` of ``chunk``'s shape (compiled on first use,
-    from ``args`` = (world, keys, teacher params or their shapes, ts)). With ``wait=False``,
-    None while another thread compiles it (this one can do something else meanwhile)."""
-    key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers > 0)
+    from ``args`` = (world, keys, teacher params or their shapes, ts)), returning the arrays a
+    postprocess needs if ``artifacts``. With ``wait=False``, None while another thread
+    compiles it (this one can do something else meanwhile)."""
+    key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers > 0, artifacts)
     with _PROGRAMS_LOCK:
         lock = _PROGRAM_LOCKS[key]
     if not lock.acquire(blocking=wait):
@@ -164,7 +182,7 @@ def _downstream_program(
             if key in _PROGRAMS:
                 _PROGRAMS.move_to_end(key)
                 return _PROGRAMS[key]
-        program = _DOWNSTREAM_JIT.lower(*args, chunk.methods, chunk.ns, pc).compile()
+        program = _DOWNSTREAM_JIT.lower(*args, chunk.methods, chunk.ns, pc, artifacts).compile()
         with _PROGRAMS_LOCK:
             _PROGRAMS[key] = program
             while len(_PROGRAMS) > _PROGRAMS_MAX:
@@ -203,9 +221,12 @@ def _teachers_locked(wc: WorldConfig, pc: PipelineConfig, seeds: list, batch: in
     return jax.tree_util.tree_map(lambda *a: np.stack(a), *got)
 
 
-def precompile(world: WorldConfig, pipeline: PipelineConfig, chunks: Sequence[Chunk]) -> int:
-    """Compile the programs ``chunks`` need (each downstream shape and its stage-1 teacher
-    program), running nothing, so that they land in JAX's persistent compilation cache
+def precompile(
+    world: WorldConfig, pipeline: PipelineConfig, chunks: Sequence[Chunk], artifacts: bool = True
+) -> int:
+    """Compile the programs ``chunks`` need (each downstream shape, returning the arrays of a
+    postprocess if ``artifacts``, and its stage-1 teacher program), running nothing, so that
+    they land in JAX's persistent compilation cache
     (:func:`cmcd_theory.sweeps.devices.setup_jax`): worker processes that share the cache then
     read them back instead of each compiling them. Returns the number of programs."""
     seen: set = set()
@@ -220,7 +241,7 @@ def precompile(world: WorldConfig, pipeline: PipelineConfig, chunks: Sequence[Ch
         _, k_down = seed_keys(seeds)
         ts = jnp.zeros((chunk.size,), jnp.float32)
         spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
-        _downstream_program(wc, pc, chunk, (make_world(wc), k_down, spec, ts))
+        _downstream_program(wc, pc, chunk, (make_world(wc), k_down, spec, ts), True, artifacts)
         if chunk.n_teachers:
             swc, tpc = source_world_config(wc), teacher_config(pc)
             kt, _ = seed_keys(seeds[: chunk.n_teachers])
@@ -248,10 +269,11 @@ def run_chunk(
     # whichever order keeps this thread busy: a thread that finds the program being compiled
     # trains the teachers meanwhile
     spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
-    program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts), wait=False)
+    arts = postprocess is not None  # the artifacts are returned only for a postprocess
+    program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts), False, arts)
     tp = _teachers_for(wc, pc, seeds, chunk.n_teachers) if chunk.n_teachers else None
     if program is None:
-        program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts))
+        program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts), True, arts)
     res = program(w, k_down, tp, ts)
     truths = [ground_truth(wc, t) for t, _ in chunk.cells]  # while the program runs
     res = jax.device_get(res)
@@ -444,7 +466,9 @@ def _compute(
 
     if n_local is not None and n_local > 1 and shares_cache_with_workers():
         plan = plan_chunks(g, done, chunk_size, min_chunks=2 * n_local)
-        warm = threading.Thread(target=precompile, args=(world, pipeline, plan), daemon=True)
+        warm = threading.Thread(
+            target=precompile, args=(world, pipeline, plan, postprocess is not None), daemon=True
+        )
         warm.start()
     with cluster_mod.engine(cluster, threads) as eng:
         chunks = plan_chunks(
