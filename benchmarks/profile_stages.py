@@ -57,7 +57,7 @@ def profile(quick: bool) -> dict:
             events.setdefault(fun_name, {}).setdefault(kind, 0.0)
             events[fun_name][kind] += duration
 
-    jax.monitoring.register_event_duration_secs_listener(listen)
+    jax.monitoring.register_event_duration_secs_listener(listen)  # type: ignore[arg-type]
     t0 = time.perf_counter()
     run_sweep(grid, pipeline=cfg, seeds=n_seeds, progress=False, threads=1)
     sweep_s = time.perf_counter() - t0
