@@ -55,10 +55,12 @@ from cmcd_theory.bounds.pac_bayes import _memo_key as _memo_key
 from cmcd_theory.bounds.pac_bayes import _stochastic_errors as _stochastic_errors
 from cmcd_theory.bounds.pac_bayes import gaussian_kl as gaussian_kl
 from cmcd_theory.bounds.pac_bayes import maurer_bound as maurer_bound
+from cmcd_theory.bounds.pac_bayes import pac_bayes_bounds as pac_bayes_bounds
 from cmcd_theory.bounds.pac_bayes import pac_bayes_kl_bound as pac_bayes_kl_bound
 from cmcd_theory.bounds.pac_bayes import (
     pac_bayes_split_prior_bound as pac_bayes_split_prior_bound,
 )
+from cmcd_theory.bounds.pac_bayes import prefetch_monte_carlo as prefetch_monte_carlo
 from cmcd_theory.bounds.pac_bayes import sample_convergence_upper as sample_convergence_upper
 from cmcd_theory.bounds.pac_bayes import stochastic_error_rate as stochastic_error_rate
 from cmcd_theory.bounds.report import ReportRow as ReportRow
@@ -102,6 +104,8 @@ __all__ = [
     "stochastic_error_rate",
     "SplitPriorPacBayesBound",
     "pac_bayes_split_prior_bound",
+    "pac_bayes_bounds",
+    "prefetch_monte_carlo",
     "tuple_split",
     "distillation_tuple_lipschitz",
     "distillation_loss_range",

@@ -32,19 +32,19 @@ from scipy import stats
 from cmcd_theory.bounds._checks import _check_delta, _check_int, _check_real
 
 
-def _x_minus_log1p(x: np.ndarray) -> np.ndarray:
-    """x - log(1 + x) >= 0 for x >= -1, accurate also where it is ~ x^2 / 2 (small |x|)."""
-    out = np.empty_like(x)
-    small = np.abs(x) < 1e-2
-    xs = x[small]
-    # Series sum_{j >= 2} (-1)^j x^j / j (Horner); 10 terms leave a relative error < 1e-19.
-    acc = np.zeros_like(xs)
-    for j in range(11, 1, -1):
-        acc = 1.0 / j - xs * acc
-    out[small] = xs * xs * acc
-    xl = x[~small]
-    with np.errstate(divide="ignore"):
-        out[~small] = xl - np.log1p(xl)  # x = -1 gives +inf
+def _x_minus_log1p(x: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """x - log(1 + x) >= 0 for x >= -1, accurate also where it is ~ x^2 / 2 (small |x|):
+    the entries of the mask ``small`` (``|x| < 1e-2``) by the series, the others as
+    ``x - log1p(x)`` (x = -1 gives +inf; the caller's ``np.errstate`` ignores divide and
+    invalid)."""
+    out = x - np.log1p(x)
+    if small.any():
+        xs = x[small]
+        # Series sum_{j >= 2} (-1)^j x^j / j (Horner); 10 terms leave a relative error < 1e-19.
+        acc = np.zeros_like(xs)
+        for j in range(11, 1, -1):
+            acc = 1.0 / j - xs * acc
+        out[small] = xs * xs * acc
     return out
 
 
@@ -91,30 +91,59 @@ def kl_bernoulli(q, p):
 
 
 def _kl_bernoulli(q: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """:func:`kl_bernoulli` on float64 arrays of one shape, already checked to lie in [0, 1]
-    (the bisection of :func:`_kl_inverse` calls it ~40 times per inversion)."""
-    kl = np.empty(q.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    """:func:`kl_bernoulli` on float64 arrays of one shape, already checked to lie in [0, 1]."""
+    return _KlAt(q)(p)
+
+
+class _KlAt:
+    """kl(q || p) as a function of p at a fixed checked ``q`` (a float64 array): what depends
+    on q alone (which entries are 0, 1 or inside, ``1 - q``, ``ln q``, ``ln(1 - q)``) is
+    computed once; each call evaluates :func:`kl_bernoulli`'s formula at ``p`` (checked, of
+    q's shape). The bisection of :func:`_kl_inverse` calls it ~40 times per inversion with
+    the same q. (Every array a log sees is contiguous, as a masked copy is.)"""
+
+    def __init__(self, q: np.ndarray):
+        self.shape = q.shape
         at0, at1 = q == 0.0, q == 1.0
-        kl[at0] = -np.log1p(-p[at0])  # kl(0 || p) = -ln(1 - p)
-        kl[at1] = -np.log(p[at1])  # kl(1 || p) = -ln p
-        mid = ~(at0 | at1)
-        qm, pm = q[mid], p[mid]
+        self.ends = q.ndim == 0 or bool(at0.any() or at1.any())
+        self.at0, self.at1, self.mid = at0, at1, ~(at0 | at1)
+        qm = q[self.mid] if self.ends else np.ascontiguousarray(q)
+        self.qm, self.omq = qm, 1.0 - qm
+        with np.errstate(divide="ignore"):
+            self.log_q, self.log1m_q = np.log(qm), np.log1p(-qm)
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.at(p)
+
+    def at(self, p: np.ndarray) -> np.ndarray:
+        """kl(q || p) under the caller's ``np.errstate`` (divide, invalid ignored)."""
+        if not self.ends:
+            return np.maximum(self._inside(np.ascontiguousarray(p)), 0.0)  # -0.0 -> 0.0
+        kl = np.empty(self.shape)
+        kl[self.at0] = -np.log1p(-p[self.at0])  # kl(0 || p) = -ln(1 - p)
+        kl[self.at1] = -np.log(p[self.at1])  # kl(1 || p) = -ln p
+        kl[self.mid] = self._inside(p[self.mid])
+        return np.maximum(kl, 0.0)  # -0.0 -> 0.0
+
+    def _inside(self, pm: np.ndarray) -> np.ndarray:
+        """The entries with 0 < q < 1 (``pm`` their p): ``q g(h/q) + (1-q) g(-h/(1-q))``,
+        ``h = p - q``, each term near x = 0 through g (no cancellation), elsewhere through
+        differences of logs (exact where p or 1 - p is tiny)."""
+        qm, omq = self.qm, self.omq
         h = pm - qm
-        x1, x2 = h / qm, -h / (1.0 - qm)
-        # Each term is q g(x1) resp. (1-q) g(x2); near x = 0 through g (no cancellation),
-        # elsewhere through differences of logs (exact where p or 1 - p is tiny).
-        near1, near2 = np.abs(x1) < 0.5, np.abs(x2) < 0.5
+        nh = -h
+        x1, x2 = h / qm, nh / omq
+        ax1, ax2 = np.abs(x1), np.abs(x2)
+        # g is needed only where |x| < 1/2 (the where drops the other entries)
+        near1, near2 = ax1 < 0.5, ax2 < 0.5
         t1 = np.where(
-            near1, qm * _x_minus_log1p(np.where(near1, x1, 0.0)), h + qm * (np.log(qm) - np.log(pm))
+            near1, qm * _x_minus_log1p(x1, ax1 < 1e-2), h + qm * (self.log_q - np.log(pm))
         )
         t2 = np.where(
-            near2,
-            (1.0 - qm) * _x_minus_log1p(np.where(near2, x2, 0.0)),
-            -h + (1.0 - qm) * (np.log1p(-qm) - np.log1p(-pm)),
+            near2, omq * _x_minus_log1p(x2, ax2 < 1e-2), nh + omq * (self.log1m_q - np.log1p(-pm))
         )
-        kl[mid] = t1 + t2
-    return np.maximum(kl, 0.0)  # -0.0 -> 0.0
+        return t1 + t2
 
 
 def _kl_inverse(q, c, tol: float, upper: bool):
@@ -127,22 +156,31 @@ def _kl_inverse(q, c, tol: float, upper: bool):
         raise ValueError(f"c must be >= 0, got {c!r}")
     tol = _check_real("tol", tol, lo=0.0, lo_open=True)
     q, c = np.broadcast_arrays(q, c)
-    # Invariant: kl(q || inner) <= c < kl(q || outer); the answer lies between them.
-    inner = q.copy()
-    outer = np.ones_like(q) if upper else np.zeros_like(q)
-    for _ in range(200):  # the width halves each step: ~40 steps for tol = 1e-12
-        width = np.abs(outer - inner)
-        mid = 0.5 * (inner + outer)
-        active = (width > tol) & (mid != inner) & (mid != outer)
-        if not np.any(active):
-            break
-        over = _kl_bernoulli(q, mid) > c
-        outer = np.where(active & over, mid, outer)
-        inner = np.where(active & ~over, mid, inner)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        outer = _bisect(_KlAt(q), q, c, tol, upper)
     # q at the far end (q = 1 for upper, q = 0 for lower) or c = inf: the end itself.
     end = 1.0 if upper else 0.0
     out = np.where((q == end) | np.isinf(c), end, outer)
     return float(out) if out.ndim == 0 else out
+
+
+def _bisect(kl_at: _KlAt, q: np.ndarray, c: np.ndarray, tol: float, upper: bool) -> np.ndarray:
+    """The bisection of :func:`_kl_inverse` on checked arrays of one shape (under its
+    ``np.errstate``): the outer end of the final bracket of every entry."""
+    # Invariant: kl(q || inner) <= c < kl(q || outer); the answer lies between them.
+    inner = q.copy()
+    outer = np.ones(q.shape) if upper else np.zeros(q.shape)
+    for _ in range(200):  # the width halves each step: ~40 steps for tol = 1e-12
+        # outer - inner (upper) or inner - outer (lower): |outer - inner|, never negative
+        width = outer - inner if upper else inner - outer
+        mid = 0.5 * (inner + outer)
+        active = (width > tol) & (mid != inner) & (mid != outer)
+        if not active.any():
+            break
+        to_outer = active & (kl_at.at(mid) > c)
+        np.copyto(outer, mid, where=to_outer)
+        np.copyto(inner, mid, where=active ^ to_outer)  # active and not over
+    return outer
 
 
 def kl_inverse_upper(q, c, tol: float = 1e-12):
@@ -175,6 +213,38 @@ def kl_inverse_upper(q, c, tol: float = 1e-12):
       arXiv:cs/0411099, 2004.
     """
     return _kl_inverse(q, c, tol, upper=True)
+
+
+def _kl_steps(*steps) -> list:
+    """Run the generators ``steps`` together and return their return values: each yields the
+    arguments ``(q, c)`` of :func:`kl_inverse_upper` (arrays, or numbers) and is sent its
+    value, of the broadcast shape of q and c. The inversions pending at once are computed
+    by one bisection over all their entries, each entry alone, so every generator gets the
+    numbers its own call would give, in fewer numpy calls (B3 and B3p of one probe:
+    :func:`~cmcd_theory.bounds.pac_bayes.pac_bayes_bounds`)."""
+    out: list = [None] * len(steps)
+    pending: dict = {}
+
+    def advance(i, value=None):
+        try:
+            pending[i] = steps[i].send(value)
+        except StopIteration as done:
+            pending.pop(i, None)
+            out[i] = done.value
+
+    for i in range(len(steps)):
+        advance(i)
+    while pending:
+        pairs = {i: np.broadcast_arrays(*map(np.asarray, qc)) for i, qc in pending.items()}
+        q = np.concatenate([qb.reshape(-1) for qb, _ in pairs.values()])
+        c = np.concatenate([cb.reshape(-1) for _, cb in pairs.values()])
+        p = kl_inverse_upper(q, c)
+        at = 0
+        for i, (qb, _) in pairs.items():
+            value = p[at : at + qb.size].reshape(qb.shape)
+            at += qb.size
+            advance(i, float(value) if value.ndim == 0 else value)
+    return out
 
 
 def kl_inverse_lower(q, c, tol: float = 1e-12):

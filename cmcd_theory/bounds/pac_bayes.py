@@ -41,17 +41,14 @@ keeps that sign with probability :math:`\ge 1/2`, so :math:`R(\hat W) = R(c\hat 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import hashlib
+import inspect
 import math
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import ClassVar
 
 import numpy as np
 
-from cmcd_theory.bounds import pac_bayes_mc
 from cmcd_theory.bounds._checks import (
     _check_delta,
     _check_grid,
@@ -59,8 +56,13 @@ from cmcd_theory.bounds._checks import (
     _check_real,
     _Terms,
 )
-from cmcd_theory.bounds.kl import kl_inverse_upper
+from cmcd_theory.bounds.kl import _kl_steps, kl_inverse_upper
 from cmcd_theory.bounds.margin import _augment, _margins
+
+# the Monte Carlo of B3 / B3p (its memo too) is pac_bayes_mc's; the names are kept here
+from cmcd_theory.bounds.pac_bayes_mc import _MC_MEMO as _MC_MEMO
+from cmcd_theory.bounds.pac_bayes_mc import _memo_key as _memo_key
+from cmcd_theory.bounds.pac_bayes_mc import _stochastic_errors as _stochastic_errors
 
 #: B3 prior standard deviations sigma_p: 2^(j/2), j = -16..16 (33 values, 2^-8 .. 2^8).
 SIGMA_P_GRID: tuple = tuple(2.0 ** (j / 2) for j in range(-16, 17))
@@ -99,6 +101,11 @@ def gaussian_kl(mean_sq_norm: float, dim: int, sigma_q: float, sigma_p: float) -
     dim = _check_int("dim", dim, 1)
     sq = _check_real("sigma_q", sigma_q, lo=0.0, lo_open=True)
     sp = _check_real("sigma_p", sigma_p, lo=0.0, lo_open=True)
+    return _gaussian_kl(m2, dim, sq, sp)
+
+
+def _gaussian_kl(m2: float, dim: int, sq: float, sp: float) -> float:
+    """:func:`gaussian_kl` of checked Python numbers (B3's and B3p's grids call it per scale)."""
     ratio = (sq / sp) ** 2
     # ratio - 1 - log(ratio) >= 0; written with log so that it is exact at ratio = 1.
     return 0.5 * dim * (ratio - 1.0 - math.log(ratio)) + m2 / (2.0 * sp * sp)
@@ -203,83 +210,6 @@ class PacBayesBound(_Terms):
     sigma_q_grid_size: int
 
 
-def _stochastic_errors(z, y, w, sigma_q, seed, n_draws, chunk):
-    """Mean 0-1 loss (margin <= 0) of W = W_hat + sigma_q * eps over the sample, per sigma_q,
-    with an independent weight draw for every (sample point, draw): the scores of point i
-    under W are ``W_hat z_i + sigma_q eps z_i`` and ``eps z_i ~ N(0, ||z_i||^2 I_K)``, so each
-    point's draw is ``||z_i|| xi`` with xi standard normal (no weight matrix is formed); the
-    xi come from ``np.random.default_rng(seed)``, filled in (draw, point, class) order.
-
-    The same standard normal draws serve every sigma_q (the union bound over sigma_q does
-    not need independent draws). Returns (G_q,) floats. A deterministic function of its
-    arguments (``chunk``, the most draws generated at once, changes neither the draws nor
-    the result): for a plain seed (int or sequence of ints) the result is memoised, so the
-    bound forms that certify the same probe at different shares of delta draw the weights
-    once. How the errors are counted: :mod:`cmcd_theory.bounds.pac_bayes_mc`.
-    """
-    key = _memo_key(z, y, w, sigma_q, seed, n_draws, chunk)
-    if key is None:
-        return _mc_errors(z, y, w, sigma_q, seed, n_draws, chunk)
-    while True:
-        with _MC_LOCK:
-            if key in _MC_MEMO:
-                _MC_MEMO.move_to_end(key)
-                return _MC_MEMO[key].copy()
-            running = _MC_RUNNING.get(key)
-            if running is None:  # nobody computes it: this call does
-                running = _MC_RUNNING[key] = threading.Event()
-                break
-        running.wait()  # another thread computes the same draws: wait for its result
-    try:
-        errors = _mc_errors(z, y, w, sigma_q, seed, n_draws, chunk)
-        with _MC_LOCK:
-            _MC_MEMO[key] = errors.copy()
-            while len(_MC_MEMO) > _MC_MEMO_MAX:
-                _MC_MEMO.popitem(last=False)
-    finally:
-        with _MC_LOCK:
-            del _MC_RUNNING[key]
-        running.set()
-    return errors
-
-
-def _mc_errors(z, y, w, sigma_q, seed, n_draws, chunk) -> np.ndarray:
-    """:func:`_stochastic_errors` without the memo
-    (:func:`cmcd_theory.bounds.pac_bayes_mc.error_counts`)."""
-    sigmas = np.asarray(sigma_q, np.float64).reshape(-1)
-    counts = pac_bayes_mc.error_counts(
-        z, np.asarray(y), w, sigmas, np.random.default_rng(seed), int(n_draws), int(chunk)
-    )
-    return counts / (n_draws * z.shape[0])
-
-
-# _stochastic_errors of this process: (arrays' digest, seed, draws, chunk) -> errors; the
-# keys being computed by some thread now (a second caller waits for the first: certify runs
-# B3 and B3p in threads while it does the rest), under one lock
-_MC_MEMO: collections.OrderedDict = collections.OrderedDict()
-_MC_MEMO_MAX = 64
-_MC_RUNNING: dict = {}
-_MC_LOCK = threading.Lock()
-
-
-def _memo_key(z, y, w, sigma_q, seed, n_draws, chunk):
-    """A digest of everything :func:`_stochastic_errors` depends on; None for a seed that is
-    not a plain int or sequence of ints (a Generator carries state: never memoised)."""
-
-    def plain(x):
-        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-    if not (plain(seed) or (isinstance(seed, (list, tuple)) and all(plain(x) for x in seed))):
-        return None
-    h = hashlib.sha1()
-    for a in (z, y, w, sigma_q):
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.view(np.uint8).reshape(-1))
-    seed = tuple(int(x) for x in seed) if isinstance(seed, (list, tuple)) else int(seed)
-    return h.hexdigest(), repr(seed), int(n_draws), int(chunk)
-
-
 def pac_bayes_kl_bound(
     features,
     labels,
@@ -342,6 +272,26 @@ def pac_bayes_kl_bound(
       R. Caruana, NIPS 2001. G. K. Dziugaite and D. M. Roy, UAI 2017. M. Perez-Ortiz et al.,
       Tighter risk certificates for neural networks, JMLR 22, 2021.
     """
+    args = (features, labels, weights, bias, seed, delta, sigma_p_grid, sigma_q_grid)
+    return _kl_steps(_zero_prior_steps(*args, n_weight_samples, delta_mc_fraction, chunk_size))[0]
+
+
+def _zero_prior_steps(
+    features,
+    labels,
+    weights,
+    bias,
+    seed,
+    delta,
+    sigma_p_grid,
+    sigma_q_grid,
+    n_weight_samples,
+    delta_mc_fraction,
+    chunk_size,
+):
+    """:func:`pac_bayes_kl_bound` (every argument given) as a generator of its kl inversions,
+    run by :func:`~cmcd_theory.bounds.kl._kl_steps`: the checks, the Monte Carlo, then it
+    yields ``(q, c)`` and is sent ``kl_inverse_upper(q, c)`` (twice); it returns the bound."""
     z, y, w, _ = _augment(features, labels, weights, bias)
     n, K, D = z.shape[0], w.shape[0], w.size
     delta = _check_delta("delta", delta)
@@ -351,8 +301,10 @@ def pac_bayes_kl_bound(
     w_norm = float(np.linalg.norm(w))
     sqs = _sigma_q_grid(sigma_q_grid, w_norm, D)
     chunk_size = _chunk_size(chunk_size, n, K)
-    return _pac_bayes_kl(
-        z, y, w, w_norm, sps, sqs, seed, n_w, chunk_size, delta, delta_mc, delta_pb
+    return (
+        yield from _pac_bayes_kl(
+            z, y, w, w_norm, sps, sqs, seed, n_w, chunk_size, delta, delta_mc, delta_pb
+        )
     )
 
 
@@ -369,14 +321,14 @@ def _pac_bayes_kl(
     delta: float,
     delta_mc: float,
     delta_pb: float,
-) -> PacBayesBound:
+) -> Generator[tuple, np.ndarray, PacBayesBound]:
     r"""B3 of checked arguments (:func:`pac_bayes_kl_bound`; ``z``, ``w`` augmented by the
     bias): the Monte Carlo errors at every posterior scale :math:`\sigma_q`, the two kl steps at
-    every :math:`(\sigma_q, \sigma_p)` pair (:func:`_zero_prior_terms`) and the terms at the pair
-    with the smallest bound."""
+    every :math:`(\sigma_q, \sigma_p)` pair (:func:`_zero_prior_terms`, yielded) and the terms at
+    the pair with the smallest bound."""
     n, K, D = z.shape[0], w.shape[0], w.size
     emp_mc = _stochastic_errors(z, y, w, sqs, seed, n_w, chunk_size)
-    emp_up, conf, totals, kls = _zero_prior_terms(
+    emp_up, conf, totals, kls = yield from _zero_prior_terms(
         emp_mc, w_norm, D, sqs, sps, n, n_w, delta_mc, delta_pb
     )
     gq, gp = np.unravel_index(int(np.argmin(totals)), totals.shape)
@@ -444,8 +396,10 @@ def _zero_prior_terms(
     n_w: int,
     delta_mc: float,
     delta_pb: float,
-) -> tuple:
-    r"""B3's two kl steps at every :math:`(\sigma_q, \sigma_p)` pair at once.
+) -> Generator[tuple, np.ndarray, tuple]:
+    r"""B3's two kl steps at every :math:`(\sigma_q, \sigma_p)` pair at once, each yielded as
+    the arguments ``(q, c)`` of :func:`~cmcd_theory.bounds.kl_inverse_upper` (and sent its
+    value: :func:`~cmcd_theory.bounds.kl._kl_steps`).
 
     Returns ``(emp_up, conf, totals, kls)``: the Monte Carlo upper ends (one per
     :math:`\sigma_q`, union over the :math:`G_q` values), the confidence term
@@ -453,11 +407,14 @@ def _zero_prior_terms(
     :math:`(G_q, G_p)`, from one vectorised kl inversion.
     """
     # n * N_w independent 0-1 values (one weight draw per point and draw): Chernoff-kl
-    emp_up = kl_inverse_upper(emp_mc, math.log(2.0 * sqs.size / delta_mc) / (n * n_w))
+    emp_up = yield emp_mc, math.log(2.0 * sqs.size / delta_mc) / (n * n_w)
     d_pb = delta_pb / sps.size
     conf = math.log(2.0 * math.sqrt(n) / d_pb) / n
-    kls = np.array([[gaussian_kl(w_norm**2, D, sq, sp) for sp in sps] for sq in sqs])
-    return emp_up, conf, kl_inverse_upper(emp_up[:, None], kls / n + conf), kls
+    # the grids are checked (positive, finite): the unchecked KL on their Python floats
+    sp_list = sps.tolist()
+    kls = np.array([[_gaussian_kl(w_norm**2, D, sq, sp) for sp in sp_list] for sq in sqs.tolist()])
+    totals = yield emp_up[:, None], kls / n + conf
+    return emp_up, conf, totals, kls
 
 
 def stochastic_error_rate(
@@ -487,11 +444,41 @@ def stochastic_error_rate(
     """
     z, y, w, _ = _augment(features, labels, weights, bias)
     sigma = _check_real("sigma", sigma, lo=0.0)
-    z, y, w, _ = _augment(features, labels, weights, bias)
-    sigma = _check_real("sigma", sigma, lo=0.0)
     n_draws = _check_int("n_draws", n_draws, 1)
     chunk = _chunk_size(None, z.shape[0], w.shape[0])
-    return float(_stochastic_errors(z, y, w, np.array([sigma]), seed, n_draws, chunk)[0])
+    # a held-out error is counted once: no memo (its digest would cost more than it saves)
+    errors = _stochastic_errors(z, y, w, np.array([sigma]), seed, n_draws, chunk, memo=False)
+    return float(errors[0])
+
+
+def prefetch_monte_carlo(
+    features,
+    labels,
+    weights,
+    bias=None,
+    *,
+    seed,
+    n_weight_samples: int = 1000,
+    prior_weights=None,
+    prior_bias=None,
+) -> None:
+    """Draw and count now the Monte Carlo errors that :func:`pac_bayes_kl_bound` (or, given the
+    prior mean ``prior_weights``, ``prior_bias``, :func:`pac_bayes_split_prior_bound`) will use
+    on the same arguments at the default grids and any delta, without the bound's kl steps:
+    for a plain seed they are memoised (:func:`_stochastic_errors`), so the bound finds them
+    (certify computes them in a background thread while it does other work). Inputs are
+    checked as by the bounds."""
+    z, y, w, has_bias = _augment(features, labels, weights, bias)
+    n_w = _check_int("n_weight_samples", n_weight_samples, 1)
+    chunk = _chunk_size(None, z.shape[0], w.shape[0])
+    if prior_weights is None:  # B3: posterior N(W_hat, sigma_q^2 I) on the relative grid
+        sigmas = _sigma_q_grid(None, float(np.linalg.norm(w)), w.size)
+    else:  # B3p: posterior N(c W_hat, sigma^2 I) on the kappa grid
+        w0 = _prior_mean(features, labels, prior_weights, prior_bias, has_bias, w.shape)
+        kappas = _check_grid("kappa_grid", SIGMA_Q_RELATIVE_GRID)
+        _, _, c, sigmas = _split_prior_posterior(w, w0, kappas, w.size)
+        w = c * w
+    _stochastic_errors(z, y, w, sigmas, seed, n_w, chunk)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -586,6 +573,28 @@ def pac_bayes_split_prior_bound(
       J. Shawe-Taylor, S. Sun, PAC-Bayes bounds with data dependent priors, JMLR 13, 2012.
       A. Maurer, arXiv:cs/0411099, 2004.
     """
+    args = (features, labels, weights, bias, prior_weights, prior_bias, n_prior, seed, delta)
+    steps = _split_prior_steps(*args, kappa_grid, n_weight_samples, delta_mc_fraction, chunk_size)
+    return _kl_steps(steps)[0]
+
+
+def _split_prior_steps(
+    features,
+    labels,
+    weights,
+    bias,
+    prior_weights,
+    prior_bias,
+    n_prior,
+    seed,
+    delta,
+    kappa_grid,
+    n_weight_samples,
+    delta_mc_fraction,
+    chunk_size,
+):
+    """:func:`pac_bayes_split_prior_bound` (every argument given) as a generator of its kl
+    inversions, as :func:`_zero_prior_steps`."""
     z, y, w, has_bias = _augment(features, labels, weights, bias)
     w0 = _prior_mean(features, labels, prior_weights, prior_bias, has_bias, w.shape)
     n, K, D = z.shape[0], w.shape[0], w.size
@@ -597,9 +606,40 @@ def pac_bayes_split_prior_bound(
     posterior = _split_prior_posterior(w, w0, kappas, D)
     chunk_size = _chunk_size(chunk_size, n, K)
     deltas = (delta, delta_mc, delta_pb)
-    return _split_prior_bound(
-        z, y, w, w0, kappas, posterior, seed, n_w, chunk_size, n_prior, deltas
+    return (
+        yield from _split_prior_bound(
+            z, y, w, w0, kappas, posterior, seed, n_w, chunk_size, n_prior, deltas
+        )
     )
+
+
+def pac_bayes_bounds(*calls: tuple) -> list:
+    """``[bound(**kwargs) for bound, kwargs in calls]``, ``bound`` :func:`pac_bayes_kl_bound` or
+    :func:`pac_bayes_split_prior_bound`, computed together: each call's checks and Monte Carlo
+    in turn, then their kl inversions at once (:func:`~cmcd_theory.bounds.kl._kl_steps`: one
+    bisection, each entry inverted alone), so every bound is the one its own call gives, in
+    fewer numpy calls. certify computes a probe's B3 and B3p so.
+
+    Example:
+      >>> z = np.array([[1.0, 0.0], [0.0, 1.0]] * 500); y = np.array([0, 1] * 500)
+      >>> w = np.array([[4.0, -4.0], [-4.0, 4.0]])
+      >>> kw = dict(features=z, labels=y, weights=w, seed=0, n_weight_samples=50)
+      >>> b3, b3p = pac_bayes_bounds((pac_bayes_kl_bound, kw), (pac_bayes_split_prior_bound,
+      ...                             dict(kw, prior_weights=0.9 * w, n_prior=1000)))
+      >>> b3 == pac_bayes_kl_bound(**kw), b3p.scale
+      (True, 0.9)
+    """
+    steps = []
+    for bound, kwargs in calls:
+        if bound not in _STEPS:
+            raise ValueError(
+                "calls: each bound must be pac_bayes_kl_bound or pac_bayes_split_prior_bound, "
+                f"got {bound!r}"
+            )
+        args = inspect.signature(bound).bind(**kwargs)
+        args.apply_defaults()
+        steps.append(_STEPS[bound](**args.arguments))
+    return _kl_steps(*steps)
 
 
 def _split_prior_posterior(
@@ -627,7 +667,7 @@ def _split_prior_bound(
     chunk_size: int,
     n_prior: int,
     deltas: tuple,
-) -> SplitPriorPacBayesBound:
+) -> Generator[tuple, np.ndarray, SplitPriorPacBayesBound]:
     r"""B3p of checked arguments (:func:`pac_bayes_split_prior_bound`; ``z``, ``w``, ``w0``
     augmented by the bias; ``posterior`` of :func:`_split_prior_posterior`, ``deltas`` =
     ``(delta, delta_mc, delta_pb)``): the Monte Carlo errors of the posterior at every grid
@@ -640,7 +680,7 @@ def _split_prior_bound(
     mean = c * w
     emp_mc = _stochastic_errors(z, y, mean, sigmas, seed, n_w, chunk_size)
     dist2 = float(np.sum((mean - w0) ** 2))
-    emp_up, conf, totals, kls = _split_prior_terms(
+    emp_up, conf, totals, kls = yield from _split_prior_terms(
         emp_mc, dist2, D, sigmas, n, n_w, delta_mc, delta_pb
     )
     g = int(np.argmin(totals))
@@ -681,8 +721,9 @@ def _split_prior_terms(
     n_w: int,
     delta_mc: float,
     delta_pb: float,
-) -> tuple:
-    r"""B3p's two kl steps at every grid scale :math:`\sigma` (G values) at once.
+) -> Generator[tuple, np.ndarray, tuple]:
+    r"""B3p's two kl steps at every grid scale :math:`\sigma` (G values) at once, yielded as
+    :func:`_zero_prior_terms`' are.
 
     Returns ``(emp_up, conf, totals, kls)``: the Monte Carlo upper ends, the confidence term
     :math:`\ln(2\sqrt n\,G/\delta_{pb})/n`, the bounds and the KLs
@@ -690,10 +731,11 @@ def _split_prior_terms(
     """
     G = sigmas.size
     # n N_w independent 0-1 values, one-sided Chernoff-kl, union over the G scales
-    emp_up = kl_inverse_upper(emp_mc, math.log(G / delta_mc) / (n * n_w))
+    emp_up = yield emp_mc, math.log(G / delta_mc) / (n * n_w)
     conf = math.log(2.0 * math.sqrt(n) * G / delta_pb) / n
-    kls = np.array([gaussian_kl(dist2, D, s, s) for s in sigmas])  # = dist2 / (2 sigma^2)
-    return emp_up, conf, kl_inverse_upper(emp_up, kls / n + conf), kls
+    kls = np.array([_gaussian_kl(dist2, D, s, s) for s in sigmas.tolist()])  # dist2 / (2 s^2)
+    totals = yield emp_up, kls / n + conf
+    return emp_up, conf, totals, kls
 
 
 def _prior_mean(
@@ -718,3 +760,10 @@ def _posterior_scale(w: np.ndarray, w0: np.ndarray, w_norm: float) -> float:
     if not c > 0:
         c = 1.0  # any c > 0 is a valid posterior centre; c > 0 keeps the argmax of W_hat
     return c
+
+
+#: the generator of each bound's kl inversions (:func:`pac_bayes_bounds`)
+_STEPS: dict[Callable, Callable[..., Generator]] = {
+    pac_bayes_kl_bound: _zero_prior_steps,
+    pac_bayes_split_prior_bound: _split_prior_steps,
+}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -61,33 +61,48 @@ def b3_forms(
     probability >= 1 - delta (union bound), so their minimum does too."""
     if reason:
         return {"B3": (None, reason), "B3p": (None, reason)}
-    out: dict[str, tuple[bounds.PacBayesBound | bounds.SplitPriorPacBayesBound | None, str]] = {
-        "B3": (
-            bounds.pac_bayes_kl_bound(
-                z, y, W, b, seed=seed, delta=delta / 2, n_weight_samples=n_weight_samples
+    calls: list[tuple[Callable, dict]] = [
+        (
+            bounds.pac_bayes_kl_bound,
+            dict(
+                features=z,
+                labels=y,
+                weights=W,
+                bias=b,
+                seed=seed,
+                delta=delta / 2,
+                n_weight_samples=n_weight_samples,
             ),
-            "",
         )
+    ]
+    if prior is not None:
+        h = int(prior["n_prior"])
+        calls.append(
+            (
+                bounds.pac_bayes_split_prior_bound,
+                dict(
+                    features=z[h:],
+                    labels=y[h:],
+                    weights=W,
+                    bias=b,
+                    prior_weights=prior["W"],
+                    prior_bias=None if b is None else prior["b"],
+                    n_prior=h,
+                    seed=[seed, 3],
+                    delta=delta / 2,
+                    n_weight_samples=n_weight_samples,
+                ),
+            )
+        )
+    # computed together (their kl inversions at once): the numbers of one call each
+    done = bounds.pac_bayes_bounds(*calls)
+    out: dict[str, tuple[bounds.PacBayesBound | bounds.SplitPriorPacBayesBound | None, str]] = {
+        "B3": (done[0], "")
     }
     if prior is None:
         out["B3p"] = (None, "needs a prior probe fitted on a disjoint part of the labeled samples")
     else:
-        h = int(prior["n_prior"])
-        out["B3p"] = (
-            bounds.pac_bayes_split_prior_bound(
-                z[h:],
-                y[h:],
-                W,
-                b,
-                prior_weights=prior["W"],
-                prior_bias=None if b is None else prior["b"],
-                n_prior=h,
-                seed=[seed, 3],
-                delta=delta / 2,
-                n_weight_samples=n_weight_samples,
-            ),
-            "",
-        )
+        out["B3p"] = (done[1], "")
     return out
 
 
@@ -95,29 +110,27 @@ def start_monte_carlo(
     z, y, W, b, *, seed: int, n_weight_samples: int, prior: Mapping | None = None
 ) -> threading.Thread:
     """Start the Monte Carlo of B3 (and of B3p, given its prior) in a background thread and
-    return it: the draws :func:`b3_forms` will use, computed while the caller does other work
-    (:func:`cmcd_theory.bounds.pac_bayes._stochastic_errors` memoises them, and a call for
-    the same draws waits for the thread instead of drawing again). Nothing else changes: the
-    bounds are computed by :func:`b3_forms` as before; an error is left for it to raise."""
+    return it: the draws :func:`b3_forms` will use, counted while the caller does other work
+    (:func:`cmcd_theory.bounds.prefetch_monte_carlo`: memoised, and a call for the same draws
+    waits for the thread instead of drawing again). Nothing else changes: the bounds are
+    computed by :func:`b3_forms` as before; an error is left for it to raise."""
 
     def run():
         try:
             if prior is None:
-                bounds.pac_bayes_kl_bound(
-                    z, y, W, b, seed=seed, delta=0.5, n_weight_samples=n_weight_samples
+                bounds.prefetch_monte_carlo(
+                    z, y, W, b, seed=seed, n_weight_samples=n_weight_samples
                 )
             else:
                 h = int(prior["n_prior"])
-                bounds.pac_bayes_split_prior_bound(
+                bounds.prefetch_monte_carlo(
                     z[h:],
                     y[h:],
                     W,
                     b,
                     prior_weights=prior["W"],
                     prior_bias=None if b is None else prior["b"],
-                    n_prior=h,
                     seed=[seed, 3],
-                    delta=0.5,
                     n_weight_samples=n_weight_samples,
                 )
         except Exception:  # noqa: BLE001, S110 - b3_forms computes it again and raises
