@@ -330,7 +330,7 @@ def test_cli_help_shows_defaults_columns_and_resume(capsys):
         sweep.main(["--help"])
     assert e.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for s in ("--channel", "--scheduler", "(default: local)", "err_B", "--extend", "--overwrite"):
+    for s in ("--channel", "--scheduler", "(default: none)", "err_B", "--extend", "--overwrite"):
         assert s in text
 
 

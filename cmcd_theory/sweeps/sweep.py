@@ -651,10 +651,11 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scheduler",
         type=V.arg(_scheduler, "--scheduler"),
-        default="local",
-        help="where chunks run: 'local' (an embedded Dask LocalCluster, one worker process "
-        "per core), 'none' (this process, one chunk after the other) or a Dask "
-        "scheduler address such as tcp://HOST:8786",
+        default="none",
+        help="where chunks run: 'none' (this process, its chunks on one thread per core; the "
+        "faster here: benchmarks.sweep_engines), 'local' (an embedded Dask LocalCluster, one "
+        "single-threaded worker process per core: a crashed worker loses only its chunks) or "
+        "a Dask scheduler address such as tcp://HOST:8786",
     )
     p.add_argument(
         "--workers",
