@@ -16,7 +16,7 @@ The work is split in three parts, each usable alone:
 :func:`~cmcd_theory.sweeps.grid.plan_chunks` (which cells run together), :func:`run_chunk` (the
 rows of one chunk, a pure function of its arguments) and :mod:`cmcd_theory.sweeps.storage` (the
 CSV and JSON on disk); :mod:`cmcd_theory.sweeps.cluster`
-decides where chunks run -- in this process one after the other, or as tasks of a Dask cluster
+decides where chunks run -- in this process on one thread per core, or as tasks of a Dask cluster
 whose worker processes can each fail alone (the chunk is run again, the sweep goes on).
 
 It returns a pandas DataFrame with one row per (cell, method, seed). The stage-1 teacher
@@ -339,7 +339,7 @@ def run_sweep(
       progress: a progress bar (on a terminal, not under ``CI=true``) and a summary line.
       overwrite: discard an existing ``out`` and its JSON.
       extend: let the grid at ``out`` grow (every axis keeps its values; configs identical).
-      cluster: where chunks run. ``None`` or ``"none"``: in this process, one after the other.
+      cluster: where chunks run. ``None`` or ``"none"``: in this process, on ``threads`` threads.
         Otherwise a Dask ``distributed.Client``, a Dask cluster object, a scheduler address
         (``"tcp://host:8786"``), ``"local"`` (an embedded ``LocalCluster``, one single-threaded
         worker process per core) or an int (a ``LocalCluster`` of that many workers); see
