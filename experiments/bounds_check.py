@@ -108,7 +108,7 @@ def certified_rows(
             "err_B": row["err_B"],
             "distill_pop_loss": row["distill_pop_loss"],
         }
-        rows.extend({**config, **r} for r in res["rows"])
+        rows.append([{**config, **r} for r in res["rows"]])  # one group per sweep row
         return res["wide"]
 
     for block in grid(quick):
@@ -118,8 +118,27 @@ def certified_rows(
         parts["now"] = ("B1b", "B2", "B3", "B4") + stage1
         bp = pipe.replace(distill=pipe.distill.replace(student_features=feats))
         # no resume here: the long table is rebuilt from the postprocess of every cell
-        run_sweep(block, world=world, pipeline=bp, seeds=seeds, out=None, postprocess=post)
-    return pd.DataFrame(rows)
+        start = len(rows)
+        df = run_sweep(block, world=world, pipeline=bp, seeds=seeds, out=None, postprocess=post)
+        # the sweep's chunks run on several threads, so the postprocess sees its rows in the
+        # order they finish: put each row's group back in the sweep's (plan) order
+        where = {_row_key(r): i for i, r in enumerate(df.to_dict("records"))}
+        rows[start:] = sorted(rows[start:], key=lambda group: where[_row_key(group[0])])
+    return pd.DataFrame([r for group in rows for r in group])
+
+
+def _row_key(r: dict) -> tuple:
+    """A sweep row's cell, from the sweep's table or from a certified row (``n_labels``)."""
+    n = r["n"] if "n" in r else r["n_labels"]
+    return (
+        r["channel"],
+        float(r["t"]),
+        r["method"],
+        int(r["seed"]),
+        int(r["M"]),
+        int(r["m"]),
+        int(n),
+    )
 
 
 def _tightness(df: pd.DataFrame) -> dict:
