@@ -265,6 +265,7 @@ def main(argv=None) -> pd.DataFrame:
     pipe = theory_pipeline(args.quick)
     world = WorldConfig()
     t0 = time.perf_counter()
+    start = common.compilation_counts()
     os.makedirs(args.out_dir, exist_ok=True)
     df = certified_rows(args.quick, pipe, world, seeds)
     out = os.path.join(args.out_dir, "bounds_check.csv")
@@ -281,6 +282,7 @@ def main(argv=None) -> pd.DataFrame:
                 "grid": grid(args.quick),
                 "findings": findings,
                 "wall_time_s": round(wall, 1),
+                "compilation": common.compilation_since(start),
             },
             f,
             indent=2,

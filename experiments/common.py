@@ -496,7 +496,8 @@ _LISTENING: list = []
 def compilation_counts() -> dict:
     """JAX's compilations in this process so far: ``requests`` (programs that went to XLA or
     the persistent cache), ``hits`` (read back from the persistent cache) and ``compile_s``
-    (seconds XLA spent compiling the others). Counting starts at the first call."""
+    (seconds spent compiling a program or reading it back, JAX's backend-compile events, summed
+    over threads). Counting starts at the first call."""
     if not _LISTENING:
         import jax
 
@@ -518,12 +519,13 @@ def compilation_counts() -> dict:
 
 def compilation_since(start: dict) -> dict:
     """What :func:`compilation_counts` counted since ``start``: ``compiled`` programs (cache
-    misses: compiled by XLA here), ``from_cache`` and ``xla_compile_s``."""
+    misses: compiled by XLA here), ``from_cache`` (read back from the persistent cache) and
+    ``compile_or_load_s`` (seconds of both, summed over threads)."""
     now = compilation_counts()
     return {
         "compiled": now["requests"] - start["requests"] - (now["hits"] - start["hits"]),
         "from_cache": now["hits"] - start["hits"],
-        "xla_compile_s": round(now["compile_s"] - start["compile_s"], 2),
+        "compile_or_load_s": round(now["compile_s"] - start["compile_s"], 2),
     }
 
 

@@ -150,6 +150,7 @@ def main(argv=None) -> pd.DataFrame:
         _plot(df, args)
         return df
     t0 = time.perf_counter()
+    start = common.compilation_counts()
     g = grid(args.quick)
     seeds = args.seeds
     wc = WorldConfig(channel="attenuate")
@@ -179,6 +180,7 @@ def main(argv=None) -> pd.DataFrame:
                 "discom": cfg.__dict__,
                 "findings": findings,
                 "wall_time_s": round(time.perf_counter() - t0, 1),
+                "compilation": common.compilation_since(start),
             },
             f,
             indent=2,

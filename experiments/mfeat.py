@@ -674,6 +674,7 @@ def main(argv=None) -> pd.DataFrame:
     stem = pathlib.Path(args.fig_dir) / "mfeat"
 
     t0 = time.perf_counter()
+    start = common.compilation_counts()
     df = run(cfg, progress=not args.no_progress)
     wall = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -694,6 +695,7 @@ def main(argv=None) -> pd.DataFrame:
             f"err_B_at_n={n_max} (mean +- 95% half-width)": err_at_n_max,
         },
         "wall_time_s": round(wall, 1),
+        "compilation": common.compilation_since(start),
         "stage_seconds": df.attrs.get("stage_seconds", {}),
         "jax": jax.__version__,
         "backend": jax.default_backend(),

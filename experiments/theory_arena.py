@@ -317,6 +317,7 @@ def main(argv=None) -> pd.DataFrame:
         extra=extra,
         epilog=EPILOG,
     )
+    start = common.compilation_counts()
     with common.Timer() as tm:
         cells = run(args)
         board = score_predictors(BUILTIN, cells)
@@ -325,7 +326,9 @@ def main(argv=None) -> pd.DataFrame:
         cells.to_csv(os.path.join(args.out_dir, f"{NAME}.csv"), index=False)
         plot_leaderboard(board, cells, args)
         plot_phases(cells, args)
-    common.save_results(cells, NAME, args, config(args), f, tm.elapsed)
+    common.save_results(
+        cells, NAME, args, config(args), f, tm.elapsed, common.compilation_since(start)
+    )
     return cells
 
 

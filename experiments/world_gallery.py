@@ -339,6 +339,7 @@ def main(argv=None) -> pd.DataFrame:
         prog="python -m experiments.world_gallery",
         epilog=common.OUTPUTS + common.NO_RESUME,
     )
+    start = common.compilation_counts()
     t0 = time.perf_counter()
     config = worlds.WorldConfig()
     sz = sizes(args.quick)
@@ -364,7 +365,15 @@ def main(argv=None) -> pd.DataFrame:
             else "Monte Carlo of the posterior argmax, Hoeffding interval at delta"
         ),
     }
-    common.save_results(truth, NAME, args, meta, findings(truth), time.perf_counter() - t0)
+    common.save_results(
+        truth,
+        NAME,
+        args,
+        meta,
+        findings(truth),
+        time.perf_counter() - t0,
+        common.compilation_since(start),
+    )
     return truth
 
 
