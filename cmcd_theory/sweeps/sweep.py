@@ -55,11 +55,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -230,6 +232,7 @@ def precompile(
     (:func:`cmcd_theory.sweeps.devices.setup_jax`): worker processes that share the cache then
     read them back instead of each compiling them. Returns the number of programs."""
     seen: set = set()
+    jobs: list = []
     for chunk in chunks:
         cell = dict(chunk.cell)
         wc, pc = cell_config(world, pipeline, {**cell, "n": chunk.ns[0]})
@@ -241,11 +244,15 @@ def precompile(
         _, k_down = seed_keys(seeds)
         ts = jnp.zeros((chunk.size,), jnp.float32)
         spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
-        _downstream_program(wc, pc, chunk, (make_world(wc), k_down, spec, ts), True, artifacts)
+        args = (make_world(wc), k_down, spec, ts)
+        jobs.append(functools.partial(_downstream_program, wc, pc, chunk, args, True, artifacts))
         if chunk.n_teachers:
             swc, tpc = source_world_config(wc), teacher_config(pc)
             kt, _ = seed_keys(seeds[: chunk.n_teachers])
-            _TEACHER_JIT.lower(make_world(swc), kt, tpc).compile()
+            jobs.append(_TEACHER_JIT.lower(make_world(swc), kt, tpc).compile)
+    # independent compilations on one thread per core (XLA releases the GIL while compiling)
+    with ThreadPoolExecutor(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        list(pool.map(lambda job: job(), jobs))
     return len(seen)
 
 
