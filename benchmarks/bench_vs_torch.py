@@ -47,14 +47,7 @@ import sys
 import tempfile
 import time
 
-METHODS = ("cmd", "cmc", "l2")
-
-
-def headline(quick: bool) -> tuple[list[float], int]:
-    """The grid's t values and seed count (``--quick``: 4 t values, 2 seeds)."""
-    n_t, seeds = (4, 2) if quick else (8, 5)
-    return [i / (n_t - 1) for i in range(n_t)], seeds
-
+from benchmarks.headline_world import METHODS, headline
 
 # ---- the measured processes -----------------------------------------------------------------
 

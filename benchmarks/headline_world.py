@@ -23,6 +23,15 @@ import numpy as np
 
 from cmcd_theory.worlds import WorldConfig, make_world
 
+#: the headline grid's methods
+METHODS = ("cmd", "cmc", "l2")
+
+
+def headline(quick: bool) -> tuple[list[float], int]:
+    """The headline grid's t values and seed count (``quick``: 4 t values, 2 seeds)."""
+    n_t, seeds = (4, 2) if quick else (8, 5)
+    return [i / (n_t - 1) for i in range(n_t)], seeds
+
 
 def export_world(path: str, config: WorldConfig = WorldConfig(channel="attenuate")) -> dict:
     """Write the world of ``config`` (default: the headline world) to the ``.npz`` at ``path``.

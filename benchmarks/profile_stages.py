@@ -36,7 +36,7 @@ def profile(quick: bool) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from benchmarks.bench_vs_torch import METHODS, headline
+    from benchmarks.headline_world import METHODS, headline
     from cmcd_theory.learn import pipeline as P
     from cmcd_theory.learn.models import normalize
     from cmcd_theory.learn.training import fit_probe, train_distill
