@@ -147,7 +147,7 @@ class InProcess:
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in sorted(finished, key=lambda f: chunks.index(futures[f])):
+                for f in finished:
                     yield futures[f], f.result()
         finally:  # an error or an interrupt: chunks not started are dropped
             pool.shutdown(wait=False, cancel_futures=True)
@@ -245,8 +245,9 @@ def engine(cluster, threads: int | None = None):
         yield InProcess(n_cores() if threads is None else threads)
         return
     check_cluster(cluster)
-    if cluster == "local" or isinstance(cluster, int):
-        with local_cluster(None if cluster == "local" else cluster) as client:
+    n_local = local_workers(cluster)
+    if n_local is not None:
+        with local_cluster(n_local) as client:
             yield OnDask(client)
         return
     from distributed import Client

@@ -171,7 +171,7 @@ def _downstream_program(
     artifacts: bool = True,
 ):
     """The compiled :func:`_downstream_batched` of ``chunk``'s shape (compiled on first use,
-    from ``args`` = (world, keys, teacher params or their shapes, ts)), returning the arrays a
+    from ``args`` = (world, keys, ts) and the teachers' shapes), returning the arrays a
     postprocess needs if ``artifacts``. With ``wait=False``, None while another thread
     compiles it (this one can do something else meanwhile)."""
     key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers > 0, artifacts)
@@ -184,7 +184,11 @@ def _downstream_program(
             if key in _PROGRAMS:
                 _PROGRAMS.move_to_end(key)
                 return _PROGRAMS[key]
-        program = _DOWNSTREAM_JIT.lower(*args, chunk.methods, chunk.ns, pc, artifacts).compile()
+        w, keys, ts = args
+        spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
+        program = _DOWNSTREAM_JIT.lower(
+            w, keys, spec, ts, chunk.methods, chunk.ns, pc, artifacts
+        ).compile()
         with _PROGRAMS_LOCK:
             _PROGRAMS[key] = program
             while len(_PROGRAMS) > _PROGRAMS_MAX:
@@ -202,24 +206,20 @@ def _teachers_for(wc: WorldConfig, pc: PipelineConfig, seeds: list, batch: int):
     """Stacked stage-1 teacher params for ``seeds`` (trained ``batch`` seeds per call, cached;
     one thread at a time: a teacher another chunk's thread is training is waited for, not
     trained twice)."""
-    with _TEACHER_LOCK:
-        return _teachers_locked(wc, pc, seeds, batch)
-
-
-def _teachers_locked(wc: WorldConfig, pc: PipelineConfig, seeds: list, batch: int):
     swc, tpc = source_world_config(wc), teacher_config(pc)
-    need = sorted({s for s in seeds if (swc, tpc, s) not in _TEACHERS})
-    for i in range(0, len(need), batch):
-        part = need[i : i + batch]
-        kt, _ = seed_keys(_pad(part, batch))
-        params = jax.device_get(_TEACHER_JIT(make_world(swc), kt, tpc))
-        for j, s in enumerate(part):  # host arrays: slicing and stacking compile nothing
-            _TEACHERS[(swc, tpc, s)] = jax.tree_util.tree_map(lambda a, j=j: a[j], params)
-    got = [_TEACHERS[(swc, tpc, s)] for s in seeds]
-    for s in seeds:
-        _TEACHERS.move_to_end((swc, tpc, s))
-    while len(_TEACHERS) > _TEACHERS_MAX:
-        _TEACHERS.popitem(last=False)
+    with _TEACHER_LOCK:
+        need = sorted({s for s in seeds if (swc, tpc, s) not in _TEACHERS})
+        for i in range(0, len(need), batch):
+            part = need[i : i + batch]
+            kt, _ = seed_keys(_pad(part, batch))
+            params = jax.device_get(_TEACHER_JIT(make_world(swc), kt, tpc))
+            for j, s in enumerate(part):  # host arrays: slicing and stacking compile nothing
+                _TEACHERS[(swc, tpc, s)] = jax.tree_util.tree_map(lambda a, j=j: a[j], params)
+        got = [_TEACHERS[(swc, tpc, s)] for s in seeds]
+        for s in seeds:
+            _TEACHERS.move_to_end((swc, tpc, s))
+        while len(_TEACHERS) > _TEACHERS_MAX:
+            _TEACHERS.popitem(last=False)
     return jax.tree_util.tree_map(lambda *a: np.stack(a), *got)
 
 
@@ -243,15 +243,16 @@ def precompile(
         seeds = [s for _, s in _pad(list(chunk.cells), chunk.size)]
         _, k_down = seed_keys(seeds)
         ts = jnp.zeros((chunk.size,), jnp.float32)
-        spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
-        args = (make_world(wc), k_down, spec, ts)
+        args = (make_world(wc), k_down, ts)
         jobs.append(functools.partial(_downstream_program, wc, pc, chunk, args, True, artifacts))
         if chunk.n_teachers:
             swc, tpc = source_world_config(wc), teacher_config(pc)
             kt, _ = seed_keys(seeds[: chunk.n_teachers])
             jobs.append(_TEACHER_JIT.lower(make_world(swc), kt, tpc).compile)
     # independent compilations on one thread per core (XLA releases the GIL while compiling)
-    with ThreadPoolExecutor(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+    from cmcd_theory.sweeps.cluster import n_cores
+
+    with ThreadPoolExecutor(max(1, min(len(jobs), n_cores()))) as pool:
         list(pool.map(lambda job: job(), jobs))
     return len(seen)
 
@@ -275,12 +276,11 @@ def run_chunk(
     # the program (compiled here unless another thread is compiling it) and the teachers, in
     # whichever order keeps this thread busy: a thread that finds the program being compiled
     # trains the teachers meanwhile
-    spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
     arts = postprocess is not None  # the artifacts are returned only for a postprocess
-    program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts), False, arts)
+    program = _downstream_program(wc, pc, chunk, (w, k_down, ts), False, arts)
     tp = _teachers_for(wc, pc, seeds, chunk.n_teachers) if chunk.n_teachers else None
     if program is None:
-        program = _downstream_program(wc, pc, chunk, (w, k_down, spec, ts), True, arts)
+        program = _downstream_program(wc, pc, chunk, (w, k_down, ts), True, arts)
     res = program(w, k_down, tp, ts)
     truths = [ground_truth(wc, t) for t, _ in chunk.cells]  # while the program runs
     res = jax.device_get(res)
