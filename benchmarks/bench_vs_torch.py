@@ -48,6 +48,7 @@ import tempfile
 import time
 
 from benchmarks.headline_world import METHODS, headline
+from benchmarks.whole_process import run_timed
 
 # ---- the measured processes -----------------------------------------------------------------
 
@@ -67,24 +68,6 @@ def _toolkit_child(out_csv: str, quick: bool) -> None:
         progress=False,
     )
     df.to_csv(out_csv, index=False)
-
-
-def _spawn(cmd: list[str], env: dict) -> dict:
-    """Run ``cmd`` as a child process: wall seconds (spawn to exit), CPU seconds and peak
-    resident MiB of that process (``os.wait4``)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
-    return {
-        "wall_s": round(wall, 3),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "peak_mib": round(usage.ru_maxrss / 1024, 1),
-    }
 
 
 def _env(cache: str | None = None) -> dict:
@@ -181,7 +164,7 @@ def measure(rounds: int, quick: bool, tmp: str) -> dict:
         if r % 2:  # alternate who goes first
             steps = steps[1:] + steps[:1]
         for name, cmd, env in steps:
-            runs[name].append({**_spawn(cmd, env), "load": round(os.getloadavg()[0], 2)})
+            runs[name].append(run_timed(cmd, env))
             print(f"round {r + 1}/{rounds} {name}: {runs[name][-1]}", file=sys.stderr)
     med = {k: {f: statistics.median(x[f] for x in v) for f in v[0]} for k, v in runs.items()}
     t = med["torch"]

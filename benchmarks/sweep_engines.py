@@ -25,10 +25,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
+
+from benchmarks.whole_process import run_timed
 
 ENGINES = {"none": None, "local2": 2}
 
@@ -56,19 +56,8 @@ def _spawn(engine: str, quick: bool, out_csv: str, cache: str) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.sweep_engines", "--child", engine, "--rows", out_csv]
     cmd += ["--quick"] if quick else []
     env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise RuntimeError(f"{engine} failed:\n{err[-3000:]}")
-    return {
-        "wall_s": round(wall, 2),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_mib": round(usage.ru_maxrss / 1024),
-        "load": round(os.getloadavg()[0], 2),
-    }
+    r = run_timed(cmd, env)
+    return {**r, "wall_s": round(r["wall_s"], 2), "cpu_s": round(r["cpu_s"], 2)}
 
 
 def _compare(a_csv: str, b_csv: str) -> dict:

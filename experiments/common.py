@@ -511,8 +511,8 @@ def compilation_counts() -> dict:
             if name == "/jax/core/compile/backend_compile_duration":
                 _COMPILES["compile_s"] += secs
 
-        jax.monitoring.register_event_listener(event)
-        jax.monitoring.register_event_duration_secs_listener(duration)
+        jax.monitoring.register_event_listener(event)  # type: ignore[arg-type]
+        jax.monitoring.register_event_duration_secs_listener(duration)  # type: ignore[arg-type]
         _LISTENING.append(True)
     return dict(_COMPILES)
 
