@@ -11,6 +11,7 @@ the public functions keep.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -181,3 +182,54 @@ def test_gaussian_kl_checks_its_inputs_and_the_grid_uses_the_same_formula():
     z, y, w = _data(200, 3, 4, seed=6, scale=1.0)
     pb = B.pac_bayes_kl_bound(z, y, w, seed=0, n_weight_samples=10)
     assert pb.kl == B.gaussian_kl(pb.weight_norm**2, pb.D, pb.sigma_q, pb.sigma_p)
+
+
+def _block_errors(z, y, w, sigmas, seed, n_draws, per):
+    """Error rates of the block layout, drawn plainly: blocks of ``per`` draws, block 0 from
+    ``default_rng(seed)`` and block b from ``SeedSequence(seed, spawn_key=(b,))``."""
+    xi = np.concatenate(
+        [
+            np.random.default_rng(
+                seed if b == 0 else np.random.SeedSequence(seed, spawn_key=(b,))
+            ).standard_normal((min(per, n_draws - d), z.shape[0], w.shape[0]))
+            for b, d in enumerate(range(0, n_draws, per))
+        ]
+    )
+    noise = np.linalg.norm(z, axis=1)[None, :, None] * xi
+    return np.array([np.mean(B._margins((z @ w.T)[None] + s * noise, y) <= 0) for s in sigmas])
+
+
+@pytest.mark.parametrize("cores", [1, 2, 5])
+def test_a_stream_of_several_blocks_is_the_block_layout_whatever_the_threads(monkeypatch, cores):
+    """Past BLOCK normals the draws come in blocks of their own generators (module docstring),
+    counted on one thread per core: the counts are those of the blocks drawn plainly, on any
+    number of threads, and a run of one block is the seed's single stream."""
+    z, y, w = _data(200, 4, 5, seed=3, scale=2.0)
+    sig = np.r_[0.0, 0.1, 0.5, 2.0]
+    monkeypatch.setattr(pac_bayes_mc, "BLOCK", 200 * 4 * 6)  # 6 draws a block: 4 blocks
+    monkeypatch.setattr(pac_bayes_mc.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert pac_bayes_mc._blocks(9, 200, 4, 21) == [6, 6, 6, 3]
+    assert pac_bayes_mc._blocks(np.random.default_rng(9), 200, 4, 21) == [21]
+    got = pac_bayes._stochastic_errors(z, y, w, sig, [9, 1], 21, 4, memo=False)
+    want = _block_errors(z, y, w, sig, [9, 1], 21, per=6)
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, _plain_errors(z, y, w, sig, [9, 1], 21))  # not one stream
+    one = pac_bayes._stochastic_errors(z, y, w, sig, [9, 1], 6, 4, memo=False)
+    np.testing.assert_array_equal(one, _plain_errors(z, y, w, sig, [9, 1], 6))
+
+
+def test_an_error_in_one_block_is_raised_after_every_thread_stopped(monkeypatch):
+    monkeypatch.setattr(pac_bayes_mc.os, "sched_getaffinity", lambda pid: {0, 1})
+    seen = []
+
+    def fn(i):
+        seen.append(i)
+        if i == 1:
+            raise RuntimeError("block 1 failed")
+        time.sleep(0.01)  # the other blocks take a while: 50 of them 0.5 s
+        return i
+
+    with pytest.raises(RuntimeError, match="block 1 failed"):
+        pac_bayes_mc._on_threads(fn, 50)
+    assert len(seen) < 50  # the other thread stops taking blocks
+    assert pac_bayes_mc._on_threads(lambda i: i * i, 7) == [0, 1, 4, 9, 16, 25, 36]

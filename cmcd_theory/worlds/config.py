@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
-from scipy import stats
 
 from cmcd_theory import validation as V
 
@@ -300,6 +299,8 @@ class WorldConfig:
         """
         # eta_max counts for every channel, so the radius (hence the encoders) does not depend
         # on the channel and one stage-1 teacher serves every channel of a world.
+        from scipy import stats  # here, not at the top: the import costs a command 0.4 s
+
         v_max = self.sigma**2 + self.eta_max**2 + self.view_noise**2
         nc = float(np.max(np.sum(self.class_means() ** 2, axis=1))) / v_max
         # the nuisance (G6) is a third term: norm([s, nu]) <= norm(s) + norm(nu), nu / sigma_nu
