@@ -47,7 +47,7 @@ TOL = 1e-6
 #: a piece of draws with a |xi| above this is counted by the reference arithmetic alone
 XCAP = 12.0
 #: standard normals generated and counted at once (cache-sized pieces)
-PIECE = 1 << 18
+PIECE = 1 << 19
 #: pieces generated ahead by a second thread while the counting runs (a Generator's stream)
 PREFETCH = 3
 #: normals of one block of the stream: the draws after the first block come from their own
@@ -221,6 +221,10 @@ def error_counts(z, y, w, sigmas, seed, n_draws: int, chunk: int, draws_key=None
         return count(shapes, _kept_pieces(np.random.default_rng(seed), shapes, K, draws_key))
 
     def block_counts(b: int) -> np.ndarray:
+        with _SLOTS:
+            return _counted_block(b)
+
+    def _counted_block(b: int) -> np.ndarray:
         rng = _block_generator(seed, b)
         shapes = _shapes(n, K, blocks[b], chunk)
         return count(shapes, (rng.standard_normal((c, bb, K)) for _, c, bb in shapes))
@@ -230,6 +234,10 @@ def error_counts(z, y, w, sigmas, seed, n_draws: int, chunk: int, draws_key=None
 
 #: the progress callback is called from every thread counting a block
 _REPORT_LOCK = threading.Lock()
+#: blocks counted at once in this process, whatever the calls (B3 and B3p run together)
+_SLOTS = threading.BoundedSemaphore(
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+)
 
 
 def _block_generator(seed, b: int) -> np.random.Generator:
