@@ -5,9 +5,9 @@ of 8 L2-normalised features, K = 4 classes (Gaussian clusters, seed 0) -- and ti
 command as a user runs it, as a whole process (interpreter start, imports, the probe fits,
 every bound, the CSV): ``python -m cmcd_theory.certify RUN.npz --out report.csv
 --no-progress`` at the default 1,000 weight draws. The time is dominated by B3's Monte Carlo:
-n x K x 1,000 standard normals for B3 and half as many for B3p (1.2e9 at full size), drawn in
-the order ``numpy.random.default_rng(seed)`` fills them, so that the numbers do not depend on
-how the work is split.
+n x K x 1,000 standard normals for B3 and half as many for B3p (1.2e9 at full size), in
+blocks of about 2^26 normals from their own generators (``cmcd_theory.bounds.pac_bayes_mc``),
+counted on one thread per core; the numbers do not depend on the threads or the pieces.
 
 Writes ``results/certify_scale.json`` (``--quick``: 25,000 rows, ``results/quick/``): sizes,
 wall and CPU seconds of the fastest of ``--repeat`` runs (and every run with the load average
