@@ -101,15 +101,38 @@ def n_cores() -> int:
     return os.cpu_count() or 1  # pragma: no cover
 
 
-def _task(fn, world, pipeline, chunk, postprocess):
-    """One chunk on a worker (JAX set up once per worker process)."""
+def _task(fn, *args):
+    """One chunk (or other work) on a worker (JAX set up once per worker process)."""
     global _WORKER_READY
     if not _WORKER_READY:
         from cmcd_theory.sweeps.devices import setup_jax
 
         setup_jax()
         _WORKER_READY = True
-    return fn(world, pipeline, chunk, postprocess)
+    return fn(*args)
+
+
+def _low_priority(fn, *args):
+    """``fn(*args)`` on a thread of its own at the lowest CPU priority (nice 19, that thread
+    only; where the system allows it): it takes only the CPU time nothing else wants."""
+    import threading
+
+    out: dict = {}
+
+    def run():
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        try:
+            out["result"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            out["error"] = e
+
+    thread = threading.Thread(target=run, name="cmcd-prepare", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
 
 
 class InProcess:
@@ -133,6 +156,10 @@ class InProcess:
     def __init__(self, threads: int = 1) -> None:
         V.positive_int("threads", threads)
         self.threads = threads
+
+    def on_each_worker(self, task_of) -> list:
+        """Nothing: this process has no workers to prepare."""
+        return []
 
     def run(self, fn, world, pipeline, chunks, postprocess, retries):
         if self.threads == 1 or len(chunks) < 2:
@@ -163,6 +190,23 @@ class OnDask:
     @property
     def n_workers(self) -> int:
         return max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+
+    def on_each_worker(self, task_of) -> list:
+        """Start ``fn(*args)``, ``(fn, *args) = task_of(i)``, as one task pinned to the i-th
+        worker (ahead of the chunks submitted after it); returns the futures, to keep until
+        those chunks are done. Their results and failures are not looked at."""
+        workers = list(self.client.scheduler_info(n_workers=-1)["workers"])
+        return [
+            self.client.submit(
+                _task,
+                _low_priority,
+                *task_of(i),
+                workers=[w],
+                allow_other_workers=False,
+                pure=False,
+            )
+            for i, w in enumerate(workers)
+        ]
 
     def run(self, fn, world, pipeline, chunks, postprocess, retries):
         from distributed import as_completed

@@ -184,11 +184,9 @@ def _downstream_program(
             if key in _PROGRAMS:
                 _PROGRAMS.move_to_end(key)
                 return _PROGRAMS[key]
-        w, keys, ts = args
-        spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
-        program = _DOWNSTREAM_JIT.lower(
-            w, keys, spec, ts, chunk.methods, chunk.ns, pc, artifacts
-        ).compile()
+        with _PROGRAMS_LOCK:
+            lowered = _LOWERED.pop(key, None)
+        program = (lowered or _lower(wc, pc, chunk, args, artifacts)).compile()
         with _PROGRAMS_LOCK:
             _PROGRAMS[key] = program
             while len(_PROGRAMS) > _PROGRAMS_MAX:
@@ -196,6 +194,51 @@ def _downstream_program(
         return program
     finally:
         lock.release()
+
+
+# downstream programs traced and lowered by :func:`prepare`, not compiled yet (same keys)
+_LOWERED: dict = {}
+
+
+def _lower(wc: WorldConfig, pc: PipelineConfig, chunk: Chunk, args: tuple, artifacts: bool):
+    w, keys, ts = args
+    spec = _teacher_spec(wc, pc, chunk.size) if chunk.n_teachers else None
+    return _DOWNSTREAM_JIT.lower(w, keys, spec, ts, chunk.methods, chunk.ns, pc, artifacts)
+
+
+def _chunk_args(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk):
+    """``(wc, pc, (world, keys, ts))`` of a chunk, as :func:`run_chunk` builds them."""
+    wc, pc = cell_config(world, pipeline, {**dict(chunk.cell), "n": chunk.ns[0]})
+    padded = _pad(list(chunk.cells), chunk.size)
+    _, k_down = seed_keys([s for _, s in padded])
+    ts = jnp.asarray([t for t, _ in padded], jnp.float32)
+    return wc, pc, (make_world(wc), k_down, ts)
+
+
+def prepare(
+    world: WorldConfig, pipeline: PipelineConfig, chunks: Sequence[Chunk], artifacts: bool = True
+) -> int:
+    """On a worker, while the driver compiles the programs (:func:`precompile`): what its
+    chunks need besides the compiled program -- each downstream program of ``chunks`` traced
+    and lowered (kept for :func:`_downstream_program`, which then only reads the executable
+    back from the persistent cache) and the stage-1 teachers of their seeds. Returns the
+    number of programs lowered."""
+    done = 0
+    for chunk in chunks:
+        wc, pc, args = _chunk_args(world, pipeline, chunk)
+        key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers > 0, artifacts)
+        with _PROGRAMS_LOCK:
+            if key in _PROGRAMS or key in _LOWERED:
+                continue
+        lowered = _lower(wc, pc, chunk, args, artifacts)
+        with _PROGRAMS_LOCK:
+            _LOWERED[key] = lowered
+        done += 1
+    for chunk in chunks:
+        if chunk.n_teachers:
+            wc, pc = cell_config(world, pipeline, {**dict(chunk.cell), "n": chunk.ns[0]})
+            _teachers_for(wc, pc, [s for _, s in chunk.cells], chunk.n_teachers)
+    return done
 
 
 def _pad(items: list, size: int) -> list:
@@ -481,7 +524,20 @@ def _compute(
         chunks = plan_chunks(
             g, done, chunk_size, min_chunks=2 * eng.n_workers if eng.n_workers > 1 else 1
         )
+        prepared: list = []
         if warm is not None:
+            # meanwhile each worker lowers the programs and trains the teachers of one chunk
+            # of each program (its i-th; chunks of one program share one compiled program)
+            by_program: dict = {}
+            for c in chunks:
+                by_program.setdefault((c.cell, c.wanted, c.size), []).append(c)
+
+            def reps(i: int) -> list:
+                return [cs[i % len(cs)] for cs in by_program.values()]
+
+            prepared = eng.on_each_worker(
+                lambda i: (prepare, world, pipeline, reps(i), postprocess is not None)
+            )
             warm.join()
         total = sum(c.n_rows for c in chunks)
         bar = tqdm(
@@ -500,6 +556,7 @@ def _compute(
             bar.update(chunk.n_rows)
         bar.close()
         retried = eng.retried
+        del prepared
     # the table in plan order, whatever order the chunks finished in
     new_rows = [row for i in sorted(by_chunk) for row in by_chunk[i]]
     return new_rows, retried, len(chunks)
