@@ -495,3 +495,28 @@ def test_precompile_compiles_each_shape_once_and_the_run_reuses_it():
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert compiled == []
+
+
+def test_prepare_lowers_each_shape_once_and_the_run_compiles_that_lowering():
+    """prepare (what each embedded-cluster worker does while the driver compiles) lowers every
+    downstream shape of its chunks once and keeps it; the chunk then compiles that lowering
+    (no second trace) and gives the rows of a run without it."""
+    from cmcd_theory.sweeps.grid import _normalise_grid, plan_chunks
+
+    grid = {"t": [0.0, 0.5, 1.0], "method": ["cmc", "random"]}
+    wc = WorldConfig()
+    chunks = plan_chunks(_normalise_grid(grid, wc, TINY, 2), set(), chunk_size=2)
+    sweep._PROGRAMS.clear()
+    sweep._LOWERED.clear()
+    want = [r for c in chunks for r in sweep.run_chunk(wc, TINY, c)]
+    sweep._PROGRAMS.clear()
+    assert sweep.prepare(wc, TINY, chunks, artifacts=False) == 1  # one shape
+    assert sweep.prepare(wc, TINY, chunks, artifacts=False) == 0  # kept: not lowered again
+    assert len(sweep._LOWERED) == 1
+    got = [r for c in chunks for r in sweep.run_chunk(wc, TINY, c)]
+    assert sweep._LOWERED == {}  # the run compiled the kept lowering
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]), k
