@@ -70,9 +70,9 @@ def _in_process_main(module):
     """The ``main(argv)`` that ``python -m module`` calls (only for modules whose ``__main__``
     does nothing else before it)."""
     if module == "cmcd_theory.sweeps":
-        from cmcd_theory.sweeps import sweep
+        from cmcd_theory.sweeps import cli
 
-        return sweep.main
+        return cli.main
     if module == "cmcd_theory.certify":
         from cmcd_theory import certify
 

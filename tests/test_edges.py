@@ -25,6 +25,7 @@ from cmcd_theory import validation as V
 from cmcd_theory.bounds import pac_bayes, pac_bayes_mc
 from cmcd_theory.certify import Certificate, build_parser, load_npz
 from cmcd_theory.certify.certificate import value_text
+from cmcd_theory.sweeps import cli as sweep_cli
 from cmcd_theory.sweeps import storage, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,7 @@ _DRIVER = textwrap.dedent("""
     import contextlib, io, json, os, sys
     from cmcd_theory import validation as V
     from cmcd_theory.certify import main as certify_main
-    from cmcd_theory.sweeps.sweep import main as sweep_main
+    from cmcd_theory.sweeps.cli import main as sweep_main
     tmp, cases = sys.argv[1], json.loads(sys.argv[2])
     os.chdir(tmp)
     writable, out = V._writable, {}
@@ -272,7 +273,7 @@ def test_command_line_says_what_run_sweep_says(argv, axis, values, capsys):
     """The same check, the same words: ``argument --t: <msg>`` on the command line,
     ``t <msg>`` from :func:`run_sweep`."""
     with pytest.raises(SystemExit) as e:
-        sweep.main(argv + ["--no-progress", "--out", "unused.csv"])
+        sweep_cli.main(argv + ["--no-progress", "--out", "unused.csv"])
     err = capsys.readouterr().err
     with pytest.raises(ValueError) as api:
         sweep.run_sweep({axis: values}, seeds=1, progress=False)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from cmcd_theory.learn import training
+from cmcd_theory.sweeps import cli as sweep_cli
 from cmcd_theory.sweeps import storage as sweep_io
 from cmcd_theory.sweeps import sweep
 from cmcd_theory.worlds import WorldConfig
@@ -327,7 +328,7 @@ def test_sweep_rejects_bad_arguments():
 
 def test_cli_help_shows_defaults_columns_and_resume(capsys):
     with pytest.raises(SystemExit) as e:
-        sweep.main(["--help"])
+        sweep_cli.main(["--help"])
     assert e.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for s in ("--channel", "--scheduler", "(default: none)", "err_B", "--extend", "--overwrite"):
@@ -346,7 +347,7 @@ def test_cli_help_shows_defaults_columns_and_resume(capsys):
 )
 def test_cli_bad_value_is_one_line_and_status_2(argv, param, capsys):
     with pytest.raises(SystemExit) as e:
-        sweep.main(argv)
+        sweep_cli.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("cmcd-sweep: error: ") and param in err

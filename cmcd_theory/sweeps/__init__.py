@@ -1,7 +1,7 @@
 """The sweep engine: grids of pipelines as tidy, resumable tables.
 
-* ``sweep``    grids -> one tidy table; seeds and ``t`` vmapped, one jit per shape; the command
-  line ``cmcd-sweep`` (also ``python -m cmcd_theory.sweeps``)
+* ``sweep``    grids -> one tidy table; seeds and ``t`` vmapped, one jit per shape
+* ``cli``      the command line ``cmcd-sweep`` (also ``python -m cmcd_theory.sweeps``)
 * ``grid``     the grid: its axes, each axis's check, the cells' ids, the chunks that compute them
 * ``storage``  the sweep's CSV + JSON files: rows land whole, resume, refusal
 * ``cluster``  where chunks run: this process or Dask workers

@@ -2,6 +2,6 @@
 
 import sys
 
-from cmcd_theory.sweeps.sweep import main
+from cmcd_theory.sweeps.cli import main
 
 sys.exit(main())
