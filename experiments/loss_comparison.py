@@ -95,7 +95,7 @@ def plot(d: pd.DataFrame, args, f: dict) -> None:
 
 
 def _run(args) -> pd.DataFrame:
-    d = run_feature_sweep(args, methods(args.quick))
+    d = run_feature_sweep(args)
     return d[d["method"].isin(methods(args.quick))].reset_index(drop=True)
 
 
@@ -108,7 +108,7 @@ def main(argv=None) -> pd.DataFrame:
         findings,
         plot,
         lambda a: {
-            "grid": grid(a.quick, methods(a.quick)),
+            "grid": grid(a.quick),
             "tv_estimate": "gaussian_feature_tv MC",
         },
         resumes=False,

@@ -24,9 +24,20 @@ SWEEP = "feature_sweep"  # shared with loss_comparison: a second run reuses the 
 CMCD = ("cmd", "cmc", "l2")
 
 
-def grid(quick: bool, methods=("cmc", "supervised")) -> dict:
+#: the quick sweep's methods: tv_vs_gain's (cmc, supervised) and loss_comparison's (cmc, l2) in
+#: one grid, so that the two share its raw CSV as their full runs do (two grids at one path are
+#: refused by the store)
+QUICK_METHODS = ("cmc", "l2", "supervised")
+
+
+def grid(quick: bool) -> dict:
+    """The feature sweep's grid, shared by tv_vs_gain and loss_comparison."""
     if quick:
-        return {"channel": ["attenuate"], "t": [0.0, 0.33, 0.67, 1.0], "method": list(methods)}
+        return {
+            "channel": ["attenuate"],
+            "t": [0.0, 0.33, 0.67, 1.0],
+            "method": list(QUICK_METHODS),
+        }
     return {
         "channel": ["attenuate", "noise"],
         "t": [0.0, 0.25, 0.5, 0.75, 1.0],
@@ -34,18 +45,19 @@ def grid(quick: bool, methods=("cmc", "supervised")) -> dict:
     }
 
 
-def run_feature_sweep(args, methods) -> pd.DataFrame:
+def run_feature_sweep(args) -> pd.DataFrame:
+    """The shared feature sweep (:func:`grid`) at its raw CSV: its rows of the seeds asked."""
     from cmcd_theory.sweeps.sweep import run_sweep
 
     df = run_sweep(
-        grid(args.quick, methods),
+        grid(args.quick),
         pipeline=common.base_pipeline(args),
         seeds=args.seeds,
         out=common.raw_path(args, SWEEP),
         postprocess=common.feature_tv,
         progress=not args.no_progress,
     )
-    g = grid(args.quick, methods)
+    g = grid(args.quick)
     keep = (
         df["method"].isin(g["method"])
         & df["channel"].isin(g["channel"])
@@ -135,7 +147,7 @@ def main(argv=None) -> pd.DataFrame:
         argv,
         __doc__,
         NAME,
-        lambda a: with_gain(run_feature_sweep(a, ("cmc", "supervised"))),
+        lambda a: with_gain(run_feature_sweep(a)),
         findings,
         plot,
         lambda a: {"grid": grid(a.quick), "tv_estimate": "gaussian_feature_tv MC"},
