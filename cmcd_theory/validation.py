@@ -262,6 +262,14 @@ def labels(name: str, value, n: int | None = None, num_classes: int | None = Non
     return y.astype(np.int64)
 
 
+def n_cores() -> int:
+    """The CPU cores this process may use (its affinity mask where the system has one): the
+    thread and worker counts of the sweeps and of B3's Monte Carlo."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover
+
+
 # ---- what a command writes and connects to -----------------------------------------------------
 
 #: Held while a file is written (:func:`write_atomic`, a sweep's appends), so that an interrupt

@@ -11,6 +11,7 @@ the public functions keep.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -211,7 +212,7 @@ def test_a_stream_of_several_blocks_is_the_block_layout_whatever_the_threads(mon
     z, y, w = _data(200, 4, 5, seed=3, scale=2.0)
     sig = np.r_[0.0, 0.1, 0.5, 2.0]
     monkeypatch.setattr(pac_bayes_mc, "BLOCK", 200 * 4 * 6)  # 6 draws a block: 4 blocks
-    monkeypatch.setattr(pac_bayes_mc.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert pac_bayes_mc._blocks(9, 200, 4, 21) == [6, 6, 6, 3]
     assert pac_bayes_mc._blocks(np.random.default_rng(9), 200, 4, 21) == [21]
     got = pac_bayes._stochastic_errors(z, y, w, sig, [9, 1], 21, 4, memo=False)
@@ -223,7 +224,7 @@ def test_a_stream_of_several_blocks_is_the_block_layout_whatever_the_threads(mon
 
 
 def test_an_error_in_one_block_is_raised_after_every_thread_stopped(monkeypatch):
-    monkeypatch.setattr(pac_bayes_mc.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     seen = []
 
     def fn(i):

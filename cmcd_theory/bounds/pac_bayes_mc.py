@@ -36,11 +36,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
-import os
 import queue
 import threading
 
 import numpy as np
+
+from cmcd_theory import validation as V
 
 #: relative margin around s q = 1 inside which a (point, draw, s) is recounted by the reference
 TOL = 1e-6
@@ -222,12 +223,9 @@ def error_counts(z, y, w, sigmas, seed, n_draws: int, chunk: int, draws_key=None
 
     def block_counts(b: int) -> np.ndarray:
         with _SLOTS:
-            return _counted_block(b)
-
-    def _counted_block(b: int) -> np.ndarray:
-        rng = _block_generator(seed, b)
-        shapes = _shapes(n, K, blocks[b], chunk)
-        return count(shapes, (rng.standard_normal((c, bb, K)) for _, c, bb in shapes))
+            rng = _block_generator(seed, b)
+            shapes = _shapes(n, K, blocks[b], chunk)
+            return count(shapes, (rng.standard_normal((c, bb, K)) for _, c, bb in shapes))
 
     return np.sum(_on_threads(block_counts, len(blocks)), axis=0)
 
@@ -235,9 +233,7 @@ def error_counts(z, y, w, sigmas, seed, n_draws: int, chunk: int, draws_key=None
 #: the progress callback is called from every thread counting a block
 _REPORT_LOCK = threading.Lock()
 #: blocks counted at once in this process, whatever the calls (B3 and B3p run together)
-_SLOTS = threading.BoundedSemaphore(
-    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-)
+_SLOTS = threading.BoundedSemaphore(V.n_cores())
 
 
 def _block_generator(seed, b: int) -> np.random.Generator:
@@ -251,7 +247,7 @@ def _blocks(seed, n: int, K: int, n_draws: int) -> list[int]:
     """Draws per block of the stream (module docstring): ``BLOCK // (n K)`` (at least 1) per
     block, the last one the rest; one block for a seed that is not a plain int or sequence
     of ints (a Generator, a SeedSequence: one stream)."""
-    if _stream_key(seed, n_draws, 1) is None:
+    if not _plain_seed(seed):
         return [n_draws]
     per = max(1, BLOCK // (n * K))
     return [min(per, n_draws - d) for d in range(0, n_draws, per)]
@@ -288,10 +284,9 @@ def _on_threads(fn, k: int) -> list:
             except BaseException as e:  # noqa: BLE001 - raised by the caller
                 errors.append(e)
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = [
         threading.Thread(target=run, name=f"b3-block-{j}", daemon=True)
-        for j in range(max(1, min(k, cores or 1)))
+        for j in range(max(1, min(k, V.n_cores())))
     ]
     for t in threads:
         t.start()
@@ -532,14 +527,19 @@ def _memo_key(z, y, w, sigma_q, seed, n_draws, chunk):
     return None if stream is None else (_digest(z, y, w, sigma_q), *stream)
 
 
-def _stream_key(seed, n_draws, chunk):
-    """``(seed, draws, chunk)`` of a plain seed (an int or a sequence of ints), which with
-    the sizes fix the stream of draws; None for another seed (a Generator carries state)."""
+def _plain_seed(seed) -> bool:
+    """An int or a sequence of ints (not a Generator, a SeedSequence or a bool)."""
 
     def plain(x):
         return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
-    if not (plain(seed) or (isinstance(seed, (list, tuple)) and all(plain(x) for x in seed))):
+    return plain(seed) or (isinstance(seed, (list, tuple)) and all(plain(x) for x in seed))
+
+
+def _stream_key(seed, n_draws, chunk):
+    """``(seed, draws, chunk)`` of a plain seed (an int or a sequence of ints), which with
+    the sizes fix the stream of draws; None for another seed (a Generator carries state)."""
+    if not _plain_seed(seed):
         return None
     seed = tuple(int(x) for x in seed) if isinstance(seed, (list, tuple)) else int(seed)
     return repr(seed), int(n_draws), int(chunk)

@@ -94,13 +94,6 @@ def dask_setup(worker) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def n_cores() -> int:
-    """The CPU cores this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1  # pragma: no cover
-
-
 def _task(fn, *args):
     """One chunk (or other work) on a worker (JAX set up once per worker process)."""
     global _WORKER_READY
@@ -273,7 +266,7 @@ def local_cluster(n_workers: int | None = None, **kwargs):
 
     from cmcd_theory.sweeps.devices import jax_env
 
-    n_workers = n_cores() if n_workers is None else n_workers
+    n_workers = V.n_cores() if n_workers is None else n_workers
     opts = dict(
         n_workers=n_workers,
         threads_per_worker=1,
@@ -295,7 +288,7 @@ def local_workers(cluster) -> int | None:
     if isinstance(cluster, bool):
         return None
     if cluster == "local":
-        return n_cores()
+        return V.n_cores()
     return cluster if isinstance(cluster, int) else None
 
 
@@ -304,7 +297,7 @@ def engine(cluster, threads: int | None = None):
     """The engine for ``cluster`` (see the module docstring); embedded clusters are closed.
     ``threads``: the in-process engine's threads (``None``: one per core)."""
     if cluster is None or (isinstance(cluster, str) and cluster.lower() == "none"):
-        yield InProcess(n_cores() if threads is None else threads)
+        yield InProcess(V.n_cores() if threads is None else threads)
         return
     check_cluster(cluster)
     n_local = local_workers(cluster)

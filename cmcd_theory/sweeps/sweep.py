@@ -291,9 +291,7 @@ def precompile(
             kt, _ = seed_keys(seeds[: chunk.n_teachers])
             jobs.append(_TEACHER_JIT.lower(make_world(swc), kt, tpc).compile)
     # independent compilations on one thread per core (XLA releases the GIL while compiling)
-    from cmcd_theory.sweeps.cluster import n_cores
-
-    with ThreadPoolExecutor(max(1, min(len(jobs), n_cores()))) as pool:
+    with ThreadPoolExecutor(max(1, min(len(jobs), V.n_cores()))) as pool:
         list(pool.map(lambda job: job(), jobs))
     return len(seen)
 
