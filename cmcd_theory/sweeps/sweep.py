@@ -160,6 +160,11 @@ def _teacher_spec(wc: WorldConfig, pc: PipelineConfig, size: int):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((size, *a.shape), a.dtype), one)
 
 
+def _program_key(wc: WorldConfig, pc: PipelineConfig, chunk: Chunk, artifacts: bool) -> tuple:
+    """What a downstream program depends on: the chunks with one key share one program."""
+    return (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers > 0, artifacts)
+
+
 def _downstream_program(
     wc: WorldConfig,
     pc: PipelineConfig,
@@ -172,7 +177,7 @@ def _downstream_program(
     from ``args`` = (world, keys, ts) and the teachers' shapes), returning the arrays a
     postprocess needs if ``artifacts``. With ``wait=False``, None while another thread
     compiles it (this one can do something else meanwhile)."""
-    key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers > 0, artifacts)
+    key = _program_key(wc, pc, chunk, artifacts)
     with _PROGRAMS_LOCK:
         lock = _PROGRAM_LOCKS[key]
     if not lock.acquire(blocking=wait):
@@ -205,12 +210,14 @@ def _lower(wc: WorldConfig, pc: PipelineConfig, chunk: Chunk, args: tuple, artif
 
 
 def _chunk_args(world: WorldConfig, pipeline: PipelineConfig, chunk: Chunk):
-    """``(wc, pc, (world, keys, ts))`` of a chunk, as :func:`run_chunk` builds them."""
+    """``(wc, pc, seeds, (world, keys, ts))`` of a chunk: its cell's configs (at its first n),
+    the seeds of its cells padded to its size, and the downstream program's arguments."""
     wc, pc = cell_config(world, pipeline, {**dict(chunk.cell), "n": chunk.ns[0]})
     padded = _pad(list(chunk.cells), chunk.size)
-    _, k_down = seed_keys([s for _, s in padded])
+    seeds = [s for _, s in padded]
+    _, k_down = seed_keys(seeds)
     ts = jnp.asarray([t for t, _ in padded], jnp.float32)
-    return wc, pc, (make_world(wc), k_down, ts)
+    return wc, pc, seeds, (make_world(wc), k_down, ts)
 
 
 def prepare(
@@ -221,10 +228,11 @@ def prepare(
     and lowered (kept for :func:`_downstream_program`, which then only reads the executable
     back from the persistent cache) and the stage-1 teachers of their seeds. Returns the
     number of programs lowered."""
-    done = 0
+    done, configs = 0, []
     for chunk in chunks:
-        wc, pc, args = _chunk_args(world, pipeline, chunk)
-        key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers > 0, artifacts)
+        wc, pc, _, args = _chunk_args(world, pipeline, chunk)
+        configs.append((wc, pc))
+        key = _program_key(wc, pc, chunk, artifacts)
         with _PROGRAMS_LOCK:
             if key in _PROGRAMS or key in _LOWERED:
                 continue
@@ -232,9 +240,8 @@ def prepare(
         with _PROGRAMS_LOCK:
             _LOWERED[key] = lowered
         done += 1
-    for chunk in chunks:
+    for chunk, (wc, pc) in zip(chunks, configs):
         if chunk.n_teachers:
-            wc, pc = cell_config(world, pipeline, {**dict(chunk.cell), "n": chunk.ns[0]})
             _teachers_for(wc, pc, [s for _, s in chunk.cells], chunk.n_teachers)
     return done
 
@@ -275,16 +282,11 @@ def precompile(
     seen: set = set()
     jobs: list = []
     for chunk in chunks:
-        cell = dict(chunk.cell)
-        wc, pc = cell_config(world, pipeline, {**cell, "n": chunk.ns[0]})
+        wc, pc, seeds, args = _chunk_args(world, pipeline, chunk)
         key = (wc, pc, chunk.size, chunk.methods, chunk.ns, chunk.n_teachers)
         if key in seen:
             continue
         seen.add(key)
-        seeds = [s for _, s in _pad(list(chunk.cells), chunk.size)]
-        _, k_down = seed_keys(seeds)
-        ts = jnp.zeros((chunk.size,), jnp.float32)
-        args = (make_world(wc), k_down, ts)
         jobs.append(functools.partial(_downstream_program, wc, pc, chunk, args, True, artifacts))
         if chunk.n_teachers:
             swc, tpc = source_world_config(wc), teacher_config(pc)
@@ -306,12 +308,7 @@ def run_chunk(
     columns of :func:`run_sweep` (grid axes, ground truth, metrics), one dict per (n, method,
     cell) of the chunk. ``postprocess`` gets the pipeline config of the row's own n."""
     cell = dict(chunk.cell)
-    wc, pc = cell_config(world, pipeline, {**cell, "n": chunk.ns[0]})
-    w = make_world(wc)
-    padded = _pad(list(chunk.cells), chunk.size)
-    seeds = [s for _, s in padded]
-    _, k_down = seed_keys(seeds)
-    ts = jnp.asarray([t for t, _ in padded], jnp.float32)
+    wc, pc, seeds, (w, k_down, ts) = _chunk_args(world, pipeline, chunk)
     # the program (compiled here unless another thread is compiling it) and the teachers, in
     # whichever order keeps this thread busy: a thread that finds the program being compiled
     # trains the teachers meanwhile
