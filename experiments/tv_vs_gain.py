@@ -49,15 +49,15 @@ def run_feature_sweep(args) -> pd.DataFrame:
     """The shared feature sweep (:func:`grid`) at its raw CSV: its rows of the seeds asked."""
     from cmcd_theory.sweeps.sweep import run_sweep
 
+    g = grid(args.quick)
     df = run_sweep(
-        grid(args.quick),
+        g,
         pipeline=common.base_pipeline(args),
         seeds=args.seeds,
         out=common.raw_path(args, SWEEP),
         postprocess=common.feature_tv,
         progress=not args.no_progress,
     )
-    g = grid(args.quick)
     keep = (
         df["method"].isin(g["method"])
         & df["channel"].isin(g["channel"])
