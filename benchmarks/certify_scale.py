@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pandas as pd
+
+from benchmarks.whole_process import run_timed
 
 D, K, SEED = 8, 4, 0
 
@@ -52,20 +51,10 @@ def build_npz(path: str, n: int) -> None:
 
 def time_command(npz: str, report: str) -> dict:
     """Wall and CPU seconds (user + system, the command's process and its threads) of one
-    ``python -m cmcd_theory.certify`` run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "cmcd_theory.certify", npz, "--out", report, "--no-progress"],
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"cmcd-certify failed ({proc.returncode}):\n{proc.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
+    ``python -m cmcd_theory.certify`` run (:func:`benchmarks.whole_process.run_timed`)."""
+    cmd = [sys.executable, "-m", "cmcd_theory.certify", npz, "--out", report, "--no-progress"]
+    r = run_timed(cmd, dict(os.environ))
+    return {"wall_s": round(r["wall_s"], 2), "cpu_s": round(r["cpu_s"], 2)}
 
 
 def main(argv=None) -> dict:
