@@ -61,6 +61,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -497,24 +498,32 @@ def _family_rows(
         if opt.label_free
         else "the features were trained on the labeled samples (B2, B3 need them label-free)"
     )
+    probe_kw = {
+        "err_B": err_B,
+        "n_test": n_test,
+        "delta": delta,
+        "delta_test": delta_test,
+        "seed": seed,
+        "n_weight_samples": n_weight_samples,
+        "feature_norm_bound": feature_norm_bound,
+        "prior": prior,
+        "norm_rtol": opt.norm_rtol,
+    }
+    # the probe certificate's own B2 forms are computed while B3's draws are counted, not
+    # after them (its B3 share then waits for the same draws as probe_rows)
+    certificate = _in_thread(
+        probe_certificate_rows, z, y, W, b, reason=na.get("probe", not_label_free), **probe_kw
+    )
     for part in (
         probe_rows(
             z,
             y,
             W,
             b,
-            err_B=err_B,
-            n_test=n_test,
-            delta=delta,
-            delta_test=delta_test,
-            seed=seed,
-            n_weight_samples=n_weight_samples,
-            feature_norm_bound=feature_norm_bound,
             reason_b2=na.get("B2", not_label_free),
             reason_b3=na.get("B3", not_label_free),
-            prior=prior,
             test=held["test"],
-            norm_rtol=opt.norm_rtol,
+            **probe_kw,
         ),
         *_stage_parts(stages, K, opt),
         transfer_rows(
@@ -530,22 +539,7 @@ def _family_rows(
             K=K,
             reason_b1b=na.get("B1b", ""),
         ),
-        probe_certificate_rows(
-            z,
-            y,
-            W,
-            b,
-            err_B=err_B,
-            n_test=n_test,
-            delta=delta,
-            delta_test=delta_test,
-            seed=seed,
-            n_weight_samples=n_weight_samples,
-            feature_norm_bound=feature_norm_bound,
-            reason=na.get("probe", not_label_free),
-            prior=prior,
-            norm_rtol=opt.norm_rtol,
-        ),
+        certificate(),
     ):
         rows.extend(part[0])
         wide.update(part[1])
@@ -555,6 +549,29 @@ def _family_rows(
     wide["bounds_hold"] = all(checked)
     wide = {k: wide.get(k, NAN) for k in WIDE_KEYS}
     return rows, wide
+
+
+def _in_thread(fn, *args, **kwargs):
+    """Start ``fn(*args, **kwargs)`` on a daemon thread; return a function that waits for it
+    and returns its result (or raises its error)."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - raised by the caller
+            out["error"] = e
+
+    t = threading.Thread(target=run, name=f"cmcd-certify-{fn.__name__}", daemon=True)
+    t.start()
+
+    def result():
+        t.join()
+        if "error" in out:
+            raise out["error"]
+        return out["value"]
+
+    return result
 
 
 def _start_b3(z, y, W, b, K, opt: _Options) -> tuple:
