@@ -9,11 +9,15 @@ n x K x 1,000 standard normals for B3 and half as many for B3p (1.2e9 at full si
 blocks of about 2^26 normals from their own generators (``cmcd_theory.bounds.pac_bayes_mc``),
 counted on one thread per core; the numbers do not depend on the threads or the pieces.
 
-Writes ``results/certify_scale.json`` (``--quick``: 25,000 rows, ``results/quick/``): sizes,
-wall and CPU seconds of the fastest of ``--repeat`` runs (and every run with the load average
-at its start: on a shared host the fastest is the least disturbed), the machine's cores, and
-the B3, B3p and probe values. ``--reference CSV`` compares the table with one written by
-another version of the command on the same npz (the largest difference of any numeric column).
+The command keeps its probe fits' compiled programs in JAX's persistent cache, so it is timed
+both ways, in ``--rounds`` interleaved pairs: with an empty cache (``cold``: a first call, the
+fits compile) and with the cache that run wrote (``warm``: a later call on data of the same
+shape). Writes ``results/certify_scale.json`` (``--quick``: 25,000 rows, ``results/quick/``):
+sizes, the median wall and CPU seconds cold and warm, the fastest run, the peak resident
+memory, every run with the load average at its start (the host's speed drifts: compare runs
+of one call), the machine's cores, and the B3, B3p and probe values. ``--reference CSV``
+compares the table with one written by another version of the command on the same npz (the
+largest difference of any numeric column).
 
     python -m benchmarks.certify_scale [--quick] [--reference report.csv]
 """
@@ -49,12 +53,34 @@ def build_npz(path: str, n: int) -> None:
     np.savez(path, train_features=z, train_labels=y, test_features=zt, test_labels=yt)
 
 
-def time_command(npz: str, report: str) -> dict:
-    """Wall and CPU seconds (user + system, the command's process and its threads) of one
-    ``python -m cmcd_theory.certify`` run (:func:`benchmarks.whole_process.run_timed`)."""
+def time_command(npz: str, report: str, cache_dir: str) -> dict:
+    """Wall and CPU seconds (user + system, the command's process and its threads) and peak
+    resident MiB of one ``python -m cmcd_theory.certify`` run with its compile cache in
+    ``cache_dir`` (:func:`benchmarks.whole_process.run_timed`)."""
     cmd = [sys.executable, "-m", "cmcd_theory.certify", npz, "--out", report, "--no-progress"]
-    r = run_timed(cmd, dict(os.environ))
-    return {"wall_s": round(r["wall_s"], 2), "cpu_s": round(r["cpu_s"], 2)}
+    r = run_timed(cmd, {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache_dir})
+    return {
+        "wall_s": round(r["wall_s"], 2),
+        "cpu_s": round(r["cpu_s"], 2),
+        "peak_mib": r["peak_mib"],
+    }
+
+
+def _rounds(npz: str, report: str, tmp: str, rounds: int) -> list[dict]:
+    """``rounds`` pairs of runs, interleaved: one with an empty compile cache (``cold``: the
+    probe fits compile) and one reading the programs it cached (``warm``)."""
+    runs = []
+    for i in range(rounds):
+        cache = os.path.join(tmp, f"jax_cache_{i}")
+        for cache_state in ("cold", "warm"):
+            load = os.getloadavg()[0]
+            r = time_command(npz, report, cache)
+            runs.append({**r, "cache": cache_state, "load_average_at_start": round(load, 2)})
+    return runs
+
+
+def _median(runs: list[dict], cache: str, key: str = "wall_s") -> float:
+    return float(np.median([r[key] for r in runs if r["cache"] == cache]))
 
 
 def main(argv=None) -> dict:
@@ -69,10 +95,10 @@ def main(argv=None) -> dict:
         help="a report.csv of another version on the same npz, to compare with",
     )
     p.add_argument(
-        "--repeat",
+        "--rounds",
         type=int,
         default=3,
-        help="runs of the command (on a shared host the fastest is the least disturbed)",
+        help="rounds of two runs: an empty compile cache, then the cache it wrote",
     )
     p.add_argument("--out", default=None, help="JSON path")
     args = p.parse_args(argv)
@@ -83,11 +109,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         npz, report = os.path.join(tmp, "run.npz"), os.path.join(tmp, "report.csv")
         build_npz(npz, n)
-        runs = []
-        for _ in range(max(1, args.repeat)):
-            load = os.getloadavg()[0]
-            runs.append({**time_command(npz, report), "load_average_at_start": round(load, 2)})
-        best = min(runs, key=lambda r: r["wall_s"])
+        runs = _rounds(npz, report, tmp, max(1, args.rounds))
         res = {
             "rows": n,
             "test_rows": n // 4,
@@ -95,9 +117,12 @@ def main(argv=None) -> dict:
             "classes": K,
             "weight_samples": 1000,
             "normal_draws": int(1.5 * n * K * 1000),
-            "wall_s": best["wall_s"],
-            "cpu_s": best["cpu_s"],
-            "wall_s_median": float(np.median([r["wall_s"] for r in runs])),
+            "wall_s_cold": _median(runs, "cold"),
+            "wall_s_warm": _median(runs, "warm"),
+            "cpu_s_cold": _median(runs, "cold", "cpu_s"),
+            "cpu_s_warm": _median(runs, "warm", "cpu_s"),
+            "peak_mib": max(r["peak_mib"] for r in runs),
+            "wall_s_fastest": min(r["wall_s"] for r in runs),
             "runs": runs,
             "cpu_count": os.cpu_count(),
         }
@@ -112,9 +137,10 @@ def main(argv=None) -> dict:
     with open(out, "w") as f:
         json.dump(res, f, indent=2)
     print(
-        f"cmcd-certify on {n:,} x {D} rows ({K} classes, 1,000 weight draws), fastest of "
-        f"{len(runs)}: {res['wall_s']:.1f} s wall (median {res['wall_s_median']:.1f} s), "
-        f"{res['cpu_s']:.1f} CPU-s on {res['cpu_count']} cores -> {out}"
+        f"cmcd-certify on {n:,} x {D} rows ({K} classes, 1,000 weight draws), medians of "
+        f"{len(runs) // 2} rounds: {res['wall_s_cold']:.2f} s wall with an empty compile cache, "
+        f"{res['wall_s_warm']:.2f} s with the cache warm ({res['cpu_s_cold']:.1f} / "
+        f"{res['cpu_s_warm']:.1f} CPU-s on {res['cpu_count']} cores) -> {out}"
     )
     return res
 

@@ -19,6 +19,7 @@ from cmcd_theory import validation as V
 from cmcd_theory.certify.certificate import Certificate
 from cmcd_theory.certify.features import MAX_WEIGHT_SAMPLES, certify_features
 from cmcd_theory.certify.npz import load_npz
+from cmcd_theory.learn.compile_cache import enable_compile_cache
 
 PROG = "cmcd-certify"
 
@@ -65,7 +66,10 @@ the README section "Certify your own run". K is the probe's row count, else num_
 an error asks for --num-classes).
 
 Each call recomputes every bound; B3's Monte Carlo dominates (n x K x --weight-samples
-draws; a progress bar on a terminal). --weight-samples is at most {MAX_WEIGHT_SAMPLES:,}.
+draws; a progress bar on a terminal). The probe fits' compiled programs are kept in JAX's
+persistent cache ($JAX_COMPILATION_CACHE_DIR, default .jax_cache in a source checkout, else
+~/.cache/cmcd_theory/jax; empty: off) and read back by later calls on data of the same shape.
+--weight-samples is at most {MAX_WEIGHT_SAMPLES:,}.
 Before any work: --out must be a writable file path (not a directory, not a read-only file).
 Invalid input: one line on stderr, exit status 2. Ctrl-C (SIGINT) or SIGTERM: one line,
 nothing written, exit status 130 (SIGINT) or 143 (SIGTERM)."""
@@ -149,6 +153,7 @@ def run(argv=None) -> Certificate:
             V.output_file("--out", args.out, example="report.csv")
         except ValueError as e:
             p.error(str(e))
+    enable_compile_cache()  # the probe fits of a later call on the same shapes read it back
 
     written: list = []
 

@@ -1,6 +1,7 @@
 """How every entry point of the toolkit sets JAX up: :func:`setup_jax`, called first thing.
 
-It points JAX's persistent compilation cache at one folder on disk, so that a program compiled
+It points JAX's persistent compilation cache at one folder on disk
+(:mod:`cmcd_theory.learn.compile_cache`), so that a program compiled
 once (by this process, an earlier run, or another sweep worker process) is read back instead of
 compiled again. The settings go into the environment as well as into ``jax.config``, so the
 processes a sweep starts (Dask workers, :mod:`cmcd_theory.sweeps.cluster`) inherit them.
@@ -20,10 +21,11 @@ cores comes from worker processes (:func:`cmcd_theory.sweeps.sweep.run_sweep` wi
 from __future__ import annotations
 
 import os
-import pathlib
 import sys
 
-CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+from cmcd_theory.learn.compile_cache import CACHE_ENV as CACHE_ENV
+from cmcd_theory.learn.compile_cache import cache_env, enable_compile_cache
+
 #: XLA_FLAGS option of the LLVM optimisation level, and the level used on CPU-only installs
 LEVEL_FLAG = "--xla_backend_optimization_level"
 CPU_OPT_LEVEL = 1
@@ -48,42 +50,22 @@ def xla_flags() -> str:
     return f"{flags} {LEVEL_FLAG}={CPU_OPT_LEVEL}".strip()
 
 
-def default_cache_dir() -> str:
-    """``.jax_cache`` in the repository of a source checkout, else ``~/.cache/cmcd_theory/jax``."""
-    root = pathlib.Path(__file__).resolve().parent.parent
-    if (root / "setup.cfg").exists():
-        return str(root / ".jax_cache")
-    return str(pathlib.Path.home() / ".cache" / "cmcd_theory" / "jax")
-
-
 def jax_env(cache_dir: str | None = None) -> dict:
-    """The environment variables of :func:`setup_jax` (for processes a sweep starts).
+    """The environment variables of :func:`setup_jax` (for processes a sweep starts): those
+    of the persistent cache (:func:`cmcd_theory.learn.compile_cache.cache_env`) and
+    ``XLA_FLAGS`` (:func:`xla_flags`).
 
     Args:
-      cache_dir: the cache folder; ``None`` keeps ``$JAX_COMPILATION_CACHE_DIR`` if set, else
-        :func:`default_cache_dir`. An empty ``$JAX_COMPILATION_CACHE_DIR`` turns the cache off.
+      cache_dir: as in :func:`~cmcd_theory.learn.compile_cache.cache_env`.
     """
-    if cache_dir is None:
-        cache_dir = os.environ.get(CACHE_ENV, default_cache_dir())
-    # a sweep's many programs each compile quickly: cache them all (minimum compile time and
-    # entry size 0), not only those over JAX's default threshold of 1 s
-    return {
-        CACHE_ENV: cache_dir,
-        "XLA_FLAGS": xla_flags(),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": os.environ.get(
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"
-        ),
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": os.environ.get(
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0"
-        ),
-    }
+    return {**cache_env(cache_dir), "XLA_FLAGS": xla_flags()}
 
 
 def setup_jax(cache_dir: str | None = None) -> str:
-    """Turn on JAX's persistent compilation cache (every program, however fast to compile)
-    and the CPU compile level of :func:`xla_flags`, in this process and the processes it
-    starts; call it before any JAX computation (XLA reads its flags when its first backend
-    starts).
+    """Turn on JAX's persistent compilation cache (every program, however fast to compile:
+    :func:`~cmcd_theory.learn.compile_cache.enable_compile_cache`) and the CPU compile level
+    of :func:`xla_flags`, in this process and the processes it starts; call it before any JAX
+    computation (XLA reads its flags when its first backend starts).
 
     Args:
       cache_dir: as in :func:`jax_env`.
@@ -91,21 +73,8 @@ def setup_jax(cache_dir: str | None = None) -> str:
     Returns:
       the cache folder in use ('' when off).
     """
-    env = jax_env(cache_dir)
-    os.environ.update(env)
-    if "jax" in sys.modules:  # JAX read the environment when imported: tell it directly
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", env[CACHE_ENV] or None)
-        jax.config.update(
-            "jax_persistent_cache_min_compile_time_secs",
-            float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
-        )
-        jax.config.update(
-            "jax_persistent_cache_min_entry_size_bytes",
-            int(env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
-        )
-    return env[CACHE_ENV]
+    os.environ["XLA_FLAGS"] = xla_flags()
+    return enable_compile_cache(cache_dir)
 
 
 def shares_cache_with_workers() -> bool:
