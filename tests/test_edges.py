@@ -585,3 +585,47 @@ def test_signal_ends_the_work_with_one_line_and_128_plus_the_signal(sig, status)
     _, err = proc.communicate(timeout=10)
     assert time.time() - t0 < 1.0
     assert proc.returncode == status and err == "prog: interrupted: 3 rows kept in out.csv\n"
+
+
+# ---- the compile cache of cmcd-certify, the probe certificate's thread -------------------------
+
+
+def test_certify_reads_its_probe_fits_back_from_the_compile_cache(tmp_path):
+    """A second cmcd-certify call on data of the same shape compiles nothing new (every
+    program it runs is read back from $JAX_COMPILATION_CACHE_DIR), and the table is the same
+    as with the cache off."""
+    z, y = _unit_features(300, d=8, seed=5)
+    np.savez(tmp_path / "run.npz", train_features=z, train_labels=y)
+    cache = tmp_path / "cache"
+
+    def run(out, cache_dir):
+        cmd = [sys.executable, "-m", "cmcd_theory.certify", str(tmp_path / "run.npz")]
+        cmd += ["--out", str(tmp_path / out), "--weight-samples", "5", "--no-progress"]
+        env = {**ENV, "JAX_COMPILATION_CACHE_DIR": cache_dir}
+        subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+        return (tmp_path / out).read_bytes()
+
+    def entries():
+        return sorted(p.name for p in cache.iterdir() if p.name.endswith("-cache"))
+
+    first = run("a.csv", str(cache))
+    compiled = entries()
+    assert any(name.startswith("jit__fit_probe") for name in compiled)
+    second = run("b.csv", str(cache))
+    assert entries() == compiled  # nothing compiled the second time
+    off = run("c.csv", "")  # cache off
+    assert first == second == off
+
+
+def test_an_error_of_the_probe_certificate_thread_reaches_the_caller(monkeypatch):
+    """The probe certificate's rows are computed on a thread (beside B3's draws); what it
+    raises is raised by certify_features."""
+    from cmcd_theory.certify import features
+
+    def broken(*args, **kwargs):
+        raise ValueError("probe certificate: broken on purpose")
+
+    monkeypatch.setattr(features, "probe_certificate_rows", broken)
+    z, y = _unit_features(200)
+    with pytest.raises(ValueError, match="broken on purpose"):
+        certify_features(z, y, n_weight_samples=5)
