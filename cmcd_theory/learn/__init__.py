@@ -7,4 +7,5 @@
 * ``divergences``  estimated distances: Monte Carlo TV, classifier TV lower bounds, feature TV
 * ``discomkd``     the DisCoM-KD comparator
 * ``pipeline``     one CMCD run (and its baselines) from a world, sizes and a key
+* ``compile_cache`` JAX's persistent compilation cache, as every entry point turns it on
 """
