@@ -14,10 +14,11 @@ both ways, in ``--rounds`` interleaved pairs: with an empty cache (``cold``: a f
 fits compile) and with the cache that run wrote (``warm``: a later call on data of the same
 shape). Writes ``results/certify_scale.json`` (``--quick``: 25,000 rows, ``results/quick/``):
 sizes, the median wall and CPU seconds cold and warm, the fastest run, the peak resident
-memory, every run with the load average at its start (the host's speed drifts: compare runs
-of one call), the machine's cores, and the B3, B3p and probe values. ``--reference CSV``
-compares the table with one written by another version of the command on the same npz (the
-largest difference of any numeric column).
+memory, every run with the load average at its start and the host's speed just before it
+(``benchmarks.whole_process.host_speed``: the host drifts; compare runs of one call), the
+machine's cores, and the B3, B3p and probe values. ``--reference CSV`` compares the table
+with one written by another version of the command on the same npz (the largest difference
+of any numeric column).
 
     python -m benchmarks.certify_scale [--quick] [--reference report.csv]
 """
@@ -54,15 +55,16 @@ def build_npz(path: str, n: int) -> None:
 
 
 def time_command(npz: str, report: str, cache_dir: str) -> dict:
-    """Wall and CPU seconds (user + system, the command's process and its threads) and peak
-    resident MiB of one ``python -m cmcd_theory.certify`` run with its compile cache in
-    ``cache_dir`` (:func:`benchmarks.whole_process.run_timed`)."""
+    """Wall and CPU seconds (user + system, the command's process and its threads), peak
+    resident MiB and the host's speed before it, of one ``python -m cmcd_theory.certify``
+    run with its compile cache in ``cache_dir`` (:func:`benchmarks.whole_process.run_timed`)."""
     cmd = [sys.executable, "-m", "cmcd_theory.certify", npz, "--out", report, "--no-progress"]
     r = run_timed(cmd, {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache_dir})
     return {
         "wall_s": round(r["wall_s"], 2),
         "cpu_s": round(r["cpu_s"], 2),
         "peak_mib": r["peak_mib"],
+        "host_ns_per_normal": r["host_ns_per_normal"],
     }
 
 
