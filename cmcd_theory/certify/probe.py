@@ -64,34 +64,18 @@ def b3_forms(
     calls: list[tuple[Callable, dict]] = [
         (
             bounds.pac_bayes_kl_bound,
-            dict(
-                features=z,
-                labels=y,
-                weights=W,
-                bias=b,
-                seed=seed,
-                delta=delta / 2,
-                n_weight_samples=n_weight_samples,
-            ),
+            {**_draws(z, y, W, b, seed, n_weight_samples), "delta": delta / 2},
         )
     ]
     if prior is not None:
-        h = int(prior["n_prior"])
         calls.append(
             (
                 bounds.pac_bayes_split_prior_bound,
-                dict(
-                    features=z[h:],
-                    labels=y[h:],
-                    weights=W,
-                    bias=b,
-                    prior_weights=prior["W"],
-                    prior_bias=None if b is None else prior["b"],
-                    n_prior=h,
-                    seed=[seed, 3],
-                    delta=delta / 2,
-                    n_weight_samples=n_weight_samples,
-                ),
+                {
+                    **_draws(z, y, W, b, seed, n_weight_samples, prior),
+                    "n_prior": int(prior["n_prior"]),
+                    "delta": delta / 2,
+                },
             )
         )
     # computed together (their kl inversions at once): the numbers of one call each
@@ -106,6 +90,28 @@ def b3_forms(
     return out
 
 
+def _draws(z, y, W, b, seed, n_weight_samples, prior: Mapping | None = None) -> dict:
+    """The arguments that fix the Monte Carlo of B3 (``prior`` None: all n samples, the
+    stream of ``seed``) or of B3p (the samples after ``prior["n_prior"]``, the prior mean, the
+    stream of ``[seed, 3]``), for :func:`b3_forms` and :func:`start_monte_carlo` alike, so
+    that the draws started early are the ones the bounds look up."""
+    if prior is None:
+        return dict(
+            features=z, labels=y, weights=W, bias=b, seed=seed, n_weight_samples=n_weight_samples
+        )
+    h = int(prior["n_prior"])
+    return dict(
+        features=z[h:],
+        labels=y[h:],
+        weights=W,
+        bias=b,
+        prior_weights=prior["W"],
+        prior_bias=None if b is None else prior["b"],
+        seed=[seed, 3],
+        n_weight_samples=n_weight_samples,
+    )
+
+
 def start_monte_carlo(
     z, y, W, b, *, seed: int, n_weight_samples: int, prior: Mapping | None = None
 ) -> threading.Thread:
@@ -117,22 +123,7 @@ def start_monte_carlo(
 
     def run():
         try:
-            if prior is None:
-                bounds.prefetch_monte_carlo(
-                    z, y, W, b, seed=seed, n_weight_samples=n_weight_samples
-                )
-            else:
-                h = int(prior["n_prior"])
-                bounds.prefetch_monte_carlo(
-                    z[h:],
-                    y[h:],
-                    W,
-                    b,
-                    prior_weights=prior["W"],
-                    prior_bias=None if b is None else prior["b"],
-                    seed=[seed, 3],
-                    n_weight_samples=n_weight_samples,
-                )
+            bounds.prefetch_monte_carlo(**_draws(z, y, W, b, seed, n_weight_samples, prior))
         except Exception:  # noqa: BLE001, S110 - b3_forms computes it again and raises
             pass
 
