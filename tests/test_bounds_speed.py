@@ -152,8 +152,11 @@ def test_prefetched_monte_carlo_is_the_bounds(monkeypatch):
     the prefetched one."""
     z, y, w = _data(300, 4, 3, seed=5, scale=2.0)
     w0 = 0.9 * w + 0.1
-    B.prefetch_monte_carlo(z, y, w, seed=3, n_weight_samples=20)
-    B.prefetch_monte_carlo(z, y, w, seed=[3, 3], n_weight_samples=20, prior_weights=w0)
+    kw = dict(features=z, labels=y, weights=w, n_weight_samples=20)
+    B.prefetch_monte_carlo(B.pac_bayes_kl_bound, dict(kw, seed=3))
+    B.prefetch_monte_carlo(
+        B.pac_bayes_split_prior_bound, dict(kw, seed=[3, 3], prior_weights=w0, n_prior=5)
+    )
 
     def no_draws(*a, **k):
         raise AssertionError("drew again")
@@ -170,7 +173,7 @@ def test_prefetched_monte_carlo_is_the_bounds(monkeypatch):
         z, y, w, prior_weights=w0, n_prior=5, seed=[3, 3], n_weight_samples=20
     )
     with pytest.raises(ValueError, match="n_weight_samples"):
-        B.prefetch_monte_carlo(z, y, w, seed=3, n_weight_samples=0)
+        B.prefetch_monte_carlo(B.pac_bayes_kl_bound, dict(kw, seed=3, n_weight_samples=0))
 
 
 def test_gaussian_kl_checks_its_inputs_and_the_grid_uses_the_same_formula():

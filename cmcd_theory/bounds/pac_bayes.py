@@ -451,34 +451,16 @@ def stochastic_error_rate(
     return float(errors[0])
 
 
-def prefetch_monte_carlo(
-    features,
-    labels,
-    weights,
-    bias=None,
-    *,
-    seed,
-    n_weight_samples: int = 1000,
-    prior_weights=None,
-    prior_bias=None,
-) -> None:
-    """Draw and count now the Monte Carlo errors that :func:`pac_bayes_kl_bound` (or, given the
-    prior mean ``prior_weights``, ``prior_bias``, :func:`pac_bayes_split_prior_bound`) will use
-    on the same arguments at the default grids and any delta, without the bound's kl steps:
-    for a plain seed they are memoised (:func:`_stochastic_errors`), so the bound finds them
-    (certify computes them in a background thread while it does other work). Inputs are
-    checked as by the bounds."""
-    z, y, w, has_bias = _augment(features, labels, weights, bias)
-    n_w = _check_int("n_weight_samples", n_weight_samples, 1)
-    chunk = _chunk_size(None, z.shape[0], w.shape[0])
-    if prior_weights is None:  # B3: posterior N(W_hat, sigma_q^2 I) on the relative grid
-        sigmas = _sigma_q_grid(None, float(np.linalg.norm(w)), w.size)
-    else:  # B3p: posterior N(c W_hat, sigma^2 I) on the kappa grid
-        w0 = _prior_mean(features, labels, prior_weights, prior_bias, has_bias, w.shape)
-        kappas = _check_grid("kappa_grid", SIGMA_Q_RELATIVE_GRID)
-        _, _, c, sigmas = _split_prior_posterior(w, w0, kappas, w.size)
-        w = c * w
-    _stochastic_errors(z, y, w, sigmas, seed, n_w, chunk)
+def prefetch_monte_carlo(bound: Callable, kwargs: dict) -> None:
+    """Draw and count now the Monte Carlo errors that ``bound(**kwargs)`` will use
+    (``bound``: :func:`pac_bayes_kl_bound` or :func:`pac_bayes_split_prior_bound`), without
+    its kl steps: the bound's own checks and Monte Carlo run, and it stops before its first
+    kl inversion. For a plain seed the errors are memoised (:func:`_stochastic_errors`,
+    whatever ``delta``), so the bound finds them (certify counts them in a background thread
+    while it does other work)."""
+    steps = _bound_steps(bound, kwargs)
+    next(steps)  # the checks and the Monte Carlo; then the first kl inversion would follow
+    steps.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -629,17 +611,20 @@ def pac_bayes_bounds(*calls: tuple) -> list:
       >>> b3 == pac_bayes_kl_bound(**kw), b3p.scale
       (True, 0.9)
     """
-    steps = []
-    for bound, kwargs in calls:
-        if bound not in _STEPS:
-            raise ValueError(
-                "calls: each bound must be pac_bayes_kl_bound or pac_bayes_split_prior_bound, "
-                f"got {bound!r}"
-            )
-        args = inspect.signature(bound).bind(**kwargs)
-        args.apply_defaults()
-        steps.append(_STEPS[bound](**args.arguments))
-    return _kl_steps(*steps)
+    return _kl_steps(*(_bound_steps(bound, kwargs) for bound, kwargs in calls))
+
+
+def _bound_steps(bound: Callable, kwargs: dict) -> Generator:
+    """The generator of ``bound(**kwargs)``'s kl inversions (:data:`_STEPS`), its defaults
+    filled in; ValueError for a bound that is not B3 or B3p."""
+    if bound not in _STEPS:
+        raise ValueError(
+            "calls: each bound must be pac_bayes_kl_bound or pac_bayes_split_prior_bound, "
+            f"got {bound!r}"
+        )
+    args = inspect.signature(bound).bind(**kwargs)
+    args.apply_defaults()
+    return _STEPS[bound](**args.arguments)
 
 
 def _split_prior_posterior(

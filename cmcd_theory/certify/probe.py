@@ -61,23 +61,9 @@ def b3_forms(
     probability >= 1 - delta (union bound), so their minimum does too."""
     if reason:
         return {"B3": (None, reason), "B3p": (None, reason)}
-    calls: list[tuple[Callable, dict]] = [
-        (
-            bounds.pac_bayes_kl_bound,
-            {**_draws(z, y, W, b, seed, n_weight_samples), "delta": delta / 2},
-        )
-    ]
+    calls = [_b3_call(z, y, W, b, seed, n_weight_samples, delta=delta / 2)]
     if prior is not None:
-        calls.append(
-            (
-                bounds.pac_bayes_split_prior_bound,
-                {
-                    **_draws(z, y, W, b, seed, n_weight_samples, prior),
-                    "n_prior": int(prior["n_prior"]),
-                    "delta": delta / 2,
-                },
-            )
-        )
+        calls.append(_b3_call(z, y, W, b, seed, n_weight_samples, prior, delta=delta / 2))
     # computed together (their kl inversions at once): the numbers of one call each
     done = bounds.pac_bayes_bounds(*calls)
     out: dict[str, tuple[bounds.PacBayesBound | bounds.SplitPriorPacBayesBound | None, str]] = {
@@ -90,25 +76,25 @@ def b3_forms(
     return out
 
 
-def _draws(z, y, W, b, seed, n_weight_samples, prior: Mapping | None = None) -> dict:
-    """The arguments that fix the Monte Carlo of B3 (``prior`` None: all n samples, the
-    stream of ``seed``) or of B3p (the samples after ``prior["n_prior"]``, the prior mean, the
-    stream of ``[seed, 3]``), for :func:`b3_forms` and :func:`start_monte_carlo` alike, so
-    that the draws started early are the ones the bounds look up."""
+def _b3_call(
+    z, y, W, b, seed, n_weight_samples, prior: Mapping | None = None, delta: float = 0.05
+) -> tuple[Callable, dict]:
+    """``(bound, kwargs)`` of B3 (``prior`` None: all n samples, the stream of ``seed``) or of
+    B3p (the samples after ``prior["n_prior"]``, the prior mean, the stream of
+    ``[seed, 3]``), for :func:`b3_forms` and :func:`start_monte_carlo` alike, so that the
+    draws started early are the ones the bounds look up (they do not depend on delta)."""
+    kwargs = dict(weights=W, bias=b, n_weight_samples=n_weight_samples, delta=delta)
     if prior is None:
-        return dict(
-            features=z, labels=y, weights=W, bias=b, seed=seed, n_weight_samples=n_weight_samples
-        )
+        return bounds.pac_bayes_kl_bound, dict(kwargs, features=z, labels=y, seed=seed)
     h = int(prior["n_prior"])
-    return dict(
+    return bounds.pac_bayes_split_prior_bound, dict(
+        kwargs,
         features=z[h:],
         labels=y[h:],
-        weights=W,
-        bias=b,
         prior_weights=prior["W"],
         prior_bias=None if b is None else prior["b"],
+        n_prior=h,
         seed=[seed, 3],
-        n_weight_samples=n_weight_samples,
     )
 
 
@@ -123,7 +109,7 @@ def start_monte_carlo(
 
     def run():
         try:
-            bounds.prefetch_monte_carlo(**_draws(z, y, W, b, seed, n_weight_samples, prior))
+            bounds.prefetch_monte_carlo(*_b3_call(z, y, W, b, seed, n_weight_samples, prior))
         except Exception:  # noqa: BLE001, S110 - b3_forms computes it again and raises
             pass
 
