@@ -479,7 +479,7 @@ def _stochastic_errors(z, y, w, sigma_q, seed, n_draws, chunk, memo: bool = True
     draws_key = _stream_key(seed, n_draws, chunk)  # the stream of draws
     if draws_key is None or not memo:
         return _mc_errors(z, y, w, sigma_q, seed, n_draws, chunk, draws_key)
-    key = (_digest(z, y, w, sigma_q), *draws_key)
+    key = _memo_key(z, y, w, sigma_q, seed, n_draws, chunk)
     while True:
         with _MC_LOCK:
             if key in _MC_MEMO:
