@@ -501,6 +501,29 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
+def in_thread(fn: Callable[..., Any], *args, name: str, **kwargs) -> Callable[[], Any]:
+    """Start ``fn(*args, **kwargs)`` on a daemon thread called ``name``; return a function
+    that waits for it and returns what it returned (or raises what it raised)."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - raised by the caller of the result
+            out["error"] = e
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+
+    def result():
+        thread.join()
+        if "error" in out:
+            raise out["error"]
+        return out["value"]
+
+    return result
+
+
 def interruptible(
     work: Callable[[], Any],
     prog: str,

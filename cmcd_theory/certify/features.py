@@ -61,7 +61,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import threading
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -511,8 +510,15 @@ def _family_rows(
     }
     # the probe certificate's own B2 forms are computed while B3's draws are counted, not
     # after them (its B3 share then waits for the same draws as probe_rows)
-    certificate = _in_thread(
-        probe_certificate_rows, z, y, W, b, reason=na.get("probe", not_label_free), **probe_kw
+    certificate = V.in_thread(
+        probe_certificate_rows,
+        z,
+        y,
+        W,
+        b,
+        name="cmcd-certify-probe-certificate",
+        reason=na.get("probe", not_label_free),
+        **probe_kw,
     )
     for part in (
         probe_rows(
@@ -549,29 +555,6 @@ def _family_rows(
     wide["bounds_hold"] = all(checked)
     wide = {k: wide.get(k, NAN) for k in WIDE_KEYS}
     return rows, wide
-
-
-def _in_thread(fn, *args, **kwargs):
-    """Start ``fn(*args, **kwargs)`` on a daemon thread; return a function that waits for it
-    and returns its result (or raises its error)."""
-    out: dict = {}
-
-    def run():
-        try:
-            out["value"] = fn(*args, **kwargs)
-        except BaseException as e:  # noqa: BLE001 - raised by the caller
-            out["error"] = e
-
-    t = threading.Thread(target=run, name=f"cmcd-certify-{fn.__name__}", daemon=True)
-    t.start()
-
-    def result():
-        t.join()
-        if "error" in out:
-            raise out["error"]
-        return out["value"]
-
-    return result
 
 
 def _start_b3(z, y, W, b, K, opt: _Options) -> tuple:

@@ -110,22 +110,12 @@ def _low_priority(fn, *args):
     only; where the system allows it): it takes only the CPU time nothing else wants."""
     import threading
 
-    out: dict = {}
-
-    def run():
+    def niced():
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        try:
-            out["result"] = fn(*args)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
-            out["error"] = e
+        return fn(*args)
 
-    thread = threading.Thread(target=run, name="cmcd-prepare", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["result"]
+    return V.in_thread(niced, name="cmcd-prepare")()
 
 
 class InProcess:
