@@ -10,13 +10,15 @@ import time
 
 import numpy as np
 
+from cmcd_theory.validation import n_cores
+
 
 def host_speed(n: int = 1 << 22, repeats: int = 3) -> float:
     """Nanoseconds per float64 standard normal with every core busy: one thread per core fills
     ``n`` normals (NumPy, SFC64; NumPy releases the GIL), the fastest of ``repeats`` rounds, wall
     time per normal of one thread. The host's speed at this moment: it drifts by tens of
     percent over minutes, and a run recorded with it can be told from a slower phase."""
-    cores = os.cpu_count() or 1
+    cores = n_cores()
     outs = [np.empty(n) for _ in range(cores)]
     rngs = [np.random.Generator(np.random.SFC64(i)) for i in range(cores)]
     best = float("inf")
